@@ -1,0 +1,173 @@
+//! The process-wide wasmtime engine: compilation settings, the pooling allocator, the linker with
+//! the host's imports, and the epoch ticker that enforces decision deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{Policy, PolicyPre};
+use crate::error::LoadError;
+use crate::policy::{CompiledPolicy, PolicyHash};
+use crate::state::PolicyState;
+
+/// How the engine is built. One set per process.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Epoch tick: the granularity of decision deadlines.
+    pub epoch_tick: Duration,
+    /// Largest linear memory any policy may have, in bytes: the pooling allocator's slot size.
+    /// Per-tenant caps ([`crate::SandboxLimits::memory_bytes`]) apply below it.
+    pub max_memory_bytes: usize,
+    /// Decisions that can run at the same time (pool slots for component instances).
+    pub concurrent_instances: u32,
+    /// Use the pooling allocator (faster instantiation; reserves virtual address space up front).
+    pub pooling: bool,
+    /// Wasm stack a decision may use, in bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            epoch_tick: Duration::from_millis(1),
+            max_memory_bytes: 64 << 20,
+            concurrent_instances: 256,
+            pooling: true,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// Increments the engine's epoch on a dedicated thread until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Compiles and links policy components. Cheap to clone.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<PolicyState>,
+    settings: EngineSettings,
+    _ticker: EpochTicker,
+}
+
+impl PolicyEngine {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new(settings: EngineSettings) -> Result<Self, LoadError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(settings.max_wasm_stack);
+        if settings.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(settings.concurrent_instances);
+            pool.total_core_instances(settings.concurrent_instances * 4);
+            pool.total_memories(settings.concurrent_instances * 2);
+            pool.total_tables(settings.concurrent_instances * 4);
+            pool.max_memory_size(settings.max_memory_bytes);
+            pool.max_memories_per_component(4);
+            pool.max_tables_per_component(8);
+            pool.max_core_instances_per_component(16);
+            pool.table_elements(100_000);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        Policy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick)
+            .map_err(|e| LoadError::Engine(format!("starting the epoch thread: {e}")))?;
+        Ok(PolicyEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                settings,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The settings the engine was built with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
+    }
+
+    /// Compiles `bytes` and checks them against the contract. CPU-heavy (milliseconds to seconds):
+    /// call it off the request path.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+        check_header(bytes)?;
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        self.link(name, PolicyHash::of(bytes), bytes.len(), component)
+    }
+
+    fn link(
+        &self,
+        name: &str,
+        hash: PolicyHash,
+        size: usize,
+        component: Component,
+    ) -> Result<CompiledPolicy, LoadError> {
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = PolicyPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(CompiledPolicy::new(
+            name,
+            hash,
+            size,
+            self.inner.engine.clone(),
+            pre,
+            self.inner.settings.epoch_tick,
+        ))
+    }
+}
+
+/// Gives a precise reason for the commonest wrong files before handing them to the compiler.
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(LoadError::NotAComponent(format!(
+            "not a WebAssembly file ({} bytes, no `\\0asm` header)",
+            bytes.len()
+        )));
+    }
+    // Core modules carry version 1 and layer 0; components carry layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::NotAComponent(
+            "this is a core WebAssembly module, not a component (wrap it with `wasm-tools component new`)".into(),
+        ));
+    }
+    Ok(())
+}

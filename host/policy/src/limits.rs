@@ -1,0 +1,43 @@
+//! What one decision may consume.
+
+use std::time::Duration;
+
+/// Per-tenant sandbox limits for one policy call.
+///
+/// The defaults suit compiled policies (Rust, C, Zig); interpreted ones (Python, JavaScript) start
+/// with 9-13 MiB of linear memory and need a larger `memory_bytes` and a longer `deadline`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Linear memory the instance may grow to, in bytes, summed over its memories.
+    pub memory_bytes: usize,
+    /// Wall-clock budget for one call (instantiation plus the export), enforced by epoch
+    /// interruption with the engine's tick granularity.
+    pub deadline: Duration,
+    /// Calls to the `log` import per decision before the call traps.
+    pub max_log_calls: u32,
+    /// Bytes of one log line kept; longer lines are cut.
+    pub max_log_line_bytes: usize,
+    /// Size of a returned decision (all its strings) before it is refused as oversized.
+    pub max_decision_bytes: usize,
+    /// Core instances, tables and memories one component may create.
+    pub max_instances: usize,
+    /// Tables one instance may create.
+    pub max_tables: usize,
+    /// Elements one table may grow to.
+    pub max_table_elements: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: 16 << 20,
+            deadline: Duration::from_millis(5),
+            max_log_calls: 32,
+            max_log_line_bytes: 1024,
+            max_decision_bytes: 64 << 10,
+            max_instances: 16,
+            max_tables: 16,
+            max_table_elements: 100_000,
+        }
+    }
+}

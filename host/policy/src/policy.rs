@@ -1,0 +1,266 @@
+//! A compiled policy and the per-decision call path.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::PolicyPre;
+use crate::bindings::types::{Decision, RequestSummary};
+use crate::error::{FailureKind, PolicyFailure};
+use crate::limits::SandboxLimits;
+use crate::state::{PolicyLogLine, PolicyState};
+
+/// The SHA-256 of a policy file: the identity of a policy version.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PolicyHash([u8; 32]);
+
+impl PolicyHash {
+    /// Hashes a policy file's bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        PolicyHash(Sha256::digest(bytes).into())
+    }
+
+    /// The first 12 hex digits, enough to tell versions apart in headers and logs.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
+
+    /// The raw digest.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for PolicyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PolicyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PolicyHash({})", self.short())
+    }
+}
+
+/// Who a call is for: tags the policy's log lines and sets its limits.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The tenant the decision is for.
+    pub tenant: Arc<str>,
+    /// The request (or load-time check) the call belongs to.
+    pub request_id: Arc<str>,
+    /// The limits this call runs under.
+    pub limits: SandboxLimits,
+    /// Keep the policy's log lines and return them (for `policy check`); they always go to tracing.
+    pub capture_logs: bool,
+}
+
+/// What a successful call returned, with the lines the policy logged if they were captured.
+#[derive(Debug, Clone)]
+pub struct Outcome<T> {
+    /// The export's return value.
+    pub value: T,
+    /// Captured log lines (empty unless [`CallContext::capture_logs`]).
+    pub logs: Vec<PolicyLogLine>,
+}
+
+/// A policy component, compiled and type-checked against the contract, ready to instantiate.
+pub struct CompiledPolicy {
+    name: Arc<str>,
+    hash: PolicyHash,
+    size: usize,
+    engine: Engine,
+    pre: PolicyPre<PolicyState>,
+    epoch_tick: Duration,
+    imports: Vec<String>,
+}
+
+impl fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledPolicy")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+impl CompiledPolicy {
+    pub(crate) fn new(
+        name: &str,
+        hash: PolicyHash,
+        size: usize,
+        engine: Engine,
+        pre: PolicyPre<PolicyState>,
+        epoch_tick: Duration,
+    ) -> Self {
+        let component_type = pre.instance_pre().component().component_type();
+        let imports = component_type
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        CompiledPolicy {
+            name: name.into(),
+            hash,
+            size,
+            engine,
+            pre,
+            epoch_tick,
+            imports,
+        }
+    }
+
+    /// The policy's name (from config, or its file name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The content hash of the component file.
+    pub fn hash(&self) -> PolicyHash {
+        self.hash
+    }
+
+    /// Size of the component file in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// What the component imports (it can import nothing the host does not provide).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    fn store(&self, ctx: &CallContext) -> Store<PolicyState> {
+        let state = PolicyState::new(
+            ctx.tenant.clone(),
+            ctx.request_id.clone(),
+            self.name.clone(),
+            ctx.limits.clone(),
+            ctx.capture_logs,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        // The current tick may be nearly over: one extra tick keeps the deadline a lower bound.
+        let tick = self.epoch_tick.as_nanos().max(1);
+        let ticks = ctx.limits.deadline.as_nanos().div_ceil(tick) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Runs `decide` in a fresh instance under `ctx.limits`. The decision is size-checked here;
+    /// whether its models are allowed is for the caller, who knows the tenant.
+    pub fn decide(
+        &self,
+        ctx: &CallContext,
+        summary: &RequestSummary,
+    ) -> Result<Outcome<Decision>, PolicyFailure> {
+        let mut store = self.store(ctx);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| instantiation_failure(e, store.data()))
+            .and_then(|policy| {
+                policy
+                    .call_decide(&mut store, summary)
+                    .map_err(|e| classify(e, store.data()))
+            });
+        let decision = result?;
+        let size = decision_size(&decision);
+        if size > ctx.limits.max_decision_bytes {
+            return Err(PolicyFailure::new(
+                FailureKind::OversizedDecision,
+                format!(
+                    "decision is {size} bytes, over the {}-byte limit",
+                    ctx.limits.max_decision_bytes
+                ),
+            ));
+        }
+        Ok(Outcome {
+            value: decision,
+            logs: store.into_data().captured.unwrap_or_default(),
+        })
+    }
+
+    /// Runs `validate-config` in a fresh instance: `Ok(Err(reason))` is the policy refusing the
+    /// config, `Err` is the policy failing to answer.
+    pub fn validate_config(
+        &self,
+        ctx: &CallContext,
+        config: &str,
+    ) -> Result<Outcome<Result<(), String>>, PolicyFailure> {
+        let mut store = self.store(ctx);
+        let verdict = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| instantiation_failure(e, store.data()))
+            .and_then(|policy| {
+                policy
+                    .call_validate_config(&mut store, config)
+                    .map_err(|e| classify(e, store.data()))
+            })?;
+        Ok(Outcome {
+            value: verdict,
+            logs: store.into_data().captured.unwrap_or_default(),
+        })
+    }
+}
+
+/// Bytes of strings in a decision plus a fixed cost per list entry: what it costs the host to hold.
+fn decision_size(decision: &Decision) -> usize {
+    const ENTRY: usize = 16;
+    match decision {
+        Decision::Route(route) => {
+            let target = |t: &crate::bindings::types::Target| {
+                ENTRY + t.model.len() + t.upstream.as_ref().map_or(0, String::len)
+            };
+            target(&route.primary)
+                + route.fallbacks.iter().map(target).sum::<usize>()
+                + route.reasoning_effort.as_ref().map_or(0, String::len)
+                + route
+                    .tags
+                    .iter()
+                    .map(|p| ENTRY + p.key.len() + p.value.len())
+                    .sum::<usize>()
+        }
+        Decision::Reject(r) => r.code.len() + r.message.len(),
+    }
+}
+
+fn instantiation_failure(err: wasmtime::Error, state: &PolicyState) -> PolicyFailure {
+    let failure = classify(err, state);
+    if failure.kind == FailureKind::Trap {
+        // Not a trap in guest code: the instance could not be created (limits, pool).
+        return PolicyFailure::new(FailureKind::Instantiation, failure.detail);
+    }
+    failure
+}
+
+/// Turns a wasmtime error into a failure kind, using what the store saw to tell an allocation
+/// failure or a log flood apart from an ordinary trap.
+fn classify(err: wasmtime::Error, state: &PolicyState) -> PolicyFailure {
+    let trap = err.downcast_ref::<Trap>().copied();
+    let kind = if state.log_limit_hit {
+        FailureKind::HostCallLimit
+    } else {
+        match trap {
+            Some(Trap::Interrupt) => FailureKind::Deadline,
+            Some(Trap::StackOverflow) => FailureKind::StackOverflow,
+            _ if state.memory_refused => FailureKind::OutOfMemory,
+            _ => FailureKind::Trap,
+        }
+    };
+    let detail = match trap {
+        Some(trap) => trap.to_string(),
+        None => first_line(&format!("{err:#}")),
+    };
+    PolicyFailure::new(kind, detail)
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    line.chars().take(300).collect()
+}

@@ -1,0 +1,263 @@
+//! The sandbox against real components built from source by `scripts/build-policies.sh`:
+//! contract checks at load time, every failure kind, and isolation between decisions.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_policy::types::{Budget, Candidate, Decision, Endpoint, Health, RequestSummary};
+use switchyard_policy::{
+    CallContext, CompiledPolicy, EngineSettings, FailureKind, LoadError, PolicyEngine,
+    SandboxLimits,
+};
+
+fn component(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/policies")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the test components first with scripts/build-policies.sh",
+            path.display()
+        )
+    })
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::new(EngineSettings {
+        concurrent_instances: 16,
+        ..EngineSettings::default()
+    })
+    .expect("engine")
+}
+
+fn ctx(tenant: &str) -> CallContext {
+    CallContext {
+        tenant: tenant.into(),
+        request_id: Arc::from("req_1"),
+        limits: SandboxLimits::default(),
+        capture_logs: true,
+    }
+}
+
+fn summary(tenant: &str, config: &str) -> RequestSummary {
+    let candidate = |model: &str| Candidate {
+        model: model.into(),
+        upstream: "sim".into(),
+        input_usd_per_mtok: 0.14,
+        cached_input_usd_per_mtok: 0.0028,
+        output_usd_per_mtok: 0.28,
+        context_window: 1_000_000,
+        max_output_tokens: 384_000,
+        supports_images: false,
+        health: Health::Healthy,
+    };
+    RequestSummary {
+        request_id: "req_1".into(),
+        tenant: tenant.into(),
+        endpoint: Endpoint::ChatCompletions,
+        requested_model: "auto".into(),
+        streaming: false,
+        estimated_input_tokens: 100,
+        max_output_tokens: None,
+        message_count: 1,
+        tools_offered: 0,
+        tool_calls_so_far: 0,
+        reasoning_effort: None,
+        has_images: false,
+        last_user_excerpt: "hello".into(),
+        hints: vec![],
+        candidates: vec![
+            candidate("deepseek-v4-flash"),
+            candidate("deepseek-v4-pro"),
+            candidate("gpt-5.5"),
+        ],
+        config: config.into(),
+        budget: Budget {
+            spent_today_usd: 0.0,
+            daily_limit_usd: None,
+            spent_month_usd: 0.0,
+            monthly_limit_usd: None,
+        },
+        seed: 7,
+    }
+}
+
+fn hostile(engine: &PolicyEngine) -> CompiledPolicy {
+    engine
+        .compile("hostile", &component("hostile"))
+        .expect("hostile compiles")
+}
+
+fn fail_kind(policy: &CompiledPolicy, config: &str) -> FailureKind {
+    let config = if config.starts_with('{') {
+        config.to_owned()
+    } else {
+        format!(r#"{{"mode":"{config}"}}"#)
+    };
+    let mut ctx = ctx("t");
+    ctx.limits.deadline = Duration::from_millis(200);
+    match policy.decide(&ctx, &summary("t", &config)) {
+        Ok(d) => panic!("{config} unexpectedly decided {:?}", d.value),
+        Err(f) => f.kind,
+    }
+}
+
+#[test]
+fn flash_first_routes_and_validates_config() {
+    let engine = engine();
+    let policy = engine
+        .compile("flash-first", &component("flash-first"))
+        .expect("compiles");
+    assert_eq!(
+        policy.imports(),
+        [
+            "switchyard:policy/log@0.1.0",
+            "switchyard:policy/types@0.1.0"
+        ],
+        "imports only the contract"
+    );
+    let d = policy
+        .decide(&ctx("t"), &summary("t", ""))
+        .expect("decides")
+        .value;
+    let Decision::Route(route) = d else {
+        panic!("expected a route")
+    };
+    assert_eq!(route.primary.model, "deepseek-v4-flash");
+    assert_eq!(
+        route
+            .fallbacks
+            .iter()
+            .map(|t| t.model.as_str())
+            .collect::<Vec<_>>(),
+        ["deepseek-v4-pro", "gpt-5.5"]
+    );
+    assert_eq!(
+        policy.validate_config(&ctx("t"), "{}").unwrap().value,
+        Ok(())
+    );
+    let refused = policy
+        .validate_config(&ctx("t"), r#"{"cache":"sometimes"}"#)
+        .unwrap()
+        .value;
+    assert!(refused.unwrap_err().contains("cache"));
+}
+
+#[test]
+fn files_that_are_not_policy_components_are_refused_with_a_reason() {
+    let engine = engine();
+    let good = component("flash-first");
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("text", b"definitely not wasm".to_vec()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("core module", b"\0asm\x01\0\0\0".to_vec()),
+    ];
+    for (what, bytes) in cases {
+        let err = engine.compile("x", &bytes).expect_err(what);
+        assert!(matches!(err, LoadError::NotAComponent(_)), "{what}: {err}");
+    }
+    // A valid component of another world: no `decide` export.
+    let other = wat_component();
+    let err = engine.compile("x", &other).expect_err("wrong world");
+    assert!(matches!(err, LoadError::WrongWorld(_)), "{err}");
+}
+
+/// The smallest valid component: it exports nothing, so it cannot be a policy.
+fn wat_component() -> Vec<u8> {
+    // `(component)` in the binary format: magic, component version 0x0d, layer 1.
+    b"\0asm\x0d\0\x01\0".to_vec()
+}
+
+#[test]
+fn every_failure_kind_is_classified() {
+    let engine = engine();
+    let policy = hostile(&engine);
+    assert_eq!(fail_kind(&policy, "panic"), FailureKind::Trap);
+    assert_eq!(fail_kind(&policy, "loop"), FailureKind::Deadline);
+    assert_eq!(fail_kind(&policy, "memory-bomb"), FailureKind::OutOfMemory);
+    assert_eq!(fail_kind(&policy, "recursion"), FailureKind::StackOverflow);
+    assert_eq!(fail_kind(&policy, "log-spam"), FailureKind::HostCallLimit);
+    // A million fallbacks do not fit in 16 MiB; five thousand do, but exceed the decision size cap.
+    assert_eq!(
+        fail_kind(&policy, "many-fallbacks"),
+        FailureKind::OutOfMemory
+    );
+    assert_eq!(
+        fail_kind(&policy, r#"{"mode":"many-fallbacks","count":5000}"#),
+        FailureKind::OversizedDecision
+    );
+    // A 100 MB string cannot even be built under the 16 MiB memory cap.
+    assert_eq!(fail_kind(&policy, "huge-string"), FailureKind::OutOfMemory);
+}
+
+#[test]
+fn the_deadline_stops_a_loop_within_a_few_ticks() {
+    let engine = engine();
+    let policy = hostile(&engine);
+    let mut ctx = ctx("t");
+    ctx.limits.deadline = Duration::from_millis(20);
+    let started = Instant::now();
+    let err = policy
+        .decide(&ctx, &summary("t", r#"{"mode":"loop"}"#))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind, FailureKind::Deadline);
+    assert!(
+        took >= Duration::from_millis(20),
+        "stopped before its deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "deadline not enforced promptly: {took:?}"
+    );
+}
+
+#[test]
+fn a_slow_policy_within_budget_succeeds() {
+    let engine = engine();
+    let policy = hostile(&engine);
+    let d = policy
+        .decide(&ctx("t"), &summary("t", r#"{"mode":"slow","spin":100000}"#))
+        .expect("within budget");
+    assert!(matches!(d.value, Decision::Route(_)));
+}
+
+#[test]
+fn no_memory_survives_from_one_decision_to_the_next() {
+    let engine = engine();
+    let policy = hostile(&engine);
+    for tenant in ["alice", "bob", "alice", "carol"] {
+        let d = policy
+            .decide(&ctx(tenant), &summary(tenant, r#"{"mode":"snoop"}"#))
+            .expect("decides")
+            .value;
+        let Decision::Route(route) = d else {
+            panic!("expected a route")
+        };
+        let leak = route
+            .tags
+            .iter()
+            .find(|p| p.key == "leak")
+            .map(|p| p.value.as_str());
+        assert_eq!(
+            leak,
+            Some("no"),
+            "{tenant} saw memory written by an earlier decision"
+        );
+    }
+}
+
+#[test]
+fn log_lines_are_captured_and_capped_in_length() {
+    let engine = engine();
+    let policy = engine
+        .compile("flash-first", &component("flash-first"))
+        .unwrap();
+    let mut s = summary("t", "");
+    s.estimated_input_tokens = 5_000_000; // nothing fits: the policy logs a warning and rejects
+    let out = policy.decide(&ctx("t"), &s).unwrap();
+    assert!(matches!(out.value, Decision::Reject(_)));
+    assert_eq!(out.logs.len(), 1);
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds every WebAssembly policy component from source: the example policies in policies/ and the
+# deliberately broken test guests in tests/guests/. Output: target/policies/<name>.wasm.
+#
+#   scripts/build-policies.sh            build all
+#   scripts/build-policies.sh --check    also verify that the reference component embedded in the
+#                                        host (host/gateway/assets/flash-first.wasm) is byte-identical
+#                                        to the one just built from source
+#   scripts/build-policies.sh --update   copy the freshly built reference component into the host
+#
+# Needs the toolchain from scripts/install-toolchain.sh. Builds are reproducible: paths are remapped
+# so the bytes do not depend on where the repository or the cargo home live.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+MODE=${1:-build}
+OUT="$ROOT/target/policies"
+WASM_TARGET_DIR="$ROOT/target/wasm"
+mkdir -p "$OUT"
+log() { echo "[build-policies] $*" >&2; }
+
+# Rust guest crates: name -> crate directory.
+GUESTS=(policies/flash-first)
+for d in tests/guests/*/; do GUESTS+=("${d%/}"); done
+
+CARGO_HOME_DIR=${CARGO_HOME:-$HOME/.cargo}
+REMAP="--remap-path-prefix=$ROOT=/switchyard --remap-path-prefix=$CARGO_HOME_DIR=/cargo"
+packages=()
+for g in "${GUESTS[@]}"; do
+  packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$g/Cargo.toml" | head -1)")
+done
+
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  log "using rustup's wasm32-unknown-unknown target"
+  RUSTFLAGS="$REMAP" cargo build --locked --profile wasm --target wasm32-unknown-unknown \
+    --target-dir "$WASM_TARGET_DIR" "${packages[@]}"
+else
+  [[ -x /usr/bin/cargo && -x /usr/lib/llvm-22/bin/wasm-ld ]] \
+    || { echo "missing the Debian wasm toolchain: run scripts/install-toolchain.sh" >&2; exit 1; }
+  log "using Debian's rustc $(/usr/bin/rustc --version | cut -d' ' -f2) with -Zbuild-std"
+  # rustup's cargo/rustc proxies shadow Debian's on PATH: name Debian's explicitly, or the build
+  # mixes rustc 1.95 with the 1.96 std source and fails.
+  env RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 RUSTFLAGS="$REMAP" \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
+    /usr/bin/cargo build --locked --profile wasm --target wasm32-unknown-unknown \
+    -Zbuild-std=std,panic_abort --target-dir "$WASM_TARGET_DIR" "${packages[@]}"
+fi
+
+cargo build --locked -q -p xtask
+for g in "${GUESTS[@]}"; do
+  crate=$(sed -n 's/^name = "\(.*\)"/\1/p' "$g/Cargo.toml" | head -1)
+  module="$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm/${crate//-/_}.wasm"
+  "$ROOT/target/debug/xtask" componentize "$module" "$OUT/$crate.wasm"
+done
+
+EMBEDDED="$ROOT/host/gateway/assets/flash-first.wasm"
+case "$MODE" in
+  --check)
+    if cmp -s "$OUT/flash-first.wasm" "$EMBEDDED"; then
+      log "embedded flash-first.wasm is byte-identical to the source build ($(sha256sum < "$EMBEDDED" | cut -c1-16))"
+    else
+      echo "host/gateway/assets/flash-first.wasm differs from the component built from policies/flash-first;" >&2
+      echo "run scripts/build-policies.sh --update and commit the result" >&2
+      exit 1
+    fi ;;
+  --update)
+    mkdir -p "$(dirname "$EMBEDDED")"
+    cp "$OUT/flash-first.wasm" "$EMBEDDED"
+    log "updated $EMBEDDED" ;;
+  build) ;;
+  *) echo "unknown option $MODE" >&2; exit 2 ;;
+esac
+log "components in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -1,0 +1,66 @@
+//! A minimal policy for host tests: route to `model` with `fallbacks`, cache as `cache` says,
+//! and tag every decision with `version` so tests can tell which policy version decided.
+
+use serde::Deserialize;
+use switchyard_sdk::prelude::*;
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    model: String,
+    fallbacks: Vec<String>,
+    cache: Option<String>,
+    cache_ttl_seconds: Option<u32>,
+    reasoning_effort: Option<String>,
+    max_output_tokens: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: "deepseek-v4-flash".into(),
+            fallbacks: Vec::new(),
+            cache: None,
+            cache_ttl_seconds: None,
+            reasoning_effort: None,
+            max_output_tokens: None,
+        }
+    }
+}
+
+struct StaticRoute;
+
+impl Policy for StaticRoute {
+    type Config = Config;
+
+    fn validate(config: &Config) -> Result<(), String> {
+        match config.cache.as_deref() {
+            None | Some("off" | "read-only" | "write-only" | "read-write") => Ok(()),
+            Some(other) => Err(format!("unknown cache mode {other}")),
+        }
+    }
+
+    fn decide(config: &Config, _request: &Request) -> Decision {
+        let cache = match config.cache.as_deref() {
+            Some("read-only") => CacheMode::ReadOnly,
+            Some("write-only") => CacheMode::WriteOnly,
+            Some("read-write") => CacheMode::ReadWrite,
+            _ => CacheMode::Off,
+        };
+        let mut d = Decision::route(&config.model)
+            .fallbacks(config.fallbacks.iter().cloned())
+            .cache(cache);
+        if let Some(ttl) = config.cache_ttl_seconds {
+            d = d.cache_ttl(ttl);
+        }
+        if let Some(effort) = &config.reasoning_effort {
+            d = d.reasoning_effort(effort);
+        }
+        if let Some(n) = config.max_output_tokens {
+            d = d.max_output_tokens(n);
+        }
+        d.tag("policy", "static-route")
+    }
+}
+
+switchyard_sdk::export_policy!(StaticRoute);
