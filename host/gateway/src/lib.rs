@@ -1,1 +1,35 @@
+//! Switchyard: an OpenAI-compatible LLM gateway whose routing policies are sandboxed WebAssembly
+//! components.
+//!
+//! Map of the crate, in the order a request meets it:
+//! - [`server`]: accept loop (HTTP/1.1 and HTTP/2), graceful drain;
+//! - [`pipeline`]: the request path, phase by phase (read this first);
+//! - [`auth`]: API keys, stored as SHA-256 digests, compared in constant time;
+//! - [`openai`]: parsing a chat request once, splicing the upstream body, SSE, usage, errors;
+//! - [`routing`]: the policy's request summary, the policy call, and the host's check of its
+//!   decision;
+//! - [`upstream`]: HTTP clients, the fallback loop and its commit point, the stream relay;
+//! - [`accounting`]: cost and the access log;
+//! - [`config`], [`state`], [`app`]: configuration, the swappable snapshot, the running gateway;
+//! - [`simulator`]: the built-in simulated provider used by the offline default.
+//!
+//! The policy sandbox itself lives in the `switchyard-policy` crate.
 
+pub mod accounting;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod openai;
+pub mod pipeline;
+pub mod policies;
+pub mod redact;
+pub mod routing;
+pub mod server;
+pub mod simulator;
+pub mod state;
+pub mod tenant;
+pub mod upstream;
+
+pub use app::Gateway;
+pub use config::Config;

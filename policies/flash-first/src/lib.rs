@@ -38,6 +38,9 @@ pub struct Config {
     pub pro_phrases: Vec<String>,
     /// Once this share of the tightest budget is spent, hard requests stay on Flash.
     pub budget_guard: f64,
+    /// Serve an explicitly requested model (one of the tenant's, not an alias such as `auto`)
+    /// instead of routing, keeping the fallbacks after it.
+    pub honor_requested_model: bool,
     /// Response cache mode: `off`, `read-only`, `write-only` or `read-write`.
     pub cache: String,
     /// Cache TTL in seconds; unset uses the host's default.
@@ -78,6 +81,7 @@ impl Default for Config {
             .map(String::from)
             .to_vec(),
             budget_guard: 0.9,
+            honor_requested_model: true,
             cache: "off".into(),
             cache_ttl_seconds: None,
         }
@@ -111,6 +115,7 @@ enum Reason {
     ProHint,
     HardTask,
     BudgetGuard,
+    Requested,
 }
 
 impl Reason {
@@ -125,6 +130,7 @@ impl Reason {
             Reason::ProHint => "pro-hint",
             Reason::HardTask => "hard-task",
             Reason::BudgetGuard => "budget-guard",
+            Reason::Requested => "requested",
         }
     }
 }
@@ -180,12 +186,12 @@ impl FlashFirst {
     fn usable_chain<'c>(
         config: &'c Config,
         reason: Reason,
-        request: &Request,
+        request: &'c Request,
         needed: u64,
     ) -> Vec<(&'c str, Health)> {
         let candidates = request.candidates();
         let mut chain: Vec<(&str, Health)> = Vec::new();
-        for model in Self::chain(config, reason) {
+        for model in Self::chain(config, reason, request.requested_model()) {
             if chain.iter().any(|(m, _)| *m == model) {
                 continue;
             }
@@ -201,8 +207,20 @@ impl FlashFirst {
     }
 
     /// The ordered chain for a reason, before filtering by what the tenant may use.
-    fn chain<'c>(config: &'c Config, reason: Reason) -> Vec<&'c str> {
+    fn chain<'c>(config: &'c Config, reason: Reason, requested: &'c str) -> Vec<&'c str> {
         match reason {
+            Reason::Requested => {
+                // The requested model, then whatever is stronger on the default chain.
+                let default = [
+                    config.flash_model.as_str(),
+                    &config.pro_model,
+                    &config.frontier_model,
+                ];
+                match default.iter().position(|m| *m == requested) {
+                    Some(i) => default[i..].to_vec(),
+                    None => vec![requested, &config.frontier_model],
+                }
+            }
             Reason::Images => vec![&config.vision_model, &config.frontier_model],
             Reason::AgentDepth
             | Reason::LargeInput
@@ -259,6 +277,10 @@ impl Policy for FlashFirst {
     fn decide(config: &Config, request: &Request) -> Decision {
         let reason = if request.has_images() {
             Reason::Images
+        } else if config.honor_requested_model
+            && request.candidate(request.requested_model()).is_some()
+        {
+            Reason::Requested
         } else if Self::any_hint(&config.flash_hints, request) {
             Reason::FlashHint
         } else {
@@ -334,6 +356,32 @@ mod tests {
         assert_eq!(d.primary(), Some(FLASH));
         assert_eq!(d.fallback_models(), vec![PRO, FRONTIER]);
         assert_eq!(d.tag_value("reason"), Some("default"));
+    }
+
+    #[test]
+    fn an_explicitly_requested_model_is_served_with_stronger_fallbacks() {
+        let d = run(request(PRO).tool_calls(0));
+        assert_eq!(d.primary(), Some(PRO));
+        assert_eq!(d.fallback_models(), vec![FRONTIER]);
+        assert_eq!(d.tag_value("reason"), Some("requested"));
+        let d = run(request(FLASH).tool_calls(50));
+        assert_eq!(
+            d.primary(),
+            Some(FLASH),
+            "an explicit Flash request is not escalated"
+        );
+        assert_eq!(d.fallback_models(), vec![PRO, FRONTIER]);
+        let d = decide::<FlashFirst>(
+            r#"{"honor_requested_model":false}"#,
+            request(FLASH).tool_calls(50),
+        );
+        assert_eq!(d.primary(), Some(PRO), "with pinning off, the rule routes");
+        let d = run(request("gpt-4o"));
+        assert_eq!(
+            d.primary(),
+            Some(FLASH),
+            "a model the tenant cannot use is routed, not pinned"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! | `slow` | burns `spin` iterations of arithmetic, then routes to `model` |
 //! | `snoop` | reports in tag `leak` whether its static buffer held anything, then writes the tenant's name into it |
 //! | `bad-config` | refuses every config at validation |
+//!
+//! During the host's load-time smoke decision (request id `switchyard-smoke`) every mode behaves.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -69,6 +71,11 @@ impl Policy for Hostile {
     }
 
     fn decide(config: &Config, request: &Request) -> Decision {
+        // Behave during the host's load-time smoke decision, misbehave on real traffic: what a
+        // policy that means harm would do.
+        if request.id() == "switchyard-smoke" {
+            return Decision::route(&config.model).tag("mode", "smoke");
+        }
         match config.mode.as_str() {
             "panic" => panic!("hostile policy panics on purpose"),
             "loop" => {

@@ -1,0 +1,155 @@
+//! What each request cost, and the one access-log line per request an operator greps for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method};
+
+use crate::config::ModelInfo;
+use crate::openai::usage::Usage;
+use crate::upstream::relay::{StreamEnd, StreamOutcome};
+
+/// USD for `usage` at `price`: cache-hit input at the cache-hit price, the rest at the miss price.
+pub fn cost_usd(usage: &Usage, price: &ModelInfo) -> f64 {
+    (usage.uncached_prompt_tokens() as f64 * price.input_usd_per_mtok
+        + usage.cached_prompt_tokens as f64 * price.cached_input_usd_per_mtok
+        + usage.completion_tokens as f64 * price.output_usd_per_mtok)
+        / 1_000_000.0
+}
+
+/// Fields of one access-log line, filled in as the request moves through the pipeline. Emitted
+/// once: when the response is sent, or for streams when the stream ends (or the client leaves).
+/// Never holds a key or prompt text.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub request_id: Arc<str>,
+    pub method: Method,
+    pub path: String,
+    pub started: Instant,
+    pub tenant: Option<Arc<str>>,
+    pub policy_header: Option<HeaderValue>,
+    pub model: Option<String>,
+    pub upstream: Option<Arc<str>>,
+    pub attempts: usize,
+    pub decision: Option<Duration>,
+    pub stream: bool,
+    pub status: u16,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub tags: Vec<(String, String)>,
+    pub error: Option<String>,
+    deferred: bool,
+}
+
+impl AccessLog {
+    pub fn new(request_id: Arc<str>, method: Method, path: String, started: Instant) -> Self {
+        AccessLog {
+            request_id,
+            method,
+            path,
+            started,
+            tenant: None,
+            policy_header: None,
+            model: None,
+            upstream: None,
+            attempts: 0,
+            decision: None,
+            stream: false,
+            status: 0,
+            usage: None,
+            cost_usd: None,
+            tags: Vec::new(),
+            error: None,
+            deferred: false,
+        }
+    }
+
+    /// Hands the line over to a stream that will emit it when it ends; this one stays silent.
+    pub fn defer(&mut self) -> AccessLog {
+        self.deferred = true;
+        let mut copy = self.clone();
+        copy.deferred = false;
+        copy
+    }
+
+    /// Emits the line now unless a stream took it over.
+    pub fn emit_unless_deferred(&self) {
+        if !self.deferred {
+            self.emit(None);
+        }
+    }
+
+    /// Completes a streamed request's line with how the stream ended, and emits it.
+    pub fn finish_stream(mut self, end: StreamEnd, price: Option<&ModelInfo>) {
+        self.usage = end.usage;
+        self.cost_usd = match (end.usage, price) {
+            (Some(u), Some(p)) => Some(cost_usd(&u, p)),
+            _ => None,
+        };
+        let outcome = match &end.outcome {
+            StreamOutcome::Completed => "completed".to_owned(),
+            StreamOutcome::ClientGone => "client-gone".to_owned(),
+            StreamOutcome::Failed(reason) => {
+                self.error = Some(reason.clone());
+                "failed".to_owned()
+            }
+        };
+        self.emit(Some((outcome, end.events)));
+    }
+
+    fn emit(&self, stream_end: Option<(String, u64)>) {
+        let usage = self.usage.unwrap_or_default();
+        let tags = self
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (stream_outcome, events) = stream_end.unwrap_or_default();
+        tracing::info!(
+            target: "switchyard::access",
+            request_id = %self.request_id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            tenant = self.tenant.as_deref().unwrap_or("-"),
+            policy = self.policy_header.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
+            model = self.model.as_deref().unwrap_or("-"),
+            upstream = self.upstream.as_deref().unwrap_or("-"),
+            attempts = self.attempts,
+            stream = self.stream,
+            stream_outcome = %stream_outcome,
+            stream_events = events,
+            decision_us = self.decision.map_or(0, |d| d.as_micros() as u64),
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            prompt_tokens = usage.prompt_tokens,
+            cached_prompt_tokens = usage.cached_prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            cost_usd = self.cost_usd.unwrap_or(0.0),
+            tags = %tags,
+            error = self.error.as_deref().unwrap_or(""),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_hits_are_billed_at_the_cache_hit_price() {
+        let flash = crate::config::builtin_models()
+            .into_iter()
+            .find(|m| m.name == "deepseek-v4-flash")
+            .unwrap();
+        let usage = Usage {
+            prompt_tokens: 1_000_000,
+            cached_prompt_tokens: 800_000,
+            completion_tokens: 1_000_000,
+        };
+        // 200k misses at $0.14/M + 800k hits at $0.0028/M + 1M output at $0.28/M
+        let expected = 0.2 * 0.14 + 0.8 * 0.0028 + 0.28;
+        assert!((cost_usd(&usage, &flash) - expected).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,128 @@
+//! The configuration file as written: TOML, every table `deny_unknown_fields`, so a typo is an
+//! error that names its path instead of a setting silently ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub sandbox: RawSandbox,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Model catalog entries; merged over the built-in DeepSeek V4 and frontier defaults.
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub policies: BTreeMap<String, RawPolicy>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the OpenAI-compatible listener, e.g. `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Largest request head (request line plus headers) accepted, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Most entries accepted in `messages`.
+    pub max_messages: Option<usize>,
+    /// Deadline for a whole request, all attempts included, in milliseconds.
+    pub request_deadline_ms: Option<u64>,
+    /// Time allowed for open connections to finish after a shutdown signal, in milliseconds.
+    pub drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// Linear memory cap per decision, MiB.
+    pub memory_mib: Option<usize>,
+    /// CPU deadline per decision, milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Most fallbacks a decision may list.
+    pub max_fallbacks: Option<usize>,
+    /// Most `log` calls per decision.
+    pub max_log_calls: Option<u32>,
+    /// Largest decision accepted, bytes.
+    pub max_decision_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Base URL of an OpenAI-compatible API, e.g. `https://api.deepseek.com/v1`.
+    pub base_url: Option<String>,
+    /// Serve this upstream from the built-in simulated provider instead of a URL.
+    #[serde(default)]
+    pub simulated: bool,
+    /// Delay between streamed tokens of the simulated provider, milliseconds.
+    pub simulated_token_delay_ms: Option<u64>,
+    /// Environment variable holding the upstream API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Models this upstream serves. `name` or `name=provider-name` when the provider calls it
+    /// something else.
+    pub models: Vec<String>,
+    pub connect_timeout_ms: Option<u64>,
+    /// Per-attempt deadline, from sending the request to the last byte of the response.
+    pub request_timeout_ms: Option<u64>,
+    /// Per-attempt deadline until the response starts: headers, plus the first real event of a
+    /// stream (keep-alive comments do not count).
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest silence between stream events (keep-alive comments do not count).
+    pub idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub input_usd_per_mtok: Option<f64>,
+    pub cached_input_usd_per_mtok: Option<f64>,
+    pub output_usd_per_mtok: Option<f64>,
+    pub context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub supports_images: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// A component file (relative paths are relative to the config file), or `builtin:flash-first`.
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// SHA-256 (hex) of each API key the tenant may use; several allow rotation.
+    pub api_keys_sha256: Vec<String>,
+    /// Name of an entry in `[policies]`.
+    pub policy: String,
+    /// Handed to the policy as JSON.
+    #[serde(default)]
+    pub policy_config: Option<toml::Table>,
+    /// Models this tenant may be routed to. Policies can never go beyond this list.
+    pub models: Vec<String>,
+    /// Names a client may send as `model` to let the policy choose (besides the allowed models).
+    pub model_aliases: Option<Vec<String>>,
+    /// What happens when the policy fails: `"reject"` (503) or `{ route = ["model", ...] }`.
+    pub on_policy_failure: Option<RawFailureOutcome>,
+    /// Sandbox limits for this tenant's decisions, over the `[sandbox]` defaults.
+    #[serde(default)]
+    pub sandbox: RawSandbox,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawFailureOutcome {
+    Named(String),
+    Route { route: Vec<String> },
+}

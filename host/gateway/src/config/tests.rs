@@ -1,0 +1,171 @@
+use super::*;
+
+const KEY: &str = "37cbfc183c342e976476530bb738059047143238dbbee2003f91b27a3d546483";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml", Path::new("/etc/switchyard"))
+}
+
+fn minimal(tenant_extra: &str) -> String {
+    format!(
+        r#"
+[upstreams.sim]
+simulated = true
+models = ["deepseek-v4-flash", "deepseek-v4-pro"]
+
+[policies.p]
+path = "policies/p.wasm"
+
+[tenants.acme]
+api_keys_sha256 = ["{KEY}"]
+policy = "p"
+models = ["deepseek-v4-flash"]
+{tenant_extra}
+"#
+    )
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let config = Config::embedded_default().expect("embedded default");
+    assert_eq!(config.tenants["demo"].models.len(), 3);
+    assert_eq!(
+        config.policies["flash-first"],
+        PolicySource::Builtin("flash-first")
+    );
+    assert!(matches!(
+        config.upstreams["simulated"].endpoint,
+        UpstreamEndpoint::Simulated { .. }
+    ));
+}
+
+#[test]
+fn a_minimal_config_gets_defaults() {
+    let config = parse(&minimal("")).unwrap();
+    let acme = &config.tenants["acme"];
+    assert_eq!(acme.on_policy_failure, FailureOutcome::Reject);
+    assert_eq!(acme.model_aliases, vec!["auto".to_string()]);
+    assert_eq!(acme.policy_config, "{}");
+    assert_eq!(
+        config.policies["p"],
+        PolicySource::File("/etc/switchyard/policies/p.wasm".into())
+    );
+    assert_eq!(
+        config.models["deepseek-v4-flash"].cached_input_usd_per_mtok,
+        0.0028
+    );
+    assert_eq!(config.server.listen.port(), 8080);
+}
+
+#[test]
+fn policy_config_tables_become_json() {
+    let config = parse(&minimal(
+        "policy_config = { cache = \"read-write\", agent_depth_threshold = 4 }",
+    ))
+    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&config.tenants["acme"].policy_config).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"cache": "read-write", "agent_depth_threshold": 4})
+    );
+}
+
+#[test]
+fn errors_name_the_setting_at_fault() {
+    let cases = [
+        (
+            minimal("modles = []"),
+            "test.toml",
+            "unknown field `modles`",
+        ),
+        (
+            minimal("").replace(
+                "models = [\"deepseek-v4-flash\"]\n",
+                "models = [\"gpt-4o\"]\n",
+            ),
+            "tenants.acme.models[0]",
+            "unknown model",
+        ),
+        (
+            minimal("").replace(KEY, "abc"),
+            "tenants.acme.api_keys_sha256[0]",
+            "64 hex digits",
+        ),
+        (
+            minimal("").replace("policy = \"p\"", "policy = \"q\""),
+            "tenants.acme.policy",
+            "no policy named `q`",
+        ),
+        (
+            minimal("on_policy_failure = \"ignore\""),
+            "tenants.acme.on_policy_failure",
+            "expected",
+        ),
+        (
+            minimal("on_policy_failure = { route = [\"deepseek-v4-pro\"] }"),
+            "tenants.acme.on_policy_failure.route[0]",
+            "not in this tenant's models",
+        ),
+        (
+            minimal("sandbox = { deadline_ms = 0 }"),
+            "tenants.acme.sandbox.deadline_ms",
+            "between",
+        ),
+        (
+            minimal("").replace("simulated = true", "base_url = \"ftp://x\""),
+            "upstreams.sim.base_url",
+            "http",
+        ),
+        (
+            minimal("").replace(
+                "[\"deepseek-v4-flash\", \"deepseek-v4-pro\"]",
+                "[\"mystery\"]",
+            ),
+            "upstreams.sim.models[0]",
+            "unknown model",
+        ),
+        (
+            minimal("").replace(
+                "simulated = true",
+                "simulated = true\napi_key_env = \"SWITCHYARD_TEST_SURELY_UNSET\"",
+            ),
+            "upstreams.sim.api_key_env",
+            "not set",
+        ),
+    ];
+    for (text, path, message) in cases {
+        let err = parse(&text).expect_err(path);
+        assert_eq!(err.path, path, "{err}");
+        assert!(err.message.contains(message), "{err}");
+    }
+}
+
+#[test]
+fn a_key_shared_by_two_tenants_is_refused() {
+    let text = minimal("")
+        + &format!(
+            "[tenants.other]\napi_keys_sha256 = [\"{KEY}\"]\npolicy = \"p\"\nmodels = [\"deepseek-v4-flash\"]\n"
+        );
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.path.starts_with("tenants.other.api_keys_sha256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn custom_models_need_prices_and_override_builtins() {
+    let text = minimal("")
+        + "[models.\"deepseek-v4-flash\"]\noutput_usd_per_mtok = 0.30\n[models.custom]\ninput_usd_per_mtok = 1.0\n";
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.path, "models.\"custom\".output_usd_per_mtok");
+    let text = text.replace(
+        "input_usd_per_mtok = 1.0",
+        "input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0",
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.models["deepseek-v4-flash"].output_usd_per_mtok, 0.30);
+    assert_eq!(config.models["deepseek-v4-flash"].input_usd_per_mtok, 0.14);
+    assert_eq!(config.models["custom"].cached_input_usd_per_mtok, 1.0);
+}

@@ -1,0 +1,225 @@
+//! Every way a request can fail, and the one place those failures become HTTP responses.
+
+use http::StatusCode;
+use switchyard_policy::FailureKind;
+
+use crate::openai::error::{AttemptSummary, ErrorObject, error_body};
+
+/// A request that cannot be served. [`GatewayError::status`] and [`GatewayError::to_body`] turn
+/// it into an OpenAI-style error that the official clients map to their exception classes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("missing API key: send it as `Authorization: Bearer <key>`")]
+    MissingKey,
+    #[error("invalid API key")]
+    InvalidKey,
+    #[error("request body is larger than the {limit}-byte limit")]
+    BodyTooLarge { limit: usize },
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("model `{model}` is not available to this tenant")]
+    ModelNotAllowed { model: String },
+    #[error("model `{model}` does not exist")]
+    ModelNotFound { model: String },
+    #[error("the routing policy failed ({kind}); the request was not sent")]
+    PolicyFailed { kind: FailureKind },
+    #[error("{message}")]
+    PolicyRejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{message}")]
+    UpstreamRejected {
+        status: u16,
+        message: String,
+        attempts: Vec<AttemptSummary>,
+    },
+    #[error("all upstream attempts failed: {}", describe(.attempts))]
+    AllAttemptsFailed {
+        attempts: Vec<AttemptSummary>,
+        all_timed_out: bool,
+    },
+    #[error("not found: {path}")]
+    NotFound { path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(attempts: &[AttemptSummary]) -> String {
+    attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("#{} {} via {}: {}", i + 1, a.model, a.upstream, a.outcome))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl GatewayError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        let code = match self {
+            GatewayError::MissingKey | GatewayError::InvalidKey => 401,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::InvalidRequest { .. } => 400,
+            GatewayError::ModelNotAllowed { .. } => 403,
+            GatewayError::ModelNotFound { .. } | GatewayError::NotFound { .. } => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::PolicyFailed { .. } => 503,
+            GatewayError::PolicyRejected { status, .. }
+            | GatewayError::UpstreamRejected { status, .. } => *status,
+            GatewayError::AllAttemptsFailed {
+                all_timed_out: true,
+                ..
+            } => 504,
+            GatewayError::AllAttemptsFailed { .. } => 502,
+            GatewayError::Internal(_) => 500,
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The machine-readable `error.code`.
+    pub fn code(&self) -> &str {
+        match self {
+            GatewayError::MissingKey => "missing_api_key",
+            GatewayError::InvalidKey => "invalid_api_key",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
+            GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::PolicyFailed { .. } => "policy_failed",
+            GatewayError::PolicyRejected { code, .. } => code,
+            GatewayError::UpstreamRejected { .. } => "upstream_rejected",
+            GatewayError::AllAttemptsFailed {
+                all_timed_out: true,
+                ..
+            } => "upstream_timeout",
+            GatewayError::AllAttemptsFailed { .. } => "upstream_failed",
+            GatewayError::NotFound { .. } => "not_found",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_body(&self) -> bytes::Bytes {
+        let message = self.to_string();
+        let (param, attempts): (Option<&str>, &[AttemptSummary]) = match self {
+            GatewayError::InvalidRequest { param, .. } => (param.as_deref(), &[]),
+            GatewayError::ModelNotAllowed { .. } | GatewayError::ModelNotFound { .. } => {
+                (Some("model"), &[])
+            }
+            GatewayError::UpstreamRejected { attempts, .. }
+            | GatewayError::AllAttemptsFailed { attempts, .. } => (None, attempts),
+            _ => (None, &[]),
+        };
+        error_body(ErrorObject {
+            message: &message,
+            kind: self.error_type(),
+            param,
+            code: self.code(),
+            attempts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_types_follow_openai() {
+        let cases: [(GatewayError, u16, &str); 6] = [
+            (GatewayError::InvalidKey, 401, "authentication_error"),
+            (
+                GatewayError::BodyTooLarge { limit: 10 },
+                413,
+                "invalid_request_error",
+            ),
+            (
+                GatewayError::ModelNotAllowed { model: "m".into() },
+                403,
+                "permission_error",
+            ),
+            (
+                GatewayError::PolicyFailed {
+                    kind: FailureKind::Deadline,
+                },
+                503,
+                "api_error",
+            ),
+            (
+                GatewayError::AllAttemptsFailed {
+                    attempts: vec![],
+                    all_timed_out: true,
+                },
+                504,
+                "api_error",
+            ),
+            (
+                GatewayError::PolicyRejected {
+                    status: 429,
+                    code: "budget".into(),
+                    message: "m".into(),
+                },
+                429,
+                "rate_limit_error",
+            ),
+        ];
+        for (err, status, kind) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.error_type(), kind, "{err}");
+            let body: serde_json::Value = serde_json::from_slice(&err.to_body()).unwrap();
+            assert_eq!(body["error"]["type"], kind);
+            assert_eq!(body["error"]["code"], err.code());
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+    }
+
+    #[test]
+    fn attempts_are_listed_in_order() {
+        let attempts = vec![
+            AttemptSummary {
+                model: "a".into(),
+                upstream: "u1".into(),
+                outcome: "HTTP 500".into(),
+            },
+            AttemptSummary {
+                model: "b".into(),
+                upstream: "u2".into(),
+                outcome: "connect error".into(),
+            },
+        ];
+        let err = GatewayError::AllAttemptsFailed {
+            attempts,
+            all_timed_out: false,
+        };
+        assert_eq!(
+            err.to_string(),
+            "all upstream attempts failed: #1 a via u1: HTTP 500; #2 b via u2: connect error"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&err.to_body()).unwrap();
+        assert_eq!(body["error"]["attempts"][1]["outcome"], "connect error");
+    }
+}

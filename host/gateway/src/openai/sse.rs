@@ -1,0 +1,212 @@
+//! Server-sent events, split into whole frames as they arrive.
+//!
+//! The gateway forwards events frame by frame, never byte ranges that cut a frame, so that when an
+//! upstream fails mid-stream the error event it appends is always well-formed. Keep-alive comments
+//! (`: keep-alive`, DeepSeek's way of holding a stream open) are recognised so they never count as
+//! the first real event or reset the idle timer.
+
+use bytes::{Bytes, BytesMut};
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A `data:` event with a JSON payload.
+    Data,
+    /// `data: [DONE]`, the OpenAI end-of-stream marker.
+    Done,
+    /// A `data:` event whose payload is an error object (`{"error": ...}`).
+    Error,
+    /// Only comments or blank fields: a keep-alive.
+    KeepAlive,
+}
+
+/// One complete frame: its raw bytes (terminator included) and its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseFrame {
+    pub raw: Bytes,
+    pub kind: FrameKind,
+}
+
+impl SseFrame {
+    /// The payload of the frame's `data:` lines, joined with `\n` as the SSE spec says.
+    pub fn data(&self) -> String {
+        let text = String::from_utf8_lossy(&self.raw);
+        let mut out = String::new();
+        for line in text.split(['\n', '\r']) {
+            if let Some(rest) = line.strip_prefix("data:") {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            }
+        }
+        out
+    }
+}
+
+/// Accumulates bytes and yields complete frames.
+#[derive(Debug, Default)]
+pub struct SseSplitter {
+    buf: BytesMut,
+}
+
+impl SseSplitter {
+    /// Adds bytes received from upstream.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Bytes held that do not yet form a complete frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame, if the buffer holds one.
+    pub fn next_frame(&mut self) -> Option<SseFrame> {
+        let end = frame_end(&self.buf)?;
+        let raw = self.buf.split_to(end).freeze();
+        let kind = classify(&raw);
+        Some(SseFrame { raw, kind })
+    }
+}
+
+/// Index just past the first frame terminator (a blank line: `\n\n`, `\r\n\r\n` or `\r\r`).
+fn frame_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        match buf[i] {
+            b'\n' if buf.get(i + 1) == Some(&b'\n') => return Some(i + 2),
+            b'\r'
+                if buf.get(i + 1) == Some(&b'\n')
+                    && buf.get(i + 2) == Some(&b'\r')
+                    && buf.get(i + 3) == Some(&b'\n') =>
+            {
+                return Some(i + 4);
+            }
+            b'\r' if buf.get(i + 1) == Some(&b'\r') => return Some(i + 2),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn classify(raw: &[u8]) -> FrameKind {
+    let mut has_data = false;
+    let mut payload_start: Option<&[u8]> = None;
+    for line in raw.split(|b| *b == b'\n' || *b == b'\r') {
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            has_data = true;
+            if payload_start.is_none() {
+                payload_start = Some(rest.strip_prefix(b" ").unwrap_or(rest));
+            }
+        }
+    }
+    if !has_data {
+        return FrameKind::KeepAlive;
+    }
+    let payload = payload_start.unwrap_or_default();
+    let trimmed = payload.trim_ascii();
+    if trimmed == b"[DONE]" {
+        FrameKind::Done
+    } else if trimmed.is_empty() {
+        FrameKind::KeepAlive
+    } else if trimmed.starts_with(b"{\"error\"") || is_error_object(&String::from_utf8_lossy(raw)) {
+        FrameKind::Error
+    } else {
+        FrameKind::Data
+    }
+}
+
+/// Whether the frame's payload is a JSON object with a top-level `error` member. Only payloads
+/// that mention `"error"` at all are parsed.
+fn is_error_object(frame: &str) -> bool {
+    if !frame.contains("\"error\"") {
+        return false;
+    }
+    let data = SseFrame {
+        raw: Bytes::copy_from_slice(frame.as_bytes()),
+        kind: FrameKind::Data,
+    }
+    .data();
+    serde_json::from_str::<serde_json::Value>(&data).is_ok_and(|v| v.get("error").is_some())
+}
+
+/// An SSE frame carrying an OpenAI-style error object, ending a stream that failed mid-way.
+pub fn error_frame(message: &str, code: &str) -> Bytes {
+    let body =
+        serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": code}});
+    Bytes::from(format!("data: {body}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(input: &[&[u8]]) -> Vec<SseFrame> {
+        let mut s = SseSplitter::default();
+        let mut out = Vec::new();
+        for chunk in input {
+            s.push(chunk);
+            while let Some(f) = s.next_frame() {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn frames_split_across_chunks_are_reassembled() {
+        let f = frames(&[b"data: {\"a\"", b":1}\n", b"\ndata: [DONE]\n\n"]);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].raw, &b"data: {\"a\":1}\n\n"[..]);
+        assert_eq!(f[0].kind, FrameKind::Data);
+        assert_eq!(f[0].data(), "{\"a\":1}");
+        assert_eq!(f[1].kind, FrameKind::Done);
+    }
+
+    #[test]
+    fn keep_alives_errors_and_crlf_are_recognised() {
+        let f = frames(&[
+            b": keep-alive\n\n",
+            b"data: {\"error\":{\"message\":\"overloaded\"}}\r\n\r\n",
+            b"event: ping\ndata:\n\n",
+        ]);
+        assert_eq!(
+            f.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            [FrameKind::KeepAlive, FrameKind::Error, FrameKind::KeepAlive]
+        );
+        let f = frames(&[
+            b"data: {\"choices\":[],\n",
+            b"data: \"error\":{\"x\":1}}\n\n",
+        ]);
+        assert_eq!(
+            f[0].kind,
+            FrameKind::Error,
+            "multi-line data is joined before parsing"
+        );
+        let f = frames(&[
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"error\\\" word\"}}]}\n\n",
+        ]);
+        assert_eq!(
+            f[0].kind,
+            FrameKind::Data,
+            "content that mentions error is data"
+        );
+    }
+
+    #[test]
+    fn an_incomplete_frame_is_held_back() {
+        let mut s = SseSplitter::default();
+        s.push(b"data: {\"partial\":");
+        assert!(s.next_frame().is_none());
+        assert_eq!(s.pending(), 17);
+    }
+
+    #[test]
+    fn error_frames_are_valid_json_events() {
+        let f = frames(&[&error_frame("cut \"off\"", "stream_interrupted")]);
+        assert_eq!(f[0].kind, FrameKind::Error);
+        let v: serde_json::Value = serde_json::from_str(&f[0].data()).unwrap();
+        assert_eq!(v["error"]["code"], "stream_interrupted");
+    }
+}

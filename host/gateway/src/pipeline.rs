@@ -1,0 +1,311 @@
+//! The request path, phase by phase. Read this file first.
+//!
+//! ```text
+//! accept (server.rs) ─► authenticate ─► read body (size cap) ─► parse once ─► check requested model
+//!   ─► summarise ─► policy decides (fresh sandbox) ─► host checks the decision
+//!   ─► fallback loop (commit at the first byte) ─► respond: JSON, or a relayed SSE stream
+//!   ─► access log + cost when the response (or stream) ends
+//! ```
+//! Every failure is a [`GatewayError`], turned into an OpenAI-style JSON error in one place
+//! ([`error_response`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::accounting::{AccessLog, cost_usd};
+use crate::app::Shared;
+use crate::auth;
+use crate::error::GatewayError;
+use crate::openai::request::{ChatRequest, ParseError};
+use crate::routing::{self, PlanSource};
+use crate::state::Snapshot;
+use crate::tenant::Tenant;
+use crate::upstream::fallback::ExecOptions;
+use crate::upstream::relay::{self, RelayLimits};
+use crate::upstream::{DeliveredBody, execute};
+
+/// The body of every response the gateway sends.
+pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Response headers the gateway adds.
+pub mod headers {
+    pub const REQUEST_ID: &str = "x-request-id";
+    pub const MODEL: &str = "x-switchyard-model";
+    pub const UPSTREAM: &str = "x-switchyard-upstream";
+    pub const POLICY: &str = "x-switchyard-policy";
+    pub const ATTEMPTS: &str = "x-switchyard-attempts";
+    pub const DECISION_US: &str = "x-switchyard-decision-us";
+    pub const COST_USD: &str = "x-switchyard-cost-usd";
+    pub const SIMULATED: &str = "x-switchyard-simulated";
+    pub const FALLBACK_REASON: &str = "x-switchyard-policy-failure";
+}
+
+fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body).boxed_unsync());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The one place a [`GatewayError`] becomes a response.
+pub fn error_response(err: &GatewayError) -> Response<ResponseBody> {
+    full(err.status(), "application/json", err.to_body())
+}
+
+/// A request id: the client's `x-request-id` when it is short and plain, otherwise a new one.
+fn request_id(headers: &HeaderMap) -> (Arc<str>, u64) {
+    let seed = fastrand::u64(..);
+    if let Some(id) = headers
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return (id.into(), seed);
+    }
+    (format!("req_{seed:016x}").into(), seed)
+}
+
+/// Handles one request on the main listener.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let snapshot = shared.snapshot.load_full();
+    let (id, seed) = request_id(req.headers());
+    let mut log = AccessLog::new(
+        id.clone(),
+        req.method().clone(),
+        req.uri().path().to_owned(),
+        started,
+    );
+    let path = req.uri().path();
+    let result = match (req.method(), path) {
+        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
+            chat_completions(&snapshot, req, &id, seed, &mut log).await
+        }
+        (&Method::GET, "/v1/models" | "/models") => list_models(&snapshot, req.headers(), &mut log),
+        (&Method::GET, "/healthz") => Ok(full(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(b"{\"status\":\"ok\"}"),
+        )),
+        (
+            _,
+            "/v1/chat/completions" | "/chat/completions" | "/v1/models" | "/models" | "/healthz",
+        ) => Err(GatewayError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: path.to_owned(),
+        }),
+        _ => Err(GatewayError::NotFound {
+            path: path.to_owned(),
+        }),
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            log.error = Some(e.to_string());
+            error_response(&e)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(headers::REQUEST_ID, v);
+    }
+    if let Some(policy) = &log.policy_header {
+        response
+            .headers_mut()
+            .insert(headers::POLICY, policy.clone());
+    }
+    log.status = response.status().as_u16();
+    log.emit_unless_deferred();
+    response
+}
+
+fn list_models(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    log: &mut AccessLog,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let tenant = auth::authenticate(headers, &snapshot.keys)?;
+    log.tenant = Some(tenant.name.clone());
+    let data: Vec<_> = tenant
+        .config
+        .models
+        .iter()
+        .chain(&tenant.config.model_aliases)
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .collect();
+    let body = json!({"object": "list", "data": data});
+    Ok(full(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(body.to_string()),
+    ))
+}
+
+/// Reads the body up to `limit` bytes; a declared or actual larger body is a 413.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::InvalidRequest {
+            message: format!("could not read the request body: {e}"),
+            param: None,
+        }),
+    }
+}
+
+fn check_requested_model(
+    snapshot: &Snapshot,
+    tenant: &Tenant,
+    model: &str,
+) -> Result<(), GatewayError> {
+    if tenant.allows(model) || tenant.config.model_aliases.iter().any(|a| a == model) {
+        return Ok(());
+    }
+    if snapshot.config.models.contains_key(model) {
+        Err(GatewayError::ModelNotAllowed {
+            model: model.to_owned(),
+        })
+    } else {
+        Err(GatewayError::ModelNotFound {
+            model: model.to_owned(),
+        })
+    }
+}
+
+async fn chat_completions(
+    snapshot: &Arc<Snapshot>,
+    req: Request<Incoming>,
+    id: &Arc<str>,
+    seed: u64,
+    log: &mut AccessLog,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    // Authenticate before reading the body: an unauthenticated client cannot make us buffer 32 MB.
+    let tenant = auth::authenticate(req.headers(), &snapshot.keys)?;
+    log.tenant = Some(tenant.name.clone());
+    log.policy_header = Some(tenant.policy.header.clone());
+    let headers = req.headers().clone();
+    let server = &snapshot.config.server;
+    let deadline = tokio::time::Instant::now() + server.request_deadline;
+
+    let body = read_body(req, server.max_body_bytes).await?;
+    let chat = ChatRequest::parse(body, server.max_messages).map_err(|e| {
+        GatewayError::InvalidRequest {
+            param: e.param().map(str::to_owned),
+            message: match &e {
+                ParseError::Malformed(m) => m.clone(),
+                ParseError::Invalid { .. } => e.to_string(),
+            },
+        }
+    })?;
+    log.stream = chat.stream;
+    check_requested_model(snapshot, &tenant, &chat.model.value)?;
+
+    let summary = routing::summarise(id, seed, &tenant, &chat, routing::hints(&headers, &chat));
+    let decided = routing::decide(snapshot, &tenant, id, &summary)?;
+    log.decision = Some(decided.decision_time);
+    let plan = decided.plan;
+    log.tags = plan.tags.clone();
+
+    let trace_headers: Vec<(&'static str, HeaderValue)> = headers
+        .get("traceparent")
+        .map(|v| ("traceparent", v.clone()))
+        .into_iter()
+        .collect();
+    let opts = ExecOptions {
+        request_id: id,
+        overrides: plan.overrides.clone(),
+        deadline,
+        redactor: &snapshot.redactor,
+        trace_headers: &trace_headers,
+    };
+    let delivered = match execute(&plan.targets, &chat, &opts).await {
+        Ok(d) => d,
+        Err(e) => {
+            if let GatewayError::AllAttemptsFailed { attempts, .. }
+            | GatewayError::UpstreamRejected { attempts, .. } = &e
+            {
+                log.attempts = attempts.len();
+            }
+            return Err(e);
+        }
+    };
+    log.model = Some(delivered.model.clone());
+    log.upstream = Some(delivered.upstream.name.clone());
+    log.attempts = delivered.attempts.len();
+
+    let mut builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(headers::MODEL, delivered.model.as_str())
+        .header(headers::UPSTREAM, &*delivered.upstream.name)
+        .header(headers::ATTEMPTS, delivered.attempts.len())
+        .header(
+            headers::DECISION_US,
+            decided.decision_time.as_micros() as u64,
+        );
+    if delivered.upstream.is_simulated() {
+        builder = builder.header(headers::SIMULATED, "true");
+    }
+    if let PlanSource::FailureDefault(kind) = plan.source {
+        builder = builder.header(headers::FALLBACK_REASON, kind.as_str());
+    }
+    let price = snapshot.config.models.get(&delivered.model).cloned();
+
+    match delivered.body {
+        DeliveredBody::Full { body, usage } => {
+            log.usage = usage;
+            if let (Some(usage), Some(price)) = (usage, &price) {
+                let cost = cost_usd(&usage, price);
+                log.cost_usd = Some(cost);
+                builder = builder.header(headers::COST_USD, format!("{cost:.8}"));
+            }
+            builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body).boxed_unsync())
+                .map_err(|e| GatewayError::Internal(e.to_string()))
+        }
+        DeliveredBody::Stream(start) => {
+            let limits = RelayLimits {
+                idle: delivered.upstream.config.idle_timeout,
+                deadline,
+                strip_usage_chunks: chat.stream_options.as_ref().and_then(|o| o.value)
+                    != Some(true),
+            };
+            let mut stream_log = log.defer();
+            stream_log.status = 200;
+            let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
+                stream_log.finish_stream(end, price.as_ref());
+            });
+            builder
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(body.boxed_unsync())
+                .map_err(|e| GatewayError::Internal(e.to_string()))
+        }
+    }
+}

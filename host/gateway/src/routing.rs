@@ -1,0 +1,313 @@
+//! From a parsed request to a checked route plan: build the policy's summary, run the policy,
+//! and check its decision against what the tenant may use. The policy proposes; the host decides.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use switchyard_policy::types::{Budget, CacheMode, Decision, Endpoint, Pair, RequestSummary};
+use switchyard_policy::{CallContext, FailureKind, PolicyFailure};
+
+use crate::config::FailureOutcome;
+use crate::error::GatewayError;
+use crate::openai::request::ChatRequest;
+use crate::openai::rewrite::Overrides;
+use crate::state::Snapshot;
+use crate::tenant::Tenant;
+use crate::upstream::PlannedTarget;
+
+/// Most hints handed to a policy.
+const MAX_HINTS: usize = 32;
+/// Longest hint value handed to a policy, bytes.
+const MAX_HINT_VALUE: usize = 256;
+/// Most tags a decision may carry.
+const MAX_TAGS: usize = 16;
+
+/// Where a plan came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanSource {
+    /// The tenant's policy decided.
+    Policy,
+    /// The policy failed this way; the tenant's default route applies.
+    FailureDefault(FailureKind),
+}
+
+/// A checked plan: resolved targets and what to change in the request.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub targets: Vec<PlannedTarget>,
+    pub overrides: Overrides,
+    pub cache: CacheMode,
+    pub cache_ttl_seconds: Option<u32>,
+    pub tags: Vec<(String, String)>,
+    pub source: PlanSource,
+}
+
+/// Routing hints from `x-switchyard-<key>` headers (first) and string `metadata` entries.
+/// They come from the client: policies may use them to choose, never to escalate, since every
+/// decision is checked against the tenant's allowed models.
+pub fn hints(headers: &HeaderMap, chat: &ChatRequest) -> Vec<Pair> {
+    let from_headers = headers.iter().filter_map(|(name, value)| {
+        let key = name.as_str().strip_prefix("x-switchyard-")?;
+        Some((key.to_owned(), value.to_str().ok()?.to_owned()))
+    });
+    from_headers
+        .chain(chat.stats.metadata_hints.iter().cloned())
+        .filter(|(k, _)| !k.is_empty() && k.len() <= 64)
+        .take(MAX_HINTS)
+        .map(|(key, mut value)| {
+            if value.len() > MAX_HINT_VALUE {
+                let mut cut = MAX_HINT_VALUE;
+                while !value.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                value.truncate(cut);
+            }
+            Pair { key, value }
+        })
+        .collect()
+}
+
+/// The policy's view of one request.
+pub fn summarise(
+    request_id: &str,
+    seed: u64,
+    tenant: &Tenant,
+    chat: &ChatRequest,
+    hints: Vec<Pair>,
+) -> RequestSummary {
+    let s = &chat.stats;
+    RequestSummary {
+        request_id: request_id.to_owned(),
+        tenant: tenant.name.to_string(),
+        endpoint: Endpoint::ChatCompletions,
+        requested_model: chat.model.value.clone(),
+        streaming: chat.stream,
+        estimated_input_tokens: s.estimated_input_tokens,
+        max_output_tokens: chat.max_output_tokens(),
+        message_count: s.message_count,
+        tools_offered: s.tools_offered,
+        tool_calls_so_far: s.tool_calls_so_far,
+        reasoning_effort: chat.reasoning_effort.as_ref().map(|r| r.value.clone()),
+        has_images: s.has_images,
+        last_user_excerpt: s.last_user_excerpt.clone(),
+        hints,
+        candidates: tenant.candidates.clone(),
+        config: tenant.config.policy_config.clone(),
+        budget: Budget {
+            spent_today_usd: 0.0,
+            daily_limit_usd: None,
+            spent_month_usd: 0.0,
+            monthly_limit_usd: None,
+        },
+        seed,
+    }
+}
+
+/// A decided plan and how long the policy took.
+pub struct Decided {
+    pub plan: RoutePlan,
+    pub decision_time: Duration,
+}
+
+/// Runs the tenant's policy and checks the result. A policy failure (or a decision the host
+/// refuses) gets the tenant's configured outcome.
+pub fn decide(
+    snapshot: &Snapshot,
+    tenant: &Arc<Tenant>,
+    request_id: &Arc<str>,
+    summary: &RequestSummary,
+) -> Result<Decided, GatewayError> {
+    let ctx = CallContext {
+        tenant: tenant.name.clone(),
+        request_id: request_id.clone(),
+        limits: tenant.config.limits.sandbox.clone(),
+        capture_logs: false,
+    };
+    let started = Instant::now();
+    let result = tenant.policy.compiled.decide(&ctx, summary);
+    let decision_time = started.elapsed();
+    let checked = result.and_then(|outcome| check(snapshot, tenant, outcome.value));
+    match checked {
+        Ok(Checked::Route(plan)) => Ok(Decided {
+            plan,
+            decision_time,
+        }),
+        Ok(Checked::Reject {
+            status,
+            code,
+            message,
+        }) => Err(GatewayError::PolicyRejected {
+            status,
+            code,
+            message,
+        }),
+        Err(failure) => {
+            tracing::warn!(
+                tenant = %tenant.name,
+                request_id = %request_id,
+                policy = %tenant.policy.name,
+                kind = %failure.kind,
+                detail = %failure.detail,
+                "policy failed"
+            );
+            match &tenant.config.on_policy_failure {
+                FailureOutcome::Reject => Err(GatewayError::PolicyFailed { kind: failure.kind }),
+                FailureOutcome::Route(models) => {
+                    let targets = models
+                        .iter()
+                        .filter_map(|m| resolve(snapshot, m, None).ok())
+                        .collect::<Vec<_>>();
+                    if targets.is_empty() {
+                        return Err(GatewayError::PolicyFailed { kind: failure.kind });
+                    }
+                    let plan = RoutePlan {
+                        targets,
+                        overrides: Overrides::default(),
+                        cache: CacheMode::Off,
+                        cache_ttl_seconds: None,
+                        tags: vec![("policy-failure".into(), failure.kind.as_str().into())],
+                        source: PlanSource::FailureDefault(failure.kind),
+                    };
+                    Ok(Decided {
+                        plan,
+                        decision_time,
+                    })
+                }
+            }
+        }
+    }
+}
+
+enum Checked {
+    Route(RoutePlan),
+    Reject {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+fn invalid(detail: impl Into<String>) -> PolicyFailure {
+    PolicyFailure::new(FailureKind::InvalidDecision, detail)
+}
+
+/// What the host accepts from a policy: only the tenant's models and upstreams that serve them,
+/// a bounded number of fallbacks and tags, and rejections with a sane status, code and message.
+fn check(
+    snapshot: &Snapshot,
+    tenant: &Tenant,
+    decision: Decision,
+) -> Result<Checked, PolicyFailure> {
+    match decision {
+        Decision::Reject(r) => {
+            if !((400..=499).contains(&r.status) || r.status == 503) {
+                return Err(invalid(format!(
+                    "rejection status {} is not 4xx or 503",
+                    r.status
+                )));
+            }
+            let code_ok = !r.code.is_empty()
+                && r.code.len() <= 64
+                && r.code
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            if !code_ok {
+                return Err(invalid(
+                    "rejection code must be 1-64 characters of [A-Za-z0-9_.-]",
+                ));
+            }
+            if r.message.is_empty()
+                || r.message.len() > 1024
+                || r.message.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "rejection message must be 1-1024 characters without control characters",
+                ));
+            }
+            Ok(Checked::Reject {
+                status: r.status,
+                code: r.code,
+                message: r.message,
+            })
+        }
+        Decision::Route(route) => {
+            let max = tenant.config.limits.max_fallbacks;
+            if route.fallbacks.len() > max {
+                return Err(invalid(format!(
+                    "{} fallbacks, more than the {max} allowed",
+                    route.fallbacks.len()
+                )));
+            }
+            if route.tags.len() > MAX_TAGS {
+                return Err(invalid(format!(
+                    "{} tags, more than the {MAX_TAGS} allowed",
+                    route.tags.len()
+                )));
+            }
+            let mut targets = Vec::with_capacity(1 + route.fallbacks.len());
+            for t in std::iter::once(&route.primary).chain(&route.fallbacks) {
+                if !tenant.allows(&t.model) {
+                    return Err(invalid(format!(
+                        "model `{}` is not allowed for tenant `{}`",
+                        t.model, tenant.name
+                    )));
+                }
+                targets.push(resolve(snapshot, &t.model, t.upstream.as_deref()).map_err(invalid)?);
+            }
+            if let Some(effort) = &route.reasoning_effort
+                && (effort.is_empty()
+                    || effort.len() > 16
+                    || !effort.bytes().all(|b| b.is_ascii_lowercase()))
+            {
+                return Err(invalid("reasoning effort must be 1-16 lower-case letters"));
+            }
+            if route.max_output_tokens == Some(0) {
+                return Err(invalid("max output tokens must be positive"));
+            }
+            Ok(Checked::Route(RoutePlan {
+                targets,
+                overrides: Overrides {
+                    reasoning_effort: route.reasoning_effort,
+                    max_output_tokens: route.max_output_tokens,
+                    force_stream_usage: true,
+                },
+                cache: route.cache,
+                cache_ttl_seconds: route.cache_ttl_seconds,
+                tags: route.tags.into_iter().map(|p| (p.key, p.value)).collect(),
+                source: PlanSource::Policy,
+            }))
+        }
+    }
+}
+
+/// A model on a specific upstream: the one named, or the first in config order that serves it.
+fn resolve(
+    snapshot: &Snapshot,
+    model: &str,
+    upstream: Option<&str>,
+) -> Result<PlannedTarget, String> {
+    let context_window = snapshot
+        .config
+        .models
+        .get(model)
+        .map(|m| m.context_window)
+        .ok_or_else(|| format!("unknown model `{model}`"))?;
+    let client = match upstream {
+        Some(name) => snapshot
+            .upstreams
+            .get(name)
+            .filter(|u| u.config.models.contains_key(model))
+            .ok_or_else(|| format!("upstream `{name}` does not serve `{model}`"))?,
+        None => snapshot
+            .upstreams
+            .values()
+            .find(|u| u.config.models.contains_key(model))
+            .ok_or_else(|| format!("no upstream serves `{model}`"))?,
+    };
+    Ok(PlannedTarget {
+        model: model.to_owned(),
+        upstream: client.clone(),
+        context_window,
+    })
+}

@@ -1,0 +1,204 @@
+//! Classifying what went wrong with an upstream attempt, and whether the next target may be tried.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// What kind of failure an attempt met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Could not connect (refused, DNS, TLS handshake, connect timeout).
+    Connect,
+    /// No first byte (response head, or first stream event) within the deadline.
+    Timeout,
+    /// The upstream answered with an error status.
+    Status(u16),
+    /// The prompt does not fit the model's context window (a 400 that a bigger model can serve).
+    ContextLength,
+    /// The connection broke or the body was malformed before anything reached the client.
+    Broken,
+    /// A stream that sent an error event, or ended, before its first real event.
+    StreamError,
+    /// Not tried: the deadline for the whole request had passed.
+    DeadlineExceeded,
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    pub class: FailureClass,
+    /// A one-line description, already redacted of upstream keys.
+    pub detail: String,
+    /// `Retry-After` sent with a 429 or 503.
+    pub retry_after: Option<Duration>,
+}
+
+impl UpstreamFailure {
+    pub fn new(class: FailureClass, detail: impl Into<String>) -> Self {
+        UpstreamFailure {
+            class,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Whether the next target may be tried. Client errors (400, 401, 402, 403, 404, 413, 422...)
+    /// would fail the same way anywhere, so they end the request; a context-length error is the
+    /// exception, since a model with a larger window can serve it.
+    pub fn retryable(&self) -> bool {
+        match self.class {
+            FailureClass::Status(code) => status_is_retryable(code),
+            FailureClass::DeadlineExceeded => false,
+            _ => true,
+        }
+    }
+
+    /// Whether this attempt failed by running out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.class,
+            FailureClass::Timeout | FailureClass::DeadlineExceeded
+        )
+    }
+
+    /// The text shown for this attempt in error bodies and logs.
+    pub fn outcome(&self) -> String {
+        match self.class {
+            FailureClass::Status(code) => format!("HTTP {code}: {}", self.detail),
+            FailureClass::ContextLength => format!("context length exceeded: {}", self.detail),
+            FailureClass::Connect => format!("connection failed: {}", self.detail),
+            FailureClass::Timeout => format!("timed out: {}", self.detail),
+            FailureClass::Broken => format!("connection broken: {}", self.detail),
+            FailureClass::StreamError => {
+                format!("stream failed before its first event: {}", self.detail)
+            }
+            FailureClass::DeadlineExceeded => "not tried: request deadline exceeded".to_owned(),
+        }
+    }
+}
+
+/// Statuses worth trying elsewhere: rate limits, overload and server errors.
+pub fn status_is_retryable(code: u16) -> bool {
+    matches!(code, 408 | 409 | 425 | 429) || code >= 500
+}
+
+/// The status a client sees for an upstream error that ends the request. Errors about the
+/// client's request (400, 413, 422) pass through; errors about the gateway's own standing with
+/// the provider (its key, balance, or the provider's model name) are the operator's problem: 502.
+pub fn client_status_for(code: u16) -> u16 {
+    match code {
+        400 | 413 | 422 => code,
+        _ => StatusCode::BAD_GATEWAY.as_u16(),
+    }
+}
+
+/// Whether an error body says the prompt is longer than the model's context window.
+pub fn is_context_length_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("context_length_exceeded")
+        || m.contains("maximum context length")
+        || m.contains("context window")
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from LLM APIs and is ignored).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// The `error.message` of an OpenAI-style error body, or the start of the body.
+pub fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    }
+    let text = match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) => match (e.error.message, e.error.code) {
+            (Some(m), Some(serde_json::Value::String(c))) => format!("{m} ({c})"),
+            (Some(m), _) => m,
+            (None, Some(c)) => c.to_string(),
+            (None, None) => String::new(),
+        },
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+    if text.is_empty() {
+        "(no message)".to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_and_server_errors_are_retryable_client_errors_are_not() {
+        for code in [429, 500, 502, 503, 504, 529] {
+            assert!(
+                UpstreamFailure::new(FailureClass::Status(code), "").retryable(),
+                "{code}"
+            );
+        }
+        for code in [400, 401, 402, 403, 404, 422] {
+            assert!(
+                !UpstreamFailure::new(FailureClass::Status(code), "").retryable(),
+                "{code}"
+            );
+        }
+        assert!(UpstreamFailure::new(FailureClass::ContextLength, "").retryable());
+        assert!(UpstreamFailure::new(FailureClass::Connect, "").retryable());
+    }
+
+    #[test]
+    fn only_client_request_errors_keep_their_status() {
+        assert_eq!(client_status_for(400), 400);
+        assert_eq!(client_status_for(422), 422);
+        assert_eq!(client_status_for(401), 502);
+        assert_eq!(client_status_for(402), 502);
+    }
+
+    #[test]
+    fn error_messages_are_extracted_and_bounded() {
+        assert_eq!(
+            error_message(br#"{"error":{"message":"Overloaded","code":"overloaded"}}"#),
+            "Overloaded (overloaded)"
+        );
+        assert_eq!(error_message(b"plain text\n"), "plain text");
+        assert_eq!(error_message(b""), "(no message)");
+        assert_eq!(error_message(&vec![b'a'; 5000]).len(), 300);
+    }
+
+    #[test]
+    fn context_length_errors_are_recognised() {
+        assert!(is_context_length_error(
+            "This model's maximum context length is 131072 tokens"
+        ));
+        assert!(is_context_length_error("context_length_exceeded"));
+        assert!(!is_context_length_error("invalid temperature"));
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}
