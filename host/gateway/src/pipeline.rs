@@ -282,7 +282,7 @@ async fn chat_completions(
             if let (Some(usage), Some(price)) = (usage, &price) {
                 let cost = cost_usd(&usage, price);
                 log.cost_usd = Some(cost);
-                builder = builder.header(headers::COST_USD, format!("{cost:.8}"));
+                builder = builder.header(headers::COST_USD, format!("{cost:.10}"));
             }
             builder
                 .header(header::CONTENT_TYPE, "application/json")

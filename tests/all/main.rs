@@ -1,0 +1,11 @@
+//! All integration tests, in one binary (one link, shared harness). Each module covers one
+//! behaviour of the real gateway over real HTTP on loopback, with policy components built from
+//! source by `scripts/build-policies.sh`.
+
+mod binary;
+mod clients;
+mod errors;
+mod fallback;
+mod policy_failures;
+mod routing;
+mod streaming;

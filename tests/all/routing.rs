@@ -1,0 +1,195 @@
+//! The real `flash-first` component routes each kind of request to the right model, and the
+//! upstream receives the rewritten request.
+
+use serde_json::json;
+use switchyard_tests::*;
+
+const ALL: &[&str] = &["deepseek-v4-flash", "deepseek-v4-pro", "gpt-5.5"];
+
+async fn setup(policy_config: &str) -> (MockUpstream, TestGateway) {
+    let mock = MockUpstream::echo().await;
+    let toml = upstream_toml("main", &mock.url(), ALL, "")
+        + &policy_toml("ff", "flash-first")
+        + &tenant_toml(
+            "a",
+            KEY_A,
+            "ff",
+            ALL,
+            &format!("policy_config = {policy_config}"),
+        );
+    let gw = start_gateway(&toml).await;
+    (mock, gw)
+}
+
+#[tokio::test]
+async fn each_branch_of_flash_first_picks_its_model() {
+    let (mock, gw) = setup("{}").await;
+    let big = "x".repeat(900_000); // about 225k tokens
+    let tool_calls: Vec<_> = (0..11).map(|i| json!({"id": format!("c{i}"), "type": "function", "function": {"name": "read", "arguments": "{}"}})).collect();
+    let cases: Vec<(&str, serde_json::Value, Vec<(&str, &str)>, &str, &str)> = vec![
+        (
+            "default",
+            user_says("auto", "Review this diff for bugs."),
+            vec![],
+            "deepseek-v4-flash",
+            "default",
+        ),
+        (
+            "agent depth",
+            json!({"model": "auto", "messages": [
+                {"role": "user", "content": "fix the build"},
+                {"role": "assistant", "content": null, "tool_calls": tool_calls},
+                {"role": "tool", "tool_call_id": "c0", "content": "ok"}]}),
+            vec![],
+            "deepseek-v4-pro",
+            "agent-depth",
+        ),
+        (
+            "large input",
+            user_says("auto", &big),
+            vec![],
+            "deepseek-v4-pro",
+            "large-input",
+        ),
+        (
+            "xhigh reasoning",
+            json!({"model": "auto", "reasoning_effort": "xhigh", "messages": [{"role": "user", "content": "prove it"}]}),
+            vec![],
+            "deepseek-v4-pro",
+            "reasoning-effort",
+        ),
+        (
+            "hard hint header",
+            user_says("auto", "hello"),
+            vec![("x-switchyard-difficulty", "hard")],
+            "deepseek-v4-pro",
+            "pro-hint",
+        ),
+        (
+            "hard hint metadata",
+            json!({"model": "auto", "metadata": {"tier": "pro"}, "messages": [{"role": "user", "content": "hello"}]}),
+            vec![],
+            "deepseek-v4-pro",
+            "pro-hint",
+        ),
+        (
+            "refactor",
+            user_says(
+                "auto",
+                "Please do a multi-file refactor of the billing code",
+            ),
+            vec![],
+            "deepseek-v4-pro",
+            "hard-task",
+        ),
+        (
+            "images",
+            json!({"model": "auto", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is in this picture?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}),
+            vec![],
+            "gpt-5.5",
+            "images",
+        ),
+        (
+            "pinned model",
+            user_says("deepseek-v4-pro", "hi"),
+            vec![],
+            "deepseek-v4-pro",
+            "requested",
+        ),
+    ];
+    for (i, (name, body, headers, expected, _reason)) in cases.iter().enumerate() {
+        let r = chat_with(&gw, KEY_A, headers, body).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(r.header("x-switchyard-model"), Some(*expected), "{name}");
+        assert_eq!(r.header("x-switchyard-attempts"), Some("1"), "{name}");
+        assert!(
+            r.header("x-switchyard-policy")
+                .is_some_and(|p| p.starts_with("ff@")),
+            "{name}"
+        );
+        // The upstream got the chosen model, and everything else byte-for-byte as the client sent it.
+        let sent = &mock.requests()[i].body;
+        assert_eq!(sent["model"], *expected, "{name}");
+        assert_eq!(sent["messages"], body["messages"], "{name}");
+        assert_eq!(r.json()["model"], *expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn thresholds_come_from_the_tenant_config() {
+    let (_mock, gw) = setup("{ agent_depth_threshold = 1 }").await;
+    let body = json!({"model": "auto", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [{"id": "1"}, {"id": "2"}]}]});
+    let r = chat(&gw, KEY_A, &body).await;
+    assert_eq!(r.header("x-switchyard-model"), Some("deepseek-v4-pro"));
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_configured_key_and_provider_model_name() {
+    let mock = MockUpstream::echo().await;
+    let toml = upstream_toml(
+        "main",
+        &mock.url(),
+        &["deepseek-v4-flash=deepseek-flash"],
+        "",
+    ) + &policy_toml("ff", "flash-first")
+        + &tenant_toml("a", KEY_A, "ff", &["deepseek-v4-flash"], "");
+    let gw = start_gateway(&toml).await;
+    let r = chat(&gw, KEY_A, &user_says("auto", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-model"), Some("deepseek-v4-flash"));
+    let req = &mock.requests()[0];
+    assert_eq!(
+        req.body["model"], "deepseek-flash",
+        "the provider's own name for the model"
+    );
+    assert!(
+        req.headers.get("authorization").is_none(),
+        "no key configured, none sent"
+    );
+    assert_eq!(
+        req.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        r.header("x-request-id")
+    );
+}
+
+#[tokio::test]
+async fn models_are_listed_per_tenant() {
+    let (_mock, gw) = setup("{}").await;
+    let r = request(
+        "GET",
+        &format!("{}/v1/models", gw.url),
+        Some(KEY_A),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let ids: Vec<String> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["deepseek-v4-flash", "deepseek-v4-pro", "gpt-5.5", "auto"]
+    );
+    let r = request("GET", &format!("{}/v1/models", gw.url), None, &[], "").await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn cost_is_computed_with_cache_hits_at_the_cache_price() {
+    let (_mock, gw) = setup("{}").await;
+    let r = chat(&gw, KEY_A, &user_says("auto", "hi")).await;
+    // Mock usage: 40 cache misses at $0.14/M, 60 hits at $0.0028/M, 20 output at $0.28/M.
+    let expected = (40.0 * 0.14 + 60.0 * 0.0028 + 20.0 * 0.28) / 1e6;
+    let cost: f64 = r.header("x-switchyard-cost-usd").unwrap().parse().unwrap();
+    assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
+}

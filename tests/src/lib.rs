@@ -1,0 +1,556 @@
+//! Harness for the integration tests: the gateway started in-process on an ephemeral loopback
+//! port, programmable mock upstreams that are real HTTP servers, paths to the policy components
+//! built from source, and a small HTTP client.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use switchyard::{Config, Gateway};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a policy component built by `scripts/build-policies.sh`. Panics with instructions when
+/// it is missing: the tests never run against stale or stubbed components silently.
+pub fn component(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("target/policies")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the components with scripts/build-policies.sh",
+        path.display()
+    );
+    path
+}
+
+/// The demo key's SHA-256 and two more test keys.
+pub const KEY_A: &str = "sk-test-tenant-a";
+pub const KEY_B: &str = "sk-test-tenant-b";
+
+/// The hex SHA-256 of a key.
+pub fn key_hash(key: &str) -> String {
+    switchyard::auth::hash_key(key)
+}
+
+// === mock upstreams ===
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// A step of a scripted SSE response.
+#[derive(Clone)]
+pub enum SseStep {
+    /// Send this `data:` payload as one event.
+    Data(String),
+    /// Send raw bytes (comments, partial frames).
+    Raw(String),
+    /// Wait this long.
+    Pause(Duration),
+    /// Wait until the test notifies.
+    WaitFor(Arc<Notify>),
+    /// Break the connection (the body errors, so the client sees it cut).
+    Cut,
+}
+
+/// How the mock answers one request.
+#[derive(Clone)]
+pub enum Reply {
+    /// A complete response.
+    Json {
+        status: u16,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// A server-sent event stream.
+    Sse(Vec<SseStep>),
+    /// Never answer (hold the connection open).
+    Hang,
+}
+
+impl Reply {
+    /// A 200 chat completion for `model` with the given usage.
+    pub fn completion(model: &str, text: &str) -> Reply {
+        Reply::Json {
+            status: 200,
+            body: completion_body(model, text).to_string(),
+            headers: vec![],
+        }
+    }
+
+    /// An error status with an OpenAI-style body.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::Json {
+            status,
+            body: json!({"error": {"message": message, "type": "api_error", "code": null}})
+                .to_string(),
+            headers: vec![],
+        }
+    }
+
+    /// A normal stream of `words` for `model`, ending with usage and `[DONE]`.
+    pub fn stream(model: &str, words: &[&str]) -> Reply {
+        let mut steps = vec![SseStep::Data(
+            chunk(model, json!({"role": "assistant", "content": ""}), None).to_string(),
+        )];
+        for w in words {
+            steps.push(SseStep::Data(
+                chunk(model, json!({"content": w}), None).to_string(),
+            ));
+        }
+        steps.push(SseStep::Data(
+            chunk(model, json!({}), Some("stop")).to_string(),
+        ));
+        steps.push(SseStep::Data(json!({"id": "c", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage_json()}).to_string()));
+        steps.push(SseStep::Raw("data: [DONE]\n\n".into()));
+        Reply::Sse(steps)
+    }
+}
+
+/// A usage object with DeepSeek's cache fields: 100 prompt tokens (60 cache hits), 20 output.
+pub fn usage_json() -> Value {
+    json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+           "prompt_cache_hit_tokens": 60, "prompt_cache_miss_tokens": 40})
+}
+
+/// A chat completion body.
+pub fn completion_body(model: &str, text: &str) -> Value {
+    json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+           "usage": usage_json()})
+}
+
+/// One stream chunk.
+pub fn chunk(model: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model,
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// A mock OpenAI-compatible upstream: a real HTTP server on loopback.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl MockUpstream {
+    /// Starts a mock answering each request with `handler`.
+    pub async fn start(
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        let addr = listener.local_addr().expect("mock addr");
+        let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let handler: Handler = Arc::new(handler);
+        let recorded = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (handler, recorded) = (handler.clone(), recorded.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (handler, recorded) = (handler.clone(), recorded.clone());
+                        async move {
+                            let headers = req.headers().clone();
+                            let bytes = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                            let rec = Recorded { headers, body };
+                            let reply = handler(&rec);
+                            recorded.lock().unwrap().push(rec);
+                            Ok::<_, Infallible>(respond(reply).await)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        MockUpstream { addr, requests }
+    }
+
+    /// A mock that answers every request with a completion naming the model it was sent.
+    pub async fn echo() -> MockUpstream {
+        Self::start(|r| Reply::completion(r.body["model"].as_str().unwrap_or("?"), "mock reply"))
+            .await
+    }
+
+    /// The base URL to put in a config (`http://127.0.0.1:PORT/v1`).
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests it received.
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+type MockBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+async fn respond(reply: Reply) -> Response<MockBody> {
+    match reply {
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => {
+            let mut r = Response::new(
+                Full::new(Bytes::from(body))
+                    .map_err(|e: Infallible| match e {})
+                    .boxed_unsync(),
+            );
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            for (k, v) in headers {
+                r.headers_mut().insert(k, v.parse().unwrap());
+            }
+            r
+        }
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Reply::Sse(steps) => {
+            let body = StreamBody::new(stream::unfold(steps.into_iter(), |mut steps| async move {
+                loop {
+                    match steps.next()? {
+                        SseStep::Data(d) => {
+                            return Some((
+                                Ok(Frame::data(Bytes::from(format!("data: {d}\n\n")))),
+                                steps,
+                            ));
+                        }
+                        SseStep::Raw(r) => return Some((Ok(Frame::data(Bytes::from(r))), steps)),
+                        SseStep::Pause(d) => tokio::time::sleep(d).await,
+                        SseStep::WaitFor(n) => n.notified().await,
+                        SseStep::Cut => return Some((Err(std::io::Error::other("cut")), steps)),
+                    }
+                }
+            }));
+            let mut r = Response::new(body.boxed_unsync());
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
+    }
+}
+
+/// An address where nothing listens (connections are refused).
+pub async fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+// === the gateway ===
+
+/// A gateway running in-process on an ephemeral port.
+pub struct TestGateway {
+    pub gateway: Gateway,
+    pub url: String,
+}
+
+/// Starts a gateway on `toml` (relative paths resolve against the repository root).
+pub async fn start_gateway(toml: &str) -> TestGateway {
+    try_start_gateway(toml)
+        .await
+        .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+}
+
+/// Starts a gateway, or returns why it could not start.
+pub async fn try_start_gateway(toml: &str) -> Result<TestGateway, String> {
+    let mut config = Config::parse(toml, "test.toml", &repo_root()).map_err(|e| e.to_string())?;
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let gateway = Gateway::start(config).await.map_err(|e| e.to_string())?;
+    let url = format!("http://{}", gateway.local_addr());
+    Ok(TestGateway { gateway, url })
+}
+
+/// A TOML `[upstreams.NAME]` section pointing at `url`.
+pub fn upstream_toml(name: &str, url: &str, models: &[&str], extra: &str) -> String {
+    let models = models
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[upstreams.{name}]\nbase_url = \"{url}\"\nmodels = [{models}]\n{extra}\n")
+}
+
+/// A TOML `[tenants.NAME]` section with `key`, `policy`, the given models and extra lines.
+pub fn tenant_toml(name: &str, key: &str, policy: &str, models: &[&str], extra: &str) -> String {
+    let models = models
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[tenants.{name}]\napi_keys_sha256 = [\"{}\"]\npolicy = \"{policy}\"\nmodels = [{models}]\n{extra}\n",
+        key_hash(key)
+    )
+}
+
+/// A TOML `[policies.NAME]` section for a component built from source.
+pub fn policy_toml(name: &str, component_name: &str) -> String {
+    format!(
+        "[policies.{name}]\npath = \"{}\"\n",
+        component(component_name).display()
+    )
+}
+
+// === a small client ===
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and returns its head with the body still streaming.
+pub async fn send(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response<Incoming> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    client()
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("request reaches the gateway")
+}
+
+/// Sends a request and reads the whole response.
+pub async fn request(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> TestResponse {
+    let response = send(method, url, key, headers, body).await;
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    TestResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// `POST /v1/chat/completions` with `body`.
+pub async fn chat(gw: &TestGateway, key: &str, body: &Value) -> TestResponse {
+    chat_with(gw, key, &[], body).await
+}
+
+/// `POST /v1/chat/completions` with extra headers.
+pub async fn chat_with(
+    gw: &TestGateway,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> TestResponse {
+    request(
+        "POST",
+        &format!("{}/v1/chat/completions", gw.url),
+        Some(key),
+        headers,
+        body.to_string(),
+    )
+    .await
+}
+
+/// A simple chat body.
+pub fn user_says(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Reads a whole SSE body and returns its frames' data payloads.
+pub fn sse_data(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter_map(|frame| {
+            let data: Vec<&str> = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
+
+// === the real binary ===
+
+/// The `switchyard` binary next to the test executable (built by `cargo build --workspace`).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("switchyard");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// A `switchyard` process with its stderr captured.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `switchyard serve` with `args` (JSON logs) and waits until it listens.
+    pub fn serve(args: &[&str], envs: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(binary());
+        cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(args);
+        cmd.env_remove("SWITCHYARD_CONFIG");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn switchyard");
+        let stderr = child.stderr.take().unwrap();
+        let logs: Arc<Mutex<String>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "switchyard listening"
+                    && let Some(addr) = v["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "switchyard did not start; its log:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        Process { child, addr, logs }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
