@@ -26,15 +26,22 @@ async fn each_branch_of_flash_first_picks_its_model() {
     let (mock, gw) = setup("{}").await;
     let big = "x".repeat(900_000); // about 225k tokens
     let tool_calls: Vec<_> = (0..11).map(|i| json!({"id": format!("c{i}"), "type": "function", "function": {"name": "read", "arguments": "{}"}})).collect();
-    let cases: Vec<(&str, serde_json::Value, Vec<(&str, &str)>, &str, &str)> = vec![
-        (
+    struct Case(
+        &'static str,
+        serde_json::Value,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        Case(
             "default",
             user_says("auto", "Review this diff for bugs."),
             vec![],
             "deepseek-v4-flash",
             "default",
         ),
-        (
+        Case(
             "agent depth",
             json!({"model": "auto", "messages": [
                 {"role": "user", "content": "fix the build"},
@@ -44,35 +51,35 @@ async fn each_branch_of_flash_first_picks_its_model() {
             "deepseek-v4-pro",
             "agent-depth",
         ),
-        (
+        Case(
             "large input",
             user_says("auto", &big),
             vec![],
             "deepseek-v4-pro",
             "large-input",
         ),
-        (
+        Case(
             "xhigh reasoning",
             json!({"model": "auto", "reasoning_effort": "xhigh", "messages": [{"role": "user", "content": "prove it"}]}),
             vec![],
             "deepseek-v4-pro",
             "reasoning-effort",
         ),
-        (
+        Case(
             "hard hint header",
             user_says("auto", "hello"),
             vec![("x-switchyard-difficulty", "hard")],
             "deepseek-v4-pro",
             "pro-hint",
         ),
-        (
+        Case(
             "hard hint metadata",
             json!({"model": "auto", "metadata": {"tier": "pro"}, "messages": [{"role": "user", "content": "hello"}]}),
             vec![],
             "deepseek-v4-pro",
             "pro-hint",
         ),
-        (
+        Case(
             "refactor",
             user_says(
                 "auto",
@@ -82,7 +89,7 @@ async fn each_branch_of_flash_first_picks_its_model() {
             "deepseek-v4-pro",
             "hard-task",
         ),
-        (
+        Case(
             "images",
             json!({"model": "auto", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "what is in this picture?"},
@@ -91,7 +98,7 @@ async fn each_branch_of_flash_first_picks_its_model() {
             "gpt-5.5",
             "images",
         ),
-        (
+        Case(
             "pinned model",
             user_says("deepseek-v4-pro", "hi"),
             vec![],
@@ -99,11 +106,16 @@ async fn each_branch_of_flash_first_picks_its_model() {
             "requested",
         ),
     ];
-    for (i, (name, body, headers, expected, _reason)) in cases.iter().enumerate() {
+    for (i, Case(name, body, headers, expected, reason)) in cases.iter().enumerate() {
         let r = chat_with(&gw, KEY_A, headers, body).await;
         assert_eq!(r.status, 200, "{name}: {}", r.text());
         assert_eq!(r.header("x-switchyard-model"), Some(*expected), "{name}");
         assert_eq!(r.header("x-switchyard-attempts"), Some("1"), "{name}");
+        assert_eq!(
+            r.header("x-switchyard-tags"),
+            Some(format!("reason={reason}").as_str()),
+            "{name}"
+        );
         assert!(
             r.header("x-switchyard-policy")
                 .is_some_and(|p| p.starts_with("ff@")),

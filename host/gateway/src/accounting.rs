@@ -72,6 +72,25 @@ impl AccessLog {
         copy
     }
 
+    /// Records what is known so far on the request's span.
+    pub fn record_on(&self, span: &tracing::Span) {
+        if let Some(t) = &self.tenant {
+            span.record("tenant", &**t);
+        }
+        if let Some(p) = self.policy_header.as_ref().and_then(|h| h.to_str().ok()) {
+            span.record("policy", p);
+        }
+        if let Some(m) = &self.model {
+            span.record("model", m.as_str());
+        }
+        if let Some(d) = self.decision {
+            span.record("decision_us", d.as_micros() as u64);
+        }
+        span.record("attempts", self.attempts);
+        span.record("status", self.status);
+        span.record("latency_ms", self.started.elapsed().as_secs_f64() * 1000.0);
+    }
+
     /// Emits the line now unless a stream took it over.
     pub fn emit_unless_deferred(&self) {
         if !self.deferred {

@@ -19,6 +19,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::accounting::{AccessLog, cost_usd};
 use crate::app::Shared;
@@ -46,6 +47,7 @@ pub mod headers {
     pub const COST_USD: &str = "x-switchyard-cost-usd";
     pub const SIMULATED: &str = "x-switchyard-simulated";
     pub const FALLBACK_REASON: &str = "x-switchyard-policy-failure";
+    pub const TAGS: &str = "x-switchyard-tags";
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
@@ -90,10 +92,23 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
         req.uri().path().to_owned(),
         started,
     );
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        tenant = tracing::field::Empty,
+        policy = tracing::field::Empty,
+        model = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        decision_us = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
     let path = req.uri().path();
     let result = match (req.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
-            chat_completions(&snapshot, req, &id, seed, &mut log).await
+            chat_completions(&snapshot, req, &id, seed, &mut log)
+                .instrument(span.clone())
+                .await
         }
         (&Method::GET, "/v1/models" | "/models") => list_models(&snapshot, req.headers(), &mut log),
         (&Method::GET, "/healthz") => Ok(full(
@@ -128,6 +143,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
             .insert(headers::POLICY, policy.clone());
     }
     log.status = response.status().as_u16();
+    log.record_on(&span);
     log.emit_unless_deferred();
     response
 }
@@ -270,6 +286,17 @@ async fn chat_completions(
         );
     if delivered.upstream.is_simulated() {
         builder = builder.header(headers::SIMULATED, "true");
+    }
+    if !plan.tags.is_empty() {
+        let tags = plan
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Ok(v) = HeaderValue::from_str(&tags) {
+            builder = builder.header(headers::TAGS, v);
+        }
     }
     if let PlanSource::FailureDefault(kind) = plan.source {
         builder = builder.header(headers::FALLBACK_REASON, kind.as_str());

@@ -10,8 +10,8 @@ use std::time::Duration;
 pub struct SandboxLimits {
     /// Linear memory the instance may grow to, in bytes, summed over its memories.
     pub memory_bytes: usize,
-    /// Wall-clock budget for one call (instantiation plus the export), enforced by epoch
-    /// interruption with the engine's tick granularity.
+    /// CPU-time budget for one call (instantiation plus the export), measured on the calling
+    /// thread and checked at every epoch tick (so enforced within one tick).
     pub deadline: Duration,
     /// Calls to the `log` import per decision before the call traps.
     pub max_log_calls: u32,

@@ -2,16 +2,22 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::PolicyPre;
 use crate::bindings::types::{Decision, RequestSummary};
 use crate::error::{FailureKind, PolicyFailure};
 use crate::limits::SandboxLimits;
 use crate::state::{PolicyLogLine, PolicyState};
+
+/// A decision is stopped after this many times its CPU budget in wall-clock time, whatever CPU
+/// it got, so that no decision can hold a thread indefinitely.
+const WALL_CAP_FACTOR: u32 = 20;
+/// The wall-clock cap is never shorter than this.
+const MIN_WALL_CAP: Duration = Duration::from_millis(200);
 
 /// The SHA-256 of a policy file: the identity of a policy version.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,11 +149,28 @@ impl CompiledPolicy {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        // The deadline is CPU time of this thread, not wall-clock time: under load the OS may
+        // preempt a decision for longer than its whole budget, and a well-behaved policy must not
+        // fail for that. The epoch ticker only wakes the check; when it fires, the callback
+        // compares the CPU the decision has used with its budget and extends or interrupts. A
+        // generous wall-clock cap still guarantees termination.
+        let tick = self.epoch_tick;
+        let ticks_for =
+            move |d: Duration| (d.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).max(1);
+        let budget = ctx.limits.deadline;
+        let cpu_start = cpu_time::ThreadTime::now().as_duration();
+        let wall_cap = Instant::now() + (budget * WALL_CAP_FACTOR).max(MIN_WALL_CAP);
         // The current tick may be nearly over: one extra tick keeps the deadline a lower bound.
-        let tick = self.epoch_tick.as_nanos().max(1);
-        let ticks = ctx.limits.deadline.as_nanos().div_ceil(tick) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks_for(budget) + 1);
+        store.epoch_deadline_callback(move |_| {
+            let used = cpu_time::ThreadTime::now()
+                .as_duration()
+                .saturating_sub(cpu_start);
+            if used >= budget || Instant::now() >= wall_cap {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(ticks_for(budget - used)))
+        });
         store
     }
 

@@ -315,8 +315,7 @@ impl Policy for FlashFirst {
                 400,
                 "no_suitable_model",
                 format!(
-                    "none of this tenant's models can serve this request ({} tokens needed)",
-                    needed
+                    "none of this tenant's models can serve this request ({needed} tokens needed)"
                 ),
             );
         };

@@ -169,3 +169,27 @@ fn custom_models_need_prices_and_override_builtins() {
     assert_eq!(config.models["deepseek-v4-flash"].input_usd_per_mtok, 0.14);
     assert_eq!(config.models["custom"].cached_input_usd_per_mtok, 1.0);
 }
+
+#[test]
+fn the_example_deepseek_config_needs_its_key_from_the_environment() {
+    let text = include_str!("../../../../config/deepseek.toml");
+    let err = Config::parse(
+        &text.replace("DEEPSEEK_API_KEY", "SWITCHYARD_TEST_SURELY_UNSET_KEY"),
+        "deepseek.toml",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "upstreams.deepseek.api_key_env");
+    // With a variable that is set (PATH always is), it is valid.
+    let config = Config::parse(
+        &text.replace("DEEPSEEK_API_KEY", "PATH"),
+        "deepseek.toml",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        config.upstreams["deepseek"].endpoint,
+        UpstreamEndpoint::Url("https://api.deepseek.com/v1".into())
+    );
+    assert!(format!("{:?}", config.upstreams["deepseek"].api_key).contains("redacted"));
+}

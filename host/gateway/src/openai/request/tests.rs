@@ -181,7 +181,7 @@ fn wrong_types_in_known_fields_name_the_field() {
 
 #[test]
 fn too_many_messages_are_refused() {
-    let many = vec![r#"{"role":"user","content":"x"}"#; 11].join(",");
+    let many = [r#"{"role":"user","content":"x"}"#; 11].join(",");
     let body = format!(r#"{{"model":"m","messages":[{many}]}}"#);
     assert!(ChatRequest::parse(Bytes::from(body.clone()), 11).is_ok());
     assert!(

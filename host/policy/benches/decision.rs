@@ -1,0 +1,116 @@
+//! Policy decision cost: a fresh instance per decision (instantiate + call + result conversion),
+//! for the reference `flash-first` component built from source.
+//!
+//! `cargo bench -p switchyard-policy --bench decision` (after `scripts/build-policies.sh`).
+//! Prints median, p99 and mean over many iterations, with and without the pooling allocator.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_policy::types::{Budget, Candidate, Endpoint, Health, RequestSummary};
+use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, SandboxLimits};
+
+const ITERATIONS: usize = 20_000;
+const WARMUP: usize = 2_000;
+
+fn summary() -> RequestSummary {
+    let c = |model: &str, input: f64| Candidate {
+        model: model.into(),
+        upstream: "main".into(),
+        input_usd_per_mtok: input,
+        cached_input_usd_per_mtok: input / 50.0,
+        output_usd_per_mtok: input * 2.0,
+        context_window: 1_000_000,
+        max_output_tokens: 384_000,
+        supports_images: false,
+        health: Health::Healthy,
+    };
+    RequestSummary {
+        request_id: "req_0123456789abcdef".into(),
+        tenant: "acme".into(),
+        endpoint: Endpoint::ChatCompletions,
+        requested_model: "auto".into(),
+        streaming: false,
+        estimated_input_tokens: 1_200,
+        max_output_tokens: Some(1_000),
+        message_count: 3,
+        tools_offered: 2,
+        tool_calls_so_far: 1,
+        reasoning_effort: None,
+        has_images: false,
+        last_user_excerpt:
+            "Review this function and point out any off-by-one errors in the loop bounds.".into(),
+        hints: vec![],
+        candidates: vec![
+            c("deepseek-v4-flash", 0.14),
+            c("deepseek-v4-pro", 0.435),
+            c("gpt-5.5", 5.0),
+        ],
+        config: "{}".into(),
+        budget: Budget {
+            spent_today_usd: 0.0,
+            daily_limit_usd: None,
+            spent_month_usd: 0.0,
+            monthly_limit_usd: None,
+        },
+        seed: 42,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn run(label: &str, pooling: bool, bytes: &[u8]) {
+    let engine = PolicyEngine::new(EngineSettings {
+        pooling,
+        ..EngineSettings::default()
+    })
+    .expect("engine");
+    let compile_started = Instant::now();
+    let policy = engine.compile("flash-first", bytes).expect("compile");
+    let compile = compile_started.elapsed();
+    let ctx = CallContext {
+        tenant: "acme".into(),
+        request_id: Arc::from("req"),
+        limits: SandboxLimits::default(),
+        capture_logs: false,
+    };
+    let s = summary();
+    for _ in 0..WARMUP {
+        policy.decide(&ctx, &s).expect("decides");
+    }
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        let t = Instant::now();
+        let d = policy.decide(&ctx, &s).expect("decides");
+        samples.push(t.elapsed());
+        std::hint::black_box(d);
+    }
+    samples.sort();
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    println!(
+        "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+        percentile(&samples, 0.5).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        mean.as_secs_f64() * 1e6,
+        compile.as_secs_f64() * 1e3,
+        bytes.len()
+    );
+}
+
+fn main() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/policies/flash-first.wasm");
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-policies.sh", path.display()));
+    println!(
+        "policy decision cost, fresh instance per decision, {ITERATIONS} iterations after {WARMUP} warm-up"
+    );
+    println!();
+    println!("| engine | p50 µs | p99 µs | mean µs | compile ms | component bytes |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    run("flash-first, pooling allocator", true, &bytes);
+    run("flash-first, on-demand allocator", false, &bytes);
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test from a fresh clone: installs what is missing, builds the policy components from
+# source (checking the one embedded in the binary is byte-identical), then the whole workspace's
+# tests: unit tests, native policy tests, the sandbox suite and the integration suite.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+log() { echo "[test] $*" >&2; }
+
+"$ROOT/scripts/install-toolchain.sh"
+log "building policy components from source"
+"$ROOT/scripts/build-policies.sh" --check
+log "building the workspace (the integration tests run the real binary too)"
+cargo build --locked --workspace
+log "running the tests"
+cargo test --locked --workspace "$@"
