@@ -166,3 +166,65 @@ async fn upstream_keys_never_appear_in_responses_or_logs() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let mock = MockUpstream::echo().await;
+    let dir = TempDir::new("sighup");
+    let config = dir.path("config.toml");
+    let write = |models: &[&str]| {
+        let toml = format!(
+            "[server]\nwatch = false\nartifact_cache_dir = \"{}\"\n",
+            dir.path("cache").display()
+        ) + &upstream_toml(
+            "main",
+            &mock.url(),
+            &["deepseek-v4-flash", "deepseek-v4-pro"],
+            "",
+        ) + &policy_toml("ff", "flash-first")
+            + &tenant_toml("a", KEY_A, "ff", models, "");
+        replace_file(&config, toml.as_bytes());
+    };
+    write(&["deepseek-v4-flash", "deepseek-v4-pro"]);
+    let p = Process::serve(&["--config", config.to_str().unwrap()], &[]);
+    let url = format!("{}/v1/chat/completions", p.url());
+    let body = user_says("deepseek-v4-pro", "hi").to_string();
+    assert_eq!(
+        request("POST", &url, Some(KEY_A), &[], body.clone())
+            .await
+            .status,
+        200
+    );
+
+    write(&["deepseek-v4-flash"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        request("POST", &url, Some(KEY_A), &[], body.clone())
+            .await
+            .status,
+        200,
+        "watching is off: nothing changes yet"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if request("POST", &url, Some(KEY_A), &[], body.clone())
+            .await
+            .status
+            == 403
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload; log:\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(p.logs().contains("SIGHUP reload"));
+}

@@ -7,5 +7,6 @@ mod clients;
 mod errors;
 mod fallback;
 mod policy_failures;
+mod reload;
 mod routing;
 mod streaming;

@@ -302,7 +302,10 @@ pub async fn start_gateway(toml: &str) -> TestGateway {
 pub async fn try_start_gateway(toml: &str) -> Result<TestGateway, String> {
     let mut config = Config::parse(toml, "test.toml", &repo_root()).map_err(|e| e.to_string())?;
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    let gateway = Gateway::start(config).await.map_err(|e| e.to_string())?;
+    config.server.watch = false;
+    let gateway = Gateway::start(config, None)
+        .await
+        .map_err(|e| e.to_string())?;
     let url = format!("http://{}", gateway.local_addr());
     Ok(TestGateway { gateway, url })
 }
@@ -552,5 +555,132 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// === gateways run from files on disk (reload tests) ===
+
+/// The admin token used by tests, and its hash for `[admin] token_sha256`.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+/// A scratch directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory.
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Replaces `path` atomically: write a temporary file next to it, then rename over it.
+pub fn replace_file(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The `[server]` and `[admin]` lines for a watched, file-based test gateway.
+pub fn watched_server_toml(cache_dir: &std::path::Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nwatch_debounce_ms = 50\nartifact_cache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_sha256 = \"{}\"\n\n",
+        cache_dir.display(),
+        key_hash(ADMIN_TOKEN)
+    )
+}
+
+/// Starts a gateway from the config file at `path`, watching it and its policies.
+pub async fn start_gateway_from_file(path: &std::path::Path) -> TestGateway {
+    let config = Config::load(path).unwrap_or_else(|e| panic!("config: {e}"));
+    let gateway = Gateway::start(config, Some(path.to_path_buf()))
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let url = format!("http://{}", gateway.local_addr());
+    TestGateway { gateway, url }
+}
+
+impl TestGateway {
+    /// `GET` an admin endpoint with the test admin token.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let addr = self
+            .gateway
+            .admin_addr()
+            .expect("admin listener configured");
+        let r = request(
+            "GET",
+            &format!("http://{addr}{path}"),
+            Some(ADMIN_TOKEN),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// The snapshot generation (effective reloads so far).
+    pub async fn generation(&self) -> u64 {
+        self.admin_get("/admin/config").await["generation"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The `x-switchyard-policy` header the gateway currently sends for `policy`.
+    pub async fn policy_header(&self, policy: &str) -> String {
+        let v = self.admin_get("/admin/policies").await;
+        v["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == policy)
+            .unwrap()["header"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits up to `timeout` until `check` holds for the admin view of `policy`.
+    pub async fn wait_for_policy(
+        &self,
+        policy: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let v = self.admin_get("/admin/policies").await;
+            let p = v["policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == policy)
+                .cloned()
+                .unwrap_or(Value::Null);
+            if check(&p) {
+                return p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting on policy {policy}: {p}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -11,11 +11,14 @@
 //! - [`upstream`]: HTTP clients, the fallback loop and its commit point, the stream relay;
 //! - [`accounting`]: cost and the access log;
 //! - [`config`], [`state`], [`app`]: configuration, the swappable snapshot, the running gateway;
+//! - [`reload`], [`watch`], [`admin`]: live reload (files, `SIGHUP`, admin API) and the admin
+//!   listener;
 //! - [`simulator`]: the built-in simulated provider used by the offline default.
 //!
 //! The policy sandbox itself lives in the `switchyard-policy` crate.
 
 pub mod accounting;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -24,12 +27,14 @@ pub mod openai;
 pub mod pipeline;
 pub mod policies;
 pub mod redact;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod simulator;
 pub mod state;
 pub mod tenant;
 pub mod upstream;
+pub mod watch;
 
 pub use app::Gateway;
 pub use config::Config;

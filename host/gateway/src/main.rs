@@ -73,16 +73,13 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::CheckConfig { config } => {
-            let loaded = Config::load(&config).map_err(anyhow::Error::msg)?;
-            let gateway = Gateway::start(Config {
-                server: switchyard::config::ServerSettings {
-                    listen: "127.0.0.1:0".parse()?,
-                    ..loaded.server.clone()
-                },
-                ..loaded
-            })
-            .await
-            .context("loading policies")?;
+            let mut loaded = Config::load(&config).map_err(anyhow::Error::msg)?;
+            loaded.server.listen = "127.0.0.1:0".parse()?;
+            loaded.server.watch = false;
+            loaded.admin = None;
+            let gateway = Gateway::start(loaded, None)
+                .await
+                .context("loading policies")?;
             println!("{}: ok", config.display());
             gateway.shutdown().await;
             Ok(())
@@ -96,7 +93,7 @@ async fn main() -> Result<()> {
                 loaded.server.listen = addr;
             }
             let demo = config.is_none();
-            let gateway = Gateway::start(loaded)
+            let gateway = Gateway::start(loaded, config.clone())
                 .await
                 .context("starting the gateway")?;
             let addr = gateway.local_addr();
@@ -110,10 +107,26 @@ async fn main() -> Result<()> {
                      The x-switchyard-model header shows the model the flash-first policy chose.\n"
                 );
             }
+            if let Some(admin) = gateway.admin_addr() {
+                tracing::info!(%admin, "admin listener");
+            }
             let stop = gateway.shutdown_handle();
             tokio::spawn(async move {
                 wait_for_signal().await;
                 let _ = stop.send(true);
+            });
+            let shared = gateway.shared().clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let report =
+                        switchyard::reload::reload(&shared, switchyard::reload::Trigger::Signal)
+                            .await;
+                    tracing::info!(outcome = ?report.outcome, generation = report.generation, "SIGHUP reload");
+                }
             });
             gateway.wait().await;
             Ok(())

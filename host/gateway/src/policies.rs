@@ -57,6 +57,18 @@ pub enum PolicyLoadError {
     },
 }
 
+impl PolicyLoadError {
+    /// The policy the error is about.
+    pub fn policy_name(&self) -> &str {
+        match self {
+            PolicyLoadError::Read { name, .. }
+            | PolicyLoadError::Invalid { name, .. }
+            | PolicyLoadError::ConfigRefused { name, .. }
+            | PolicyLoadError::Unhealthy { name, .. } => name,
+        }
+    }
+}
+
 /// Reads a policy's bytes.
 pub fn read_source(name: &str, source: &PolicySource) -> Result<Arc<[u8]>, PolicyLoadError> {
     match source {

@@ -1,9 +1,12 @@
 //! The accept loop: one task per connection, HTTP/1.1 and HTTP/2 (auto-detected), bounded
 //! request heads, and a graceful drain on shutdown.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -12,14 +15,24 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::Shared;
-use crate::pipeline;
+use crate::pipeline::{self, ResponseBody};
 
-/// Serves `listener` until `shutdown` turns true, then drains open connections.
-pub async fn serve(
+/// Serves the main (OpenAI-compatible) listener until `shutdown` turns true, then drains.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    serve_with(listener, shared, shutdown, pipeline::handle).await
+}
+
+/// Serves `listener` with `handler` until `shutdown` turns true, then drains open connections
+/// for up to the configured drain timeout.
+pub async fn serve_with<H, F>(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) {
+    handler: H,
+) where
+    H: Fn(Arc<Shared>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let (max_header_bytes, drain_timeout) = {
         let s = shared.snapshot.load();
@@ -54,7 +67,7 @@ pub async fn serve(
                 let shared = shared.clone();
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(pipeline::handle(shared, req).await) }
+                    async move { Ok::<_, std::convert::Infallible>(handler(shared, req).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);

@@ -1,16 +1,17 @@
 //! The gateway's live state: one immutable [`Snapshot`] of config, tenants, policies and upstream
 //! clients, swapped atomically as a whole. A request loads the snapshot once and runs entirely on
-//! it, so a reload never mixes two versions within one request.
+//! it, so a reload never mixes two versions within one request, and requests in flight finish on
+//! the version they started with.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use switchyard_policy::PolicyEngine;
+use switchyard_policy::{PolicyEngine, PolicyHash};
 
 use crate::auth::KeyIndex;
-use crate::config::{Config, UpstreamEndpoint};
+use crate::config::{Config, PolicySource, UpstreamEndpoint};
 use crate::policies::{self, LoadedPolicy, PolicyLoadError};
 use crate::redact::Redactor;
 use crate::simulator::{self, SimulatorSettings};
@@ -36,6 +37,20 @@ pub enum SnapshotError {
     #[error("upstreams.{name}: {message}")]
     Upstream { name: String, message: String },
 }
+
+/// What happened to one policy while building a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    /// Same bytes as the version in service.
+    Unchanged,
+    /// A new version was compiled, checked, and put in service.
+    Loaded,
+    /// A new version failed (to read, compile, or pass its checks); the previous one stays.
+    KeptPrevious { error: String },
+}
+
+/// Per-policy results of a build.
+pub type PolicyReports = BTreeMap<String, PolicyOutcome>;
 
 /// Simulated providers by upstream name, kept across reloads so their prefix caches survive.
 #[derive(Default)]
@@ -78,71 +93,109 @@ impl Simulators {
     }
 }
 
+/// A policy file's bytes and content hash.
+pub struct PolicyBytes {
+    pub bytes: Arc<[u8]>,
+    pub hash: PolicyHash,
+}
+
+/// Reads every policy the config's tenants use: what a reload compares to see if anything changed.
+pub fn read_policies(config: &Config) -> BTreeMap<String, Result<PolicyBytes, PolicyLoadError>> {
+    config
+        .policies
+        .iter()
+        .filter(|(name, _)| config.tenants.values().any(|t| &t.policy == *name))
+        .map(|(name, source)| {
+            let read = policies::read_source(name, source).map(|bytes| PolicyBytes {
+                hash: PolicyHash::of(&bytes),
+                bytes,
+            });
+            (name.clone(), read)
+        })
+        .collect()
+}
+
 impl Snapshot {
-    /// Builds a snapshot: compiles every policy (reusing `previous`'s compiled policies whose
-    /// bytes are unchanged), checks every tenant's config against its policy, and prepares the
-    /// upstream clients.
+    /// Builds a snapshot. A policy whose bytes are unchanged from `previous` is reused without
+    /// recompiling. A policy whose new version fails to read, compile or pass its per-tenant checks
+    /// (config validation and one smoke decision) keeps `previous`'s version when that version
+    /// still passes; otherwise the whole build fails and nothing changes.
     pub async fn build(
         config: Config,
         engine: &PolicyEngine,
         simulators: &Simulators,
         previous: Option<&Snapshot>,
-    ) -> Result<Snapshot, SnapshotError> {
+    ) -> Result<(Snapshot, PolicyReports), SnapshotError> {
+        let reads = read_policies(&config);
+        Self::build_from(config, reads, engine, simulators, previous).await
+    }
+
+    /// [`Snapshot::build`] with the policy files already read (by [`read_policies`]).
+    pub async fn build_from(
+        config: Config,
+        reads: BTreeMap<String, Result<PolicyBytes, PolicyLoadError>>,
+        engine: &PolicyEngine,
+        simulators: &Simulators,
+        previous: Option<&Snapshot>,
+    ) -> Result<(Snapshot, PolicyReports), SnapshotError> {
         let config = Arc::new(config);
-        let mut upstreams = BTreeMap::new();
-        for (name, up) in &config.upstreams {
-            let base = match &up.endpoint {
-                UpstreamEndpoint::Url(url) => url.clone(),
-                UpstreamEndpoint::Simulated { token_delay } => {
-                    let settings = SimulatorSettings {
-                        models: up.models.values().cloned().collect(),
-                        token_delay: *token_delay,
-                    };
-                    let addr = simulators.address(name, settings).await.map_err(|e| {
-                        SnapshotError::Upstream {
-                            name: name.clone(),
-                            message: format!("simulator: {e}"),
-                        }
-                    })?;
-                    format!("http://{addr}/v1")
-                }
-            };
-            let client = UpstreamClient::new(up.clone(), &base).map_err(|message| {
-                SnapshotError::Upstream {
-                    name: name.clone(),
-                    message,
-                }
-            })?;
-            upstreams.insert(name.clone(), Arc::new(client));
-        }
+        let upstreams = build_upstreams(&config, simulators, previous).await?;
 
         let mut loaded: BTreeMap<String, Arc<LoadedPolicy>> = BTreeMap::new();
-        for (name, source) in &config.policies {
-            if !config.tenants.values().any(|t| &t.policy == name) {
-                continue; // unused policies are not loaded
-            }
-            let bytes = policies::read_source(name, source)?;
-            let hash = switchyard_policy::PolicyHash::of(&bytes);
-            let reused = previous
-                .and_then(|p| p.policies.get(name))
-                .filter(|p| p.compiled.hash() == hash && p.source == *source)
+        let mut reports = PolicyReports::new();
+        for (name, read) in reads {
+            let source = config.policies[&name].clone();
+            let prev = previous
+                .and_then(|p| p.policies.get(&name))
+                .filter(|p| p.source == source)
                 .cloned();
-            let policy = match reused {
-                Some(p) => p,
-                None => {
-                    let (engine, name, source) = (engine.clone(), name.clone(), source.clone());
-                    let compiled = tokio::task::spawn_blocking(move || {
-                        policies::compile(&engine, &name, source, &bytes)
-                    })
-                    .await
-                    .map_err(|e| PolicyLoadError::Invalid {
-                        name: "?".into(),
-                        message: format!("compile task: {e}"),
-                    })??;
-                    Arc::new(compiled)
+            let (policy, outcome) = match read {
+                Err(e) => (
+                    prev.ok_or_else(|| e.clone())?,
+                    PolicyOutcome::KeptPrevious {
+                        error: e.to_string(),
+                    },
+                ),
+                Ok(PolicyBytes { hash, .. })
+                    if prev.as_ref().is_some_and(|p| p.compiled.hash() == hash) =>
+                {
+                    (prev.expect("checked above"), PolicyOutcome::Unchanged)
+                }
+                Ok(PolicyBytes { bytes, .. }) => {
+                    match compile(engine, &name, source.clone(), bytes).await {
+                        Ok(p) => (Arc::new(p), PolicyOutcome::Loaded),
+                        Err(e) => (
+                            prev.ok_or_else(|| e.clone())?,
+                            PolicyOutcome::KeptPrevious {
+                                error: e.to_string(),
+                            },
+                        ),
+                    }
                 }
             };
+            // Every tenant that uses it must be able to run it: config accepted, smoke decision ok.
+            let (policy, outcome) = match check_tenants(&config, &name, &policy, previous).await {
+                Ok(()) => (policy, outcome),
+                Err(e) => match (
+                    &outcome,
+                    previous
+                        .and_then(|p| p.policies.get(&name))
+                        .filter(|p| p.source == source),
+                ) {
+                    (PolicyOutcome::Loaded, Some(prev)) => {
+                        check_tenants(&config, &name, prev, previous).await?;
+                        (
+                            prev.clone(),
+                            PolicyOutcome::KeptPrevious {
+                                error: e.to_string(),
+                            },
+                        )
+                    }
+                    _ => return Err(e.into()),
+                },
+            };
             loaded.insert(name.clone(), policy);
+            reports.insert(name, outcome);
         }
 
         let mut tenants = BTreeMap::new();
@@ -150,13 +203,6 @@ impl Snapshot {
         for (name, t) in &config.tenants {
             let policy = loaded[&t.policy].clone();
             let candidates = tenant::candidates(&config, t);
-            let (p, tc, c) = (policy.clone(), t.clone(), candidates.clone());
-            tokio::task::spawn_blocking(move || policies::check_for_tenant(&p, &tc, c))
-                .await
-                .map_err(|e| PolicyLoadError::Invalid {
-                    name: t.policy.clone(),
-                    message: format!("check task: {e}"),
-                })??;
             let tenant = Arc::new(Tenant {
                 name: name.as_str().into(),
                 config: t.clone(),
@@ -169,7 +215,7 @@ impl Snapshot {
             tenants.insert(name.clone(), tenant);
         }
 
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             redactor: Redactor::new(config.secrets()),
             config,
             keys,
@@ -177,6 +223,93 @@ impl Snapshot {
             policies: loaded,
             upstreams,
             loaded_at: SystemTime::now(),
-        })
+        };
+        Ok((snapshot, reports))
     }
+}
+
+async fn build_upstreams(
+    config: &Config,
+    simulators: &Simulators,
+    previous: Option<&Snapshot>,
+) -> Result<BTreeMap<String, Arc<UpstreamClient>>, SnapshotError> {
+    let mut upstreams = BTreeMap::new();
+    for (name, up) in &config.upstreams {
+        // Keep the client (and its warm connection pool) when nothing about the upstream changed.
+        if let Some(prev) = previous
+            .and_then(|p| p.upstreams.get(name))
+            .filter(|c| c.config == *up)
+        {
+            upstreams.insert(name.clone(), prev.clone());
+            continue;
+        }
+        let base = match &up.endpoint {
+            UpstreamEndpoint::Url(url) => url.clone(),
+            UpstreamEndpoint::Simulated { token_delay } => {
+                let settings = SimulatorSettings {
+                    models: up.models.values().cloned().collect(),
+                    token_delay: *token_delay,
+                };
+                let addr = simulators.address(name, settings).await.map_err(|e| {
+                    SnapshotError::Upstream {
+                        name: name.clone(),
+                        message: format!("simulator: {e}"),
+                    }
+                })?;
+                format!("http://{addr}/v1")
+            }
+        };
+        let client =
+            UpstreamClient::new(up.clone(), &base).map_err(|message| SnapshotError::Upstream {
+                name: name.clone(),
+                message,
+            })?;
+        upstreams.insert(name.clone(), Arc::new(client));
+    }
+    Ok(upstreams)
+}
+
+async fn compile(
+    engine: &PolicyEngine,
+    name: &str,
+    source: PolicySource,
+    bytes: Arc<[u8]>,
+) -> Result<LoadedPolicy, PolicyLoadError> {
+    let (engine, task_name) = (engine.clone(), name.to_owned());
+    tokio::task::spawn_blocking(move || policies::compile(&engine, &task_name, source, &bytes))
+        .await
+        .map_err(|e| PolicyLoadError::Invalid {
+            name: name.to_owned(),
+            message: format!("compile task: {e}"),
+        })?
+}
+
+/// Runs `policy`'s load-time checks for every tenant of `config` that uses policy `name`, skipping
+/// tenants whose config and policy version are exactly what `previous` already checked.
+async fn check_tenants(
+    config: &Config,
+    name: &str,
+    policy: &Arc<LoadedPolicy>,
+    previous: Option<&Snapshot>,
+) -> Result<(), PolicyLoadError> {
+    for t in config.tenants.values().filter(|t| t.policy == name) {
+        let already = previous
+            .and_then(|p| p.tenants.get(&t.name))
+            .is_some_and(|old| {
+                old.config == *t
+                    && Arc::ptr_eq(&old.policy, policy)
+                    && old.candidates == tenant::candidates(config, t)
+            });
+        if already {
+            continue;
+        }
+        let (p, tc, c) = (policy.clone(), t.clone(), tenant::candidates(config, t));
+        tokio::task::spawn_blocking(move || policies::check_for_tenant(&p, &tc, c))
+            .await
+            .map_err(|e| PolicyLoadError::Invalid {
+                name: name.to_owned(),
+                message: format!("check task: {e}"),
+            })??;
+    }
+    Ok(())
 }

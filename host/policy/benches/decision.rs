@@ -113,4 +113,37 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     run("flash-first, pooling allocator", true, &bytes);
     run("flash-first, on-demand allocator", false, &bytes);
+    startup(&bytes);
+}
+
+/// What a restart costs with and without the artifact cache: compiling the component versus
+/// loading the artifact a previous process wrote (median of several runs, fresh engine each time).
+fn startup(bytes: &[u8]) {
+    use switchyard_policy::ArtifactCache;
+    const RUNS: usize = 7;
+    let dir = std::env::temp_dir().join(format!("switchyard-bench-cache-{}", std::process::id()));
+    let measure = |warm: bool| {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            if !warm {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let cache = ArtifactCache::open(&dir).expect("cache dir");
+            let engine =
+                PolicyEngine::with_cache(EngineSettings::default(), Some(cache)).expect("engine");
+            let t = Instant::now();
+            let policy = engine.compile("flash-first", bytes).expect("compile");
+            times.push(t.elapsed());
+            assert_eq!(policy.from_cache(), warm);
+        }
+        times.sort();
+        times[RUNS / 2].as_secs_f64() * 1e3
+    };
+    let cold = measure(false);
+    let warm = measure(true);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!();
+    println!(
+        "policy load at start-up (median of {RUNS}): cold cache (compile) {cold:.1} ms, warm cache (load artifact) {warm:.2} ms"
+    );
 }

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{Policy, PolicyPre};
+use crate::cache::ArtifactCache;
 use crate::error::LoadError;
 use crate::policy::{CompiledPolicy, PolicyHash};
 use crate::state::PolicyState;
@@ -78,12 +79,21 @@ struct EngineInner {
     engine: Engine,
     linker: Linker<PolicyState>,
     settings: EngineSettings,
+    cache: Option<ArtifactCache>,
     _ticker: EpochTicker,
 }
 
 impl PolicyEngine {
     /// Builds the engine and starts its epoch ticker.
     pub fn new(settings: EngineSettings) -> Result<Self, LoadError> {
+        Self::with_cache(settings, None)
+    }
+
+    /// Builds the engine with an artifact cache for compiled components.
+    pub fn with_cache(
+        settings: EngineSettings,
+        cache: Option<ArtifactCache>,
+    ) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(settings.max_wasm_stack);
@@ -111,6 +121,7 @@ impl PolicyEngine {
                 engine,
                 linker,
                 settings,
+                cache,
                 _ticker: ticker,
             }),
         })
@@ -123,11 +134,28 @@ impl PolicyEngine {
 
     /// Compiles `bytes` and checks them against the contract. CPU-heavy (milliseconds to seconds):
     /// call it off the request path.
+    ///
+    /// With an artifact cache, a component compiled before (by this or an earlier process) is
+    /// loaded from the cache instead of recompiled; [`CompiledPolicy::from_cache`] says which.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         check_header(bytes)?;
-        let component = Component::new(&self.inner.engine, bytes)
+        let hash = PolicyHash::of(bytes);
+        let engine = &self.inner.engine;
+        if let Some(cache) = &self.inner.cache
+            && let Some(component) = cache.load(engine, &hash)
+        {
+            let mut policy = self.link(name, hash, bytes.len(), component)?;
+            policy.from_cache = true;
+            return Ok(policy);
+        }
+        let component = Component::new(engine, bytes)
             .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
-        self.link(name, PolicyHash::of(bytes), bytes.len(), component)
+        let policy = self.link(name, hash, bytes.len(), component)?;
+        // Cache only components that match the contract.
+        if let Some(cache) = &self.inner.cache {
+            cache.store(engine, &hash, policy.component());
+        }
+        Ok(policy)
     }
 
     fn link(

@@ -14,6 +14,7 @@
 //!   between requests or crosses tenants.
 
 mod bindings;
+mod cache;
 mod engine;
 mod error;
 mod limits;
@@ -21,6 +22,7 @@ mod policy;
 mod state;
 
 pub use bindings::types;
+pub use cache::ArtifactCache;
 pub use engine::{EngineSettings, PolicyEngine};
 pub use error::{FailureKind, LoadError, PolicyFailure};
 pub use limits::SandboxLimits;

@@ -83,6 +83,7 @@ pub struct CompiledPolicy {
     pre: PolicyPre<PolicyState>,
     epoch_tick: Duration,
     imports: Vec<String>,
+    pub(crate) from_cache: bool,
 }
 
 impl fmt::Debug for CompiledPolicy {
@@ -116,6 +117,7 @@ impl CompiledPolicy {
             pre,
             epoch_tick,
             imports,
+            from_cache: false,
         }
     }
 
@@ -132,6 +134,15 @@ impl CompiledPolicy {
     /// Size of the component file in bytes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Whether the compiled code came from the artifact cache rather than a fresh compile.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    pub(crate) fn component(&self) -> &wasmtime::component::Component {
+        self.pre.instance_pre().component()
     }
 
     /// What the component imports (it can import nothing the host does not provide).

@@ -261,3 +261,69 @@ fn log_lines_are_captured_and_capped_in_length() {
     assert!(matches!(out.value, Decision::Reject(_)));
     assert_eq!(out.logs.len(), 1);
 }
+
+#[test]
+fn compiled_artifacts_are_reused_and_tampered_ones_are_not() {
+    use switchyard_policy::ArtifactCache;
+    let dir = std::env::temp_dir().join(format!("switchyard-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bytes = component("flash-first");
+    let settings = EngineSettings {
+        concurrent_instances: 4,
+        ..EngineSettings::default()
+    };
+
+    let cold = PolicyEngine::with_cache(settings.clone(), Some(ArtifactCache::open(&dir).unwrap()))
+        .unwrap();
+    let first = cold.compile("flash-first", &bytes).unwrap();
+    assert!(!first.from_cache());
+    drop(cold);
+
+    // A restart: a new engine with the same settings loads the artifact instead of compiling.
+    let warm = PolicyEngine::with_cache(settings.clone(), Some(ArtifactCache::open(&dir).unwrap()))
+        .unwrap();
+    let started = Instant::now();
+    let second = warm.compile("flash-first", &bytes).unwrap();
+    let load_time = started.elapsed();
+    assert!(second.from_cache());
+    assert_eq!(second.hash(), first.hash());
+    assert!(matches!(
+        second.decide(&ctx("t"), &summary("t", "")).unwrap().value,
+        Decision::Route(_)
+    ));
+    eprintln!("warm load took {load_time:?}");
+
+    // Tampering with the artifact (same length, one byte flipped) makes it ignored: recompiled.
+    let entry = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let mut artifact = std::fs::read(&entry).unwrap();
+    let last = artifact.len() - 1;
+    artifact[last] ^= 0xff;
+    std::fs::write(&entry, &artifact).unwrap();
+    let third = warm.compile("flash-first", &bytes).unwrap();
+    assert!(
+        !third.from_cache(),
+        "a tampered artifact must not be loaded"
+    );
+    // The recompile rewrote a good entry.
+    let fourth = warm.compile("flash-first", &bytes).unwrap();
+    assert!(fourth.from_cache());
+
+    // An artifact moved under another component's name is refused too: the MAC covers the name.
+    let other_bytes = component("static-route");
+    let other_hash = switchyard_policy::PolicyHash::of(&other_bytes).to_string();
+    let file_name = entry.file_name().unwrap().to_str().unwrap().to_owned();
+    let (hash, rest) = file_name.split_once('-').unwrap();
+    assert_eq!(hash, first.hash().to_string());
+    std::fs::copy(&entry, dir.join(format!("{other_hash}-{rest}"))).unwrap();
+    let substituted = warm.compile("static-route", &other_bytes).unwrap();
+    assert!(
+        !substituted.from_cache(),
+        "an artifact filed under another hash must not be loaded"
+    );
+    assert_eq!(substituted.hash().to_string(), other_hash);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,6 +72,28 @@ pub struct ServerSettings {
     pub max_messages: usize,
     pub request_deadline: Duration,
     pub drain_timeout: Duration,
+    /// Where compiled policies are cached, if anywhere.
+    pub artifact_cache_dir: Option<PathBuf>,
+    /// Whether config and policy files are watched for changes.
+    pub watch: bool,
+    /// Quiet time after the last file event before a reload.
+    pub watch_debounce: Duration,
+}
+
+/// The admin listener.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// SHA-256 of the admin bearer token (the token itself comes from the environment).
+    pub token_sha256: [u8; 32],
+}
+
+impl fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where an upstream's traffic goes.
@@ -84,7 +106,7 @@ pub enum UpstreamEndpoint {
 }
 
 /// One upstream provider account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
     pub endpoint: UpstreamEndpoint,
@@ -138,7 +160,7 @@ pub struct TenantLimits {
 }
 
 /// A tenant, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantConfig {
     pub name: String,
     /// SHA-256 digests of the tenant's API keys.
@@ -161,6 +183,7 @@ pub struct Config {
     /// SHA-256 of the file's text.
     pub hash: String,
     pub server: ServerSettings,
+    pub admin: Option<AdminSettings>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelInfo>,
     pub policies: BTreeMap<String, PolicySource>,
@@ -228,7 +251,8 @@ impl Config {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::new(origin, e.to_string().trim_end()))?;
         let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let server = server_settings(&raw)?;
+        let server = server_settings(&raw, base)?;
+        let admin = raw.admin.as_ref().map(admin_settings).transpose()?;
         let models = catalog(&raw.models)?;
         let mut upstreams = BTreeMap::new();
         for (name, up) in &raw.upstreams {
@@ -258,6 +282,7 @@ impl Config {
             origin: origin.into(),
             hash,
             server,
+            admin,
             upstreams,
             models,
             policies,
@@ -291,7 +316,55 @@ fn ms(value: Option<u64>, default: u64, path: &str) -> Result<Duration, ConfigEr
     }
 }
 
-fn server_settings(raw: &RawConfig) -> Result<ServerSettings, ConfigError> {
+fn admin_settings(a: &raw::RawAdmin) -> Result<AdminSettings, ConfigError> {
+    let listen = a.listen.as_deref().unwrap_or("127.0.0.1:9090");
+    let listen = listen.parse().map_err(|e| {
+        ConfigError::new(
+            "admin.listen",
+            format!("`{listen}` is not an address like 127.0.0.1:9090: {e}"),
+        )
+    })?;
+    let token_sha256 = match (&a.token_env, &a.token_sha256) {
+        (Some(var), None) => {
+            let token = std::env::var(var).ok().filter(|t| t.trim().len() >= 16).ok_or_else(|| {
+                ConfigError::new(
+                    "admin.token_env",
+                    format!("environment variable `{var}` must hold the admin token (16 characters or more)"),
+                )
+            })?;
+            Sha256::digest(token.trim().as_bytes()).into()
+        }
+        (None, Some(hash)) => hex::decode(hash.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "admin.token_sha256",
+                    "must be 64 hex digits: the SHA-256 of the token",
+                )
+            })?,
+        _ => {
+            return Err(ConfigError::new(
+                "admin",
+                "set exactly one of `token_env` or `token_sha256`",
+            ));
+        }
+    };
+    Ok(AdminSettings {
+        listen,
+        token_sha256,
+    })
+}
+
+/// The default artifact cache: `$XDG_CACHE_HOME/switchyard/artifacts`, else `~/.cache/...`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("switchyard").join("artifacts"))
+}
+
+fn server_settings(raw: &RawConfig, base: &Path) -> Result<ServerSettings, ConfigError> {
     let s = &raw.server;
     let listen = s.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse().map_err(|e| {
@@ -314,6 +387,13 @@ fn server_settings(raw: &RawConfig) -> Result<ServerSettings, ConfigError> {
         max_messages: s.max_messages.unwrap_or(50_000),
         request_deadline: ms(s.request_deadline_ms, 900_000, "server.request_deadline_ms")?,
         drain_timeout: ms(s.drain_timeout_ms, 30_000, "server.drain_timeout_ms")?,
+        artifact_cache_dir: match s.artifact_cache_dir.as_deref() {
+            None => default_cache_dir(),
+            Some("") => None,
+            Some(dir) => Some(base.join(dir)),
+        },
+        watch: s.watch.unwrap_or(true),
+        watch_debounce: ms(s.watch_debounce_ms, 200, "server.watch_debounce_ms")?,
     })
 }
 

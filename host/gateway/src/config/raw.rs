@@ -11,6 +11,8 @@ use serde::Deserialize;
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
+    /// The admin listener; off when absent.
+    pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub sandbox: RawSandbox,
     #[serde(default)]
@@ -39,6 +41,23 @@ pub struct RawServer {
     pub request_deadline_ms: Option<u64>,
     /// Time allowed for open connections to finish after a shutdown signal, in milliseconds.
     pub drain_timeout_ms: Option<u64>,
+    /// Where compiled policies are cached; `""` turns the cache off.
+    pub artifact_cache_dir: Option<String>,
+    /// Watch the config and policy files and reload on change (default true).
+    pub watch: Option<bool>,
+    /// Quiet time after the last file event before a reload, milliseconds.
+    pub watch_debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener, e.g. `127.0.0.1:9090`.
+    pub listen: Option<String>,
+    /// Environment variable holding the admin bearer token.
+    pub token_env: Option<String>,
+    /// Or: the SHA-256 (hex) of the admin bearer token.
+    pub token_sha256: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

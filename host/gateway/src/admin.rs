@@ -1,0 +1,161 @@
+//! The admin listener: a separate address with its own bearer token, for operators.
+//!
+//! - `GET /admin/policies`: per policy its path, content hash, load time, tenants, and the last
+//!   reload outcome and error;
+//! - `GET /admin/config`: the active config's hash and load time, the snapshot generation and the
+//!   last reload error (never a key or secret);
+//! - `POST /admin/reload`: reload now and return what happened;
+//! - `GET /healthz`: liveness, without a token.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::Shared;
+use crate::auth::presented_key;
+use crate::config::PolicySource;
+use crate::pipeline::ResponseBody;
+use crate::reload::{self, Trigger};
+
+/// Serves the admin API until shutdown.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    crate::server::serve_with(listener, shared, shutdown, handle).await
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
+    json_response(
+        status,
+        &json!({"error": {"message": message, "type": "admin_error", "code": code}}),
+    )
+}
+
+fn seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
+    let snapshot = shared.snapshot.load();
+    let (Some(settings), Some(token)) = (&snapshot.config.admin, presented_key(req.headers()))
+    else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    bool::from(digest.ct_eq(&settings.token_sha256))
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let path = req.uri().path().to_owned();
+    if req.method() == Method::GET && path == "/healthz" {
+        return json_response(StatusCode::OK, &json!({"status": "ok"}));
+    }
+    if !authorized(&shared, &req) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_admin_token",
+            "admin endpoints need `Authorization: Bearer <admin token>`",
+        );
+    }
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/admin/policies") => json_response(StatusCode::OK, &policies(&shared)),
+        (Method::GET, "/admin/config") => json_response(StatusCode::OK, &config(&shared)),
+        (Method::POST, "/admin/reload") => {
+            let report = reload::reload(&shared, Trigger::Admin).await;
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(&report).unwrap_or_default(),
+            )
+        }
+        (_, "/admin/policies" | "/admin/config" | "/admin/reload") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "wrong method for this endpoint",
+        ),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "unknown admin endpoint"),
+    }
+}
+
+fn policies(shared: &Shared) -> Value {
+    let snapshot = shared.snapshot.load();
+    let state = shared
+        .reload_state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut names: Vec<&String> = snapshot.config.policies.keys().collect();
+    names.extend(
+        state
+            .policies
+            .keys()
+            .filter(|n| !snapshot.config.policies.contains_key(*n)),
+    );
+    let list: Vec<Value> = names
+        .into_iter()
+        .map(|name| {
+            let loaded = snapshot.policies.get(name);
+            let path = match snapshot.config.policies.get(name) {
+                Some(PolicySource::File(p)) => p.display().to_string(),
+                Some(PolicySource::Builtin(b)) => format!("builtin:{b}"),
+                None => String::new(),
+            };
+            let tenants: Vec<&str> = snapshot
+                .tenants
+                .values()
+                .filter(|t| &t.config.policy == name)
+                .map(|t| &*t.name)
+                .collect();
+            let status = state.policies.get(name).cloned().unwrap_or_default();
+            json!({
+                "name": name,
+                "path": path,
+                "hash": loaded.map(|p| p.compiled.hash().to_string()),
+                "header": loaded.and_then(|p| p.header.to_str().ok().map(str::to_owned)),
+                "size_bytes": loaded.map(|p| p.compiled.size()),
+                "loaded_at": loaded.map(|p| seconds(p.loaded_at)),
+                "compiled_from_cache": loaded.map(|p| p.compiled.from_cache()),
+                "tenants": tenants,
+                "last_reload": status,
+            })
+        })
+        .collect();
+    json!({"generation": state.generation, "policies": list})
+}
+
+fn config(shared: &Shared) -> Value {
+    let snapshot = shared.snapshot.load();
+    let state = shared
+        .reload_state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let last = state.last_attempt.as_ref().map(|(at, report)| {
+        json!({"at": seconds(*at), "trigger": report.trigger, "outcome": report.outcome})
+    });
+    json!({
+        "origin": snapshot.config.origin,
+        "hash": snapshot.config.hash,
+        "loaded_at": state.config_loaded_at.map(seconds),
+        "generation": state.generation,
+        "tenants": snapshot.tenants.keys().collect::<Vec<_>>(),
+        "upstreams": snapshot.upstreams.keys().collect::<Vec<_>>(),
+        "last_reload": last,
+        "last_error": state.config_error,
+    })
+}
