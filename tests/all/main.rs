@@ -8,5 +8,6 @@ mod errors;
 mod fallback;
 mod policy_failures;
 mod reload;
+mod resilience;
 mod routing;
 mod streaming;

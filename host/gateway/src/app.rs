@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::server;
 use crate::state::{Simulators, Snapshot, SnapshotError};
+use crate::upstream::health::{Breakers, RetryBudget};
 
 /// State shared by every request.
 pub struct Shared {
@@ -29,6 +30,10 @@ pub struct Shared {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Reload results for the admin API.
     pub reload_state: std::sync::Mutex<ReloadState>,
+    /// Circuit breakers per upstream and model (they outlive reloads).
+    pub breakers: Breakers,
+    /// The process-wide retry budget.
+    pub retry_budget: RetryBudget,
 }
 
 /// Why the gateway could not start.
@@ -101,6 +106,7 @@ impl Gateway {
             config.server.watch_debounce,
         );
         let admin = config.admin.clone();
+        let resilience = config.resilience;
         let (snapshot, _) = Snapshot::build(config, &engine, &simulators, None).await?;
         let (listener, addr) = bind(listen).await?;
         let now = SystemTime::now();
@@ -125,6 +131,8 @@ impl Gateway {
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
             reload_state: std::sync::Mutex::new(state),
+            breakers: Breakers::new(resilience.breaker),
+            retry_budget: RetryBudget::new(resilience.retry_budget),
         });
         let (shutdown, signal) = watch::channel(false);
         let admin_addr = match admin {

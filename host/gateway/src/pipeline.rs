@@ -106,7 +106,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
     let path = req.uri().path();
     let result = match (req.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
-            chat_completions(&snapshot, req, &id, seed, &mut log)
+            chat_completions(&shared, &snapshot, req, &id, seed, &mut log)
                 .instrument(span.clone())
                 .await
         }
@@ -215,6 +215,7 @@ fn check_requested_model(
 }
 
 async fn chat_completions(
+    shared: &Arc<Shared>,
     snapshot: &Arc<Snapshot>,
     req: Request<Incoming>,
     id: &Arc<str>,
@@ -242,7 +243,14 @@ async fn chat_completions(
     log.stream = chat.stream;
     check_requested_model(snapshot, &tenant, &chat.model.value)?;
 
-    let summary = routing::summarise(id, seed, &tenant, &chat, routing::hints(&headers, &chat));
+    let summary = routing::summarise(
+        id,
+        seed,
+        &tenant,
+        &chat,
+        routing::hints(&headers, &chat),
+        &shared.breakers,
+    );
     let decided = routing::decide(snapshot, &tenant, id, &summary)?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;
@@ -259,6 +267,8 @@ async fn chat_completions(
         deadline,
         redactor: &snapshot.redactor,
         trace_headers: &trace_headers,
+        breakers: &shared.breakers,
+        retry_budget: &shared.retry_budget,
     };
     let delivered = match execute(&plan.targets, &chat, &opts).await {
         Ok(d) => d,
@@ -325,7 +335,16 @@ async fn chat_completions(
             };
             let mut stream_log = log.defer();
             stream_log.status = 200;
+            let (shared, upstream, model) = (
+                shared.clone(),
+                delivered.upstream.name.clone(),
+                delivered.model.clone(),
+            );
             let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
+                if matches!(end.outcome, relay::StreamOutcome::Failed(_)) {
+                    // A provider that breaks streams is failing, even if it started them fine.
+                    shared.breakers.record(&upstream, &model, true);
+                }
                 stream_log.finish_stream(end, price.as_ref());
             });
             builder

@@ -141,6 +141,12 @@ pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> ReloadReport {
                     }
                 }
                 if config_changed || !report.policies_loaded.is_empty() {
+                    shared
+                        .breakers
+                        .configure(snapshot.config.resilience.breaker);
+                    shared
+                        .retry_budget
+                        .configure(snapshot.config.resilience.retry_budget);
                     shared.snapshot.store(Arc::new(snapshot));
                     report.outcome = if report.policy_errors.is_empty() && config_error.is_none() {
                         Outcome::Applied

@@ -15,6 +15,7 @@ use crate::openai::rewrite::Overrides;
 use crate::state::Snapshot;
 use crate::tenant::Tenant;
 use crate::upstream::PlannedTarget;
+use crate::upstream::health::Breakers;
 
 /// Most hints handed to a policy.
 const MAX_HINTS: usize = 32;
@@ -75,8 +76,13 @@ pub fn summarise(
     tenant: &Tenant,
     chat: &ChatRequest,
     hints: Vec<Pair>,
+    breakers: &Breakers,
 ) -> RequestSummary {
     let s = &chat.stats;
+    let mut candidates = tenant.candidates.clone();
+    for c in &mut candidates {
+        c.health = breakers.health(&c.upstream, &c.model);
+    }
     RequestSummary {
         request_id: request_id.to_owned(),
         tenant: tenant.name.to_string(),
@@ -92,7 +98,7 @@ pub fn summarise(
         has_images: s.has_images,
         last_user_excerpt: s.last_user_excerpt.clone(),
         hints,
-        candidates: tenant.candidates.clone(),
+        candidates,
         config: tenant.config.policy_config.clone(),
         budget: Budget {
             spent_today_usd: 0.0,

@@ -16,6 +16,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use switchyard_policy::SandboxLimits;
 
+use crate::upstream::health::{BreakerSettings, RetryBudgetSettings};
+
 use raw::{RawConfig, RawFailureOutcome, RawModel, RawSandbox, RawUpstream};
 
 /// The configuration the binary runs when given none: a simulated upstream and a demo tenant.
@@ -78,6 +80,47 @@ pub struct ServerSettings {
     pub watch: bool,
     /// Quiet time after the last file event before a reload.
     pub watch_debounce: Duration,
+}
+
+/// Circuit breaking and retry budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resilience {
+    pub breaker: BreakerSettings,
+    pub retry_budget: RetryBudgetSettings,
+}
+
+fn resilience(r: &raw::RawResilience) -> Result<Resilience, ConfigError> {
+    let ratio = r.retry_budget_ratio.unwrap_or(0.2);
+    if !(0.0..=10.0).contains(&ratio) {
+        return Err(ConfigError::new(
+            "resilience.retry_budget_ratio",
+            "must be between 0 and 10",
+        ));
+    }
+    let min = r.retry_budget_min_per_second.unwrap_or(10.0);
+    if !(0.0..=1e6).contains(&min) {
+        return Err(ConfigError::new(
+            "resilience.retry_budget_min_per_second",
+            "must be non-negative",
+        ));
+    }
+    let failures = r.breaker_failures.unwrap_or(5);
+    if failures == 0 {
+        return Err(ConfigError::new(
+            "resilience.breaker_failures",
+            "must be at least 1",
+        ));
+    }
+    Ok(Resilience {
+        breaker: BreakerSettings {
+            failures,
+            open_for: ms(r.breaker_open_ms, 30_000, "resilience.breaker_open_ms")?,
+        },
+        retry_budget: RetryBudgetSettings {
+            ratio,
+            min_per_second: min,
+        },
+    })
 }
 
 /// The admin listener.
@@ -184,6 +227,7 @@ pub struct Config {
     pub hash: String,
     pub server: ServerSettings,
     pub admin: Option<AdminSettings>,
+    pub resilience: Resilience,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelInfo>,
     pub policies: BTreeMap<String, PolicySource>,
@@ -253,6 +297,7 @@ impl Config {
         let hash = hex::encode(Sha256::digest(text.as_bytes()));
         let server = server_settings(&raw, base)?;
         let admin = raw.admin.as_ref().map(admin_settings).transpose()?;
+        let resilience = resilience(&raw.resilience)?;
         let models = catalog(&raw.models)?;
         let mut upstreams = BTreeMap::new();
         for (name, up) in &raw.upstreams {
@@ -283,6 +328,7 @@ impl Config {
             hash,
             server,
             admin,
+            resilience,
             upstreams,
             models,
             policies,

@@ -14,6 +14,8 @@ pub struct RawConfig {
     /// The admin listener; off when absent.
     pub admin: Option<RawAdmin>,
     #[serde(default)]
+    pub resilience: RawResilience,
+    #[serde(default)]
     pub sandbox: RawSandbox,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
@@ -47,6 +49,19 @@ pub struct RawServer {
     pub watch: Option<bool>,
     /// Quiet time after the last file event before a reload, milliseconds.
     pub watch_debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResilience {
+    /// Consecutive failures of a model on an upstream that open its circuit.
+    pub breaker_failures: Option<u32>,
+    /// How long an open circuit stays open before a probe, milliseconds.
+    pub breaker_open_ms: Option<u64>,
+    /// Extra attempts allowed as a share of recent requests (0.2 = 20%).
+    pub retry_budget_ratio: Option<f64>,
+    /// Extra attempts always allowed per second.
+    pub retry_budget_min_per_second: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -53,6 +53,19 @@ impl UpstreamFailure {
         }
     }
 
+    /// Whether the failure says the provider is in trouble (what circuit breakers count): not the
+    /// client's own errors, which any healthy provider returns.
+    pub fn is_provider_failure(&self) -> bool {
+        match self.class {
+            FailureClass::Status(code) => code == 429 || code >= 500,
+            FailureClass::ContextLength | FailureClass::DeadlineExceeded => false,
+            FailureClass::Connect
+            | FailureClass::Timeout
+            | FailureClass::Broken
+            | FailureClass::StreamError => true,
+        }
+    }
+
     /// Whether this attempt failed by running out of time.
     pub fn is_timeout(&self) -> bool {
         matches!(

@@ -19,6 +19,7 @@ use super::failure::{
     FailureClass, UpstreamFailure, client_status_for, error_message, is_context_length_error,
     retry_after,
 };
+use super::health::{Admission, Breakers, RetryBudget};
 use super::relay::{self, StreamStart};
 use crate::error::GatewayError;
 use crate::openai::error::AttemptSummary;
@@ -68,6 +69,8 @@ pub struct ExecOptions<'a> {
     pub deadline: Instant,
     pub redactor: &'a Redactor,
     pub trace_headers: &'a [(&'static str, HeaderValue)],
+    pub breakers: &'a Breakers,
+    pub retry_budget: &'a RetryBudget,
 }
 
 /// Tries `targets` in order. Returns the first success, or an error listing every attempt.
@@ -80,6 +83,8 @@ pub async fn execute(
     let mut failures: Vec<UpstreamFailure> = Vec::with_capacity(targets.len());
     let mut tried: HashMap<(&str, &str), u32> = HashMap::new();
     let mut needs_context_above: u64 = 0;
+    let mut sent = 0usize;
+    opts.retry_budget.record_request();
     for target in targets {
         let summary = |outcome: String| AttemptSummary {
             model: target.model.clone(),
@@ -92,6 +97,21 @@ pub async fn execute(
                 target.context_window
             )));
             continue;
+        }
+        let admission = opts.breakers.admit(&target.upstream.name, &target.model);
+        if admission == Admission::Rejected {
+            attempts.push(summary("skipped: circuit open".into()));
+            continue;
+        }
+        // Every attempt after the first sent one spends the shared retry budget.
+        if sent > 0 && !opts.retry_budget.try_extra_attempt() {
+            if admission == Admission::Probe {
+                // Hand the probe back: nothing was sent.
+                opts.breakers
+                    .record(&target.upstream.name, &target.model, false);
+            }
+            attempts.push(summary("not tried: retry budget exhausted".into()));
+            break;
         }
         // Never hit the same upstream and model again straight after it failed.
         let key = (target.model.as_str(), &*target.upstream.name);
@@ -118,7 +138,15 @@ pub async fn execute(
             failures.push(f);
             break;
         }
-        match attempt(target, chat, opts).await {
+        sent += 1;
+        let result = attempt(target, chat, opts).await;
+        let provider_failed = result
+            .as_ref()
+            .err()
+            .is_some_and(UpstreamFailure::is_provider_failure);
+        opts.breakers
+            .record(&target.upstream.name, &target.model, provider_failed);
+        match result {
             Ok(body) => {
                 attempts.push(summary("ok".into()));
                 return Ok(Delivered {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod failure;
 pub mod fallback;
+pub mod health;
 pub mod relay;
 
 pub use client::UpstreamClient;
