@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method};
 
+use crate::cache::CacheOutcome;
 use crate::config::ModelInfo;
 use crate::openai::usage::Usage;
 use crate::upstream::relay::{StreamEnd, StreamOutcome};
@@ -36,6 +37,9 @@ pub struct AccessLog {
     pub status: u16,
     pub usage: Option<Usage>,
     pub cost_usd: Option<f64>,
+    /// What a cache hit saved: the cost of the stored response at today's prices.
+    pub saved_usd: Option<f64>,
+    pub cache: CacheOutcome,
     pub tags: Vec<(String, String)>,
     pub error: Option<String>,
     deferred: bool,
@@ -58,6 +62,8 @@ impl AccessLog {
             status: 0,
             usage: None,
             cost_usd: None,
+            saved_usd: None,
+            cache: CacheOutcome::Bypass,
             tags: Vec::new(),
             error: None,
             deferred: false,
@@ -145,6 +151,8 @@ impl AccessLog {
             cached_prompt_tokens = usage.cached_prompt_tokens,
             completion_tokens = usage.completion_tokens,
             cost_usd = self.cost_usd.unwrap_or(0.0),
+            saved_usd = self.saved_usd.unwrap_or(0.0),
+            cache = self.cache.as_str(),
             tags = %tags,
             error = self.error.as_deref().unwrap_or(""),
             "request"

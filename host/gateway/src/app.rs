@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::server;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub breakers: Breakers,
     /// The process-wide retry budget.
     pub retry_budget: RetryBudget,
+    /// The response cache (its settings are read at start-up).
+    pub cache: ResponseCache,
 }
 
 /// Why the gateway could not start.
@@ -43,6 +46,8 @@ pub enum StartError {
     Engine(String),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("{0}")]
+    Cache(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -107,6 +112,7 @@ impl Gateway {
         );
         let admin = config.admin.clone();
         let resilience = config.resilience;
+        let cache = ResponseCache::new(config.cache.clone()).map_err(StartError::Cache)?;
         let (snapshot, _) = Snapshot::build(config, &engine, &simulators, None).await?;
         let (listener, addr) = bind(listen).await?;
         let now = SystemTime::now();
@@ -133,6 +139,7 @@ impl Gateway {
             reload_state: std::sync::Mutex::new(state),
             breakers: Breakers::new(resilience.breaker),
             retry_budget: RetryBudget::new(resilience.retry_budget),
+            cache,
         });
         let (shutdown, signal) = watch::channel(false);
         let admin_addr = match admin {

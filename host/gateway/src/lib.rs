@@ -9,6 +9,7 @@
 //! - [`routing`]: the policy's request summary, the policy call, and the host's check of its
 //!   decision;
 //! - [`upstream`]: HTTP clients, the fallback loop and its commit point, the stream relay;
+//! - [`cache`]: the exact response cache (memory or Redis), streams included;
 //! - [`accounting`]: cost and the access log;
 //! - [`config`], [`state`], [`app`]: configuration, the swappable snapshot, the running gateway;
 //! - [`reload`], [`watch`], [`admin`]: live reload (files, `SIGHUP`, admin API) and the admin
@@ -21,6 +22,7 @@ pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod openai;

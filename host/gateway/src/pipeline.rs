@@ -24,14 +24,20 @@ use tracing::Instrument;
 use crate::accounting::{AccessLog, cost_usd};
 use crate::app::Shared;
 use crate::auth;
+use crate::cache::{self, CacheKey, CacheOutcome, CachedResponse, replay};
 use crate::error::GatewayError;
 use crate::openai::request::{ChatRequest, ParseError};
+use crate::openai::usage::usage_of;
+use crate::routing::RoutePlan;
 use crate::routing::{self, PlanSource};
 use crate::state::Snapshot;
 use crate::tenant::Tenant;
 use crate::upstream::fallback::ExecOptions;
 use crate::upstream::relay::{self, RelayLimits};
 use crate::upstream::{DeliveredBody, execute};
+use http_body::Frame;
+use http_body_util::StreamBody;
+use switchyard_policy::types::CacheMode;
 
 /// The body of every response the gateway sends.
 pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -48,6 +54,8 @@ pub mod headers {
     pub const SIMULATED: &str = "x-switchyard-simulated";
     pub const FALLBACK_REASON: &str = "x-switchyard-policy-failure";
     pub const TAGS: &str = "x-switchyard-tags";
+    pub const CACHE: &str = "x-switchyard-cache";
+    pub const SAVED_USD: &str = "x-switchyard-saved-usd";
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
@@ -141,6 +149,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
         response
             .headers_mut()
             .insert(headers::POLICY, policy.clone());
+    }
+    if !response.headers().contains_key(headers::CACHE) {
+        response
+            .headers_mut()
+            .insert(headers::CACHE, HeaderValue::from_static("bypass"));
     }
     log.status = response.status().as_u16();
     log.record_on(&span);
@@ -256,6 +269,38 @@ async fn chat_completions(
     let plan = decided.plan;
     log.tags = plan.tags.clone();
 
+    // The cache, read side: only the primary target's model is looked up.
+    let primary = plan
+        .targets
+        .first()
+        .map(|t| t.model.clone())
+        .unwrap_or_default();
+    let reads = matches!(plan.cache, CacheMode::ReadOnly | CacheMode::ReadWrite);
+    let writes = matches!(plan.cache, CacheMode::WriteOnly | CacheMode::ReadWrite);
+    let key = if reads || writes {
+        CacheKey::new(&tenant.name, &primary, &chat, &plan.overrides)
+    } else {
+        None
+    };
+    if reads && let Some(key) = &key {
+        match shared.cache.get(key).await {
+            Ok(Some(hit)) => {
+                log.cache = CacheOutcome::Hit;
+                return respond_from_cache(
+                    snapshot,
+                    &chat,
+                    &hit,
+                    &plan,
+                    decided.decision_time,
+                    log,
+                );
+            }
+            Ok(None) => log.cache = CacheOutcome::Miss,
+            Err(()) => log.cache = CacheOutcome::Bypass,
+        }
+    }
+    let ttl = shared.cache.ttl(plan.cache_ttl_seconds);
+
     let trace_headers: Vec<(&'static str, HeaderValue)> = headers
         .get("traceparent")
         .map(|v| ("traceparent", v.clone()))
@@ -284,19 +329,94 @@ async fn chat_completions(
     log.model = Some(delivered.model.clone());
     log.upstream = Some(delivered.upstream.name.clone());
     log.attempts = delivered.attempts.len();
+    // The cache, write side: the entry is filed under the model that actually answered.
+    let write_key = match (writes, &key) {
+        (false, _) => None,
+        (true, Some(k)) if delivered.model == primary => Some(*k),
+        (true, _) => CacheKey::new(&tenant.name, &delivered.model, &chat, &plan.overrides),
+    };
 
-    let mut builder = Response::builder()
-        .status(StatusCode::OK)
-        .header(headers::MODEL, delivered.model.as_str())
-        .header(headers::UPSTREAM, &*delivered.upstream.name)
-        .header(headers::ATTEMPTS, delivered.attempts.len())
-        .header(
-            headers::DECISION_US,
-            decided.decision_time.as_micros() as u64,
-        );
+    let mut builder = route_headers(
+        Response::builder().status(StatusCode::OK),
+        &plan,
+        decided.decision_time,
+    )
+    .header(headers::MODEL, delivered.model.as_str())
+    .header(headers::UPSTREAM, &*delivered.upstream.name)
+    .header(headers::ATTEMPTS, delivered.attempts.len())
+    .header(headers::CACHE, log.cache.as_str());
     if delivered.upstream.is_simulated() {
         builder = builder.header(headers::SIMULATED, "true");
     }
+    let price = snapshot.config.models.get(&delivered.model).cloned();
+
+    match delivered.body {
+        DeliveredBody::Full { body, usage } => {
+            log.usage = usage;
+            if let (Some(usage), Some(price)) = (usage, &price) {
+                let cost = cost_usd(&usage, price);
+                log.cost_usd = Some(cost);
+                builder = builder.header(headers::COST_USD, format!("{cost:.10}"));
+            }
+            if let Some(key) = write_key {
+                let entry = CachedResponse {
+                    model: delivered.model.clone(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.cache.put(key, entry, ttl).await });
+            }
+            builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body).boxed_unsync())
+                .map_err(|e| GatewayError::Internal(e.to_string()))
+        }
+        DeliveredBody::Stream(start) => {
+            let limits = RelayLimits {
+                idle: delivered.upstream.config.idle_timeout,
+                deadline,
+                strip_usage_chunks: !chat.wants_stream_usage(),
+                assemble: write_key.is_some(),
+            };
+            let mut stream_log = log.defer();
+            stream_log.status = 200;
+            let (shared, upstream, model) = (
+                shared.clone(),
+                delivered.upstream.name.clone(),
+                delivered.model.clone(),
+            );
+            let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
+                if matches!(end.outcome, relay::StreamOutcome::Failed(_)) {
+                    // A provider that breaks streams is failing, even if it started them fine.
+                    shared.breakers.record(&upstream, &model, true);
+                }
+                // Only a stream that finished is stored; a cut or failed one never is.
+                if let (Some(key), Some(completion)) = (write_key, &end.assembled) {
+                    let entry = CachedResponse {
+                        model: model.clone(),
+                        body: completion.to_string(),
+                    };
+                    let shared = shared.clone();
+                    tokio::spawn(async move { shared.cache.put(key, entry, ttl).await });
+                }
+                stream_log.finish_stream(end, price.as_ref());
+            });
+            builder
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(body.boxed_unsync())
+                .map_err(|e| GatewayError::Internal(e.to_string()))
+        }
+    }
+}
+
+/// Headers that describe the route: decision time, tags, and a policy failure if one happened.
+fn route_headers(
+    mut builder: http::response::Builder,
+    plan: &RoutePlan,
+    decision_time: std::time::Duration,
+) -> http::response::Builder {
+    builder = builder.header(headers::DECISION_US, decision_time.as_micros() as u64);
     if !plan.tags.is_empty() {
         let tags = plan
             .tags
@@ -311,47 +431,54 @@ async fn chat_completions(
     if let PlanSource::FailureDefault(kind) = plan.source {
         builder = builder.header(headers::FALLBACK_REASON, kind.as_str());
     }
-    let price = snapshot.config.models.get(&delivered.model).cloned();
+    builder
+}
 
-    match delivered.body {
-        DeliveredBody::Full { body, usage } => {
-            log.usage = usage;
-            if let (Some(usage), Some(price)) = (usage, &price) {
-                let cost = cost_usd(&usage, price);
-                log.cost_usd = Some(cost);
-                builder = builder.header(headers::COST_USD, format!("{cost:.10}"));
-            }
-            builder
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(body).boxed_unsync())
-                .map_err(|e| GatewayError::Internal(e.to_string()))
-        }
-        DeliveredBody::Stream(start) => {
-            let limits = RelayLimits {
-                idle: delivered.upstream.config.idle_timeout,
-                deadline,
-                strip_usage_chunks: chat.stream_options.as_ref().and_then(|o| o.value)
-                    != Some(true),
-            };
-            let mut stream_log = log.defer();
-            stream_log.status = 200;
-            let (shared, upstream, model) = (
-                shared.clone(),
-                delivered.upstream.name.clone(),
-                delivered.model.clone(),
-            );
-            let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
-                if matches!(end.outcome, relay::StreamOutcome::Failed(_)) {
-                    // A provider that breaks streams is failing, even if it started them fine.
-                    shared.breakers.record(&upstream, &model, true);
-                }
-                stream_log.finish_stream(end, price.as_ref());
-            });
-            builder
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(body.boxed_unsync())
-                .map_err(|e| GatewayError::Internal(e.to_string()))
-        }
-    }
+/// Serves a cache hit: as JSON, or replayed as an SSE stream if the client asked for one. It costs
+/// nothing upstream; what it would have cost is reported as saved.
+fn respond_from_cache(
+    snapshot: &Snapshot,
+    chat: &ChatRequest,
+    hit: &CachedResponse,
+    plan: &RoutePlan,
+    decision_time: std::time::Duration,
+    log: &mut AccessLog,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    log.model = Some(hit.model.clone());
+    log.upstream = Some("cache".into());
+    let usage = usage_of(hit.body.as_bytes());
+    log.usage = usage;
+    log.cost_usd = Some(0.0);
+    let saved = match (usage, snapshot.config.models.get(&hit.model)) {
+        (Some(u), Some(price)) => cost_usd(&u, price),
+        _ => 0.0,
+    };
+    log.saved_usd = Some(saved);
+    let builder = route_headers(
+        Response::builder().status(StatusCode::OK),
+        plan,
+        decision_time,
+    )
+    .header(headers::MODEL, hit.model.as_str())
+    .header(headers::ATTEMPTS, 0)
+    .header(headers::CACHE, CacheOutcome::Hit.as_str())
+    .header(headers::COST_USD, format!("{:.10}", 0.0))
+    .header(headers::SAVED_USD, format!("{saved:.10}"));
+    let response = if chat.stream {
+        let completion: serde_json::Value = serde_json::from_str(&hit.body)
+            .map_err(|e| GatewayError::Internal(format!("cached entry: {e}")))?;
+        let frames = replay::sse_frames(&completion, chat.wants_stream_usage());
+        let body = StreamBody::new(futures_util::stream::iter(
+            frames.into_iter().map(|f| Ok(Frame::data(f))),
+        ));
+        builder
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(body.boxed_unsync())
+    } else {
+        builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(cache::body_bytes(hit)).boxed_unsync())
+    };
+    response.map_err(|e| GatewayError::Internal(e.to_string()))
 }

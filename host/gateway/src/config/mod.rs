@@ -16,6 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use switchyard_policy::SandboxLimits;
 
+use crate::cache::CacheSettings;
 use crate::upstream::health::{BreakerSettings, RetryBudgetSettings};
 
 use raw::{RawConfig, RawFailureOutcome, RawModel, RawSandbox, RawUpstream};
@@ -120,6 +121,40 @@ fn resilience(r: &raw::RawResilience) -> Result<Resilience, ConfigError> {
             ratio,
             min_per_second: min,
         },
+    })
+}
+
+fn cache_settings(c: &raw::RawCache) -> Result<CacheSettings, ConfigError> {
+    let d = CacheSettings::default();
+    if let Some(url) = &c.redis_url
+        && !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("unix://"))
+    {
+        return Err(ConfigError::new(
+            "cache.redis_url",
+            format!("`{url}` must start with redis://, rediss:// or unix://"),
+        ));
+    }
+    let secs = |v: Option<u64>, default: Duration, path: &str| match v {
+        Some(0) => Err(ConfigError::new(path, "must be greater than zero")),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Ok(default),
+    };
+    Ok(CacheSettings {
+        max_bytes: c.max_mib.map_or(d.max_bytes, |m| m << 20),
+        default_ttl: secs(
+            c.default_ttl_seconds,
+            d.default_ttl,
+            "cache.default_ttl_seconds",
+        )?,
+        max_ttl: secs(c.max_ttl_seconds, d.max_ttl, "cache.max_ttl_seconds")?,
+        redis_url: c.redis_url.clone(),
+        redis_timeout: ms(
+            c.redis_timeout_ms,
+            d.redis_timeout.as_millis() as u64,
+            "cache.redis_timeout_ms",
+        )?,
     })
 }
 
@@ -228,6 +263,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub admin: Option<AdminSettings>,
     pub resilience: Resilience,
+    pub cache: CacheSettings,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelInfo>,
     pub policies: BTreeMap<String, PolicySource>,
@@ -298,6 +334,7 @@ impl Config {
         let server = server_settings(&raw, base)?;
         let admin = raw.admin.as_ref().map(admin_settings).transpose()?;
         let resilience = resilience(&raw.resilience)?;
+        let cache = cache_settings(&raw.cache)?;
         let models = catalog(&raw.models)?;
         let mut upstreams = BTreeMap::new();
         for (name, up) in &raw.upstreams {
@@ -329,6 +366,7 @@ impl Config {
             server,
             admin,
             resilience,
+            cache,
             upstreams,
             models,
             policies,

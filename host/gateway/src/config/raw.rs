@@ -16,6 +16,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub resilience: RawResilience,
     #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
     pub sandbox: RawSandbox,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
@@ -49,6 +51,21 @@ pub struct RawServer {
     pub watch: Option<bool>,
     /// Quiet time after the last file event before a reload, milliseconds.
     pub watch_debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Capacity of the in-memory store, MiB.
+    pub max_mib: Option<u64>,
+    /// TTL of an entry when the decision names none, seconds.
+    pub default_ttl_seconds: Option<u64>,
+    /// Longest TTL a decision may ask for, seconds.
+    pub max_ttl_seconds: Option<u64>,
+    /// Share the cache between replicas through Redis (`redis://host:port/db`).
+    pub redis_url: Option<String>,
+    /// Time allowed for one Redis operation before the cache is bypassed, milliseconds.
+    pub redis_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -279,6 +279,11 @@ impl ChatRequest {
         })
     }
 
+    /// Whether the client asked for usage in its stream (`stream_options.include_usage`).
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.value) == Some(true)
+    }
+
     /// The completion cap the client asked for.
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.max_tokens.as_ref().map(|(_, l)| l.value)

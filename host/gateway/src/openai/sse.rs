@@ -30,18 +30,23 @@ pub struct SseFrame {
 impl SseFrame {
     /// The payload of the frame's `data:` lines, joined with `\n` as the SSE spec says.
     pub fn data(&self) -> String {
-        let text = String::from_utf8_lossy(&self.raw);
-        let mut out = String::new();
-        for line in text.split(['\n', '\r']) {
-            if let Some(rest) = line.strip_prefix("data:") {
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                out.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-            }
-        }
-        out
+        payload(&self.raw)
     }
+}
+
+/// The payload of a raw frame's `data:` lines, joined with `\n` as the SSE spec says.
+pub fn payload(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::new();
+    for line in text.split(['\n', '\r']) {
+        if let Some(rest) = line.strip_prefix("data:") {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+        }
+    }
+    out
 }
 
 /// Accumulates bytes and yields complete frames.
@@ -123,11 +128,7 @@ fn is_error_object(frame: &str) -> bool {
     if !frame.contains("\"error\"") {
         return false;
     }
-    let data = SseFrame {
-        raw: Bytes::copy_from_slice(frame.as_bytes()),
-        kind: FrameKind::Data,
-    }
-    .data();
+    let data = payload(frame.as_bytes());
     serde_json::from_str::<serde_json::Value>(&data).is_ok_and(|v| v.get("error").is_some())
 }
 

@@ -22,7 +22,8 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, timeout_at};
 
 use super::failure::{FailureClass, UpstreamFailure, error_message};
-use crate::openai::sse::{FrameKind, SseFrame, SseSplitter, error_frame};
+use crate::cache::assemble::Assembler;
+use crate::openai::sse::{FrameKind, SseFrame, SseSplitter, error_frame, payload};
 use crate::openai::usage::{Usage, usage_of};
 use crate::redact::Redactor;
 
@@ -35,6 +36,9 @@ pub struct StreamEnd {
     pub events: u64,
     /// How it ended.
     pub outcome: StreamOutcome,
+    /// The whole response as one `chat.completion`, when assembling was asked for and the stream
+    /// completed.
+    pub assembled: Option<serde_json::Value>,
 }
 
 /// The ways a committed stream ends.
@@ -66,6 +70,8 @@ pub struct RelayLimits {
     pub deadline: Instant,
     /// Drop usage-only chunks: the gateway asked for usage, the client did not.
     pub strip_usage_chunks: bool,
+    /// Reassemble the response (for the cache).
+    pub assemble: bool,
 }
 
 /// Reads up to the first substantive event, within `first_event_deadline`.
@@ -200,16 +206,28 @@ struct EndGuard<F: FnOnce(StreamEnd)> {
     on_end: Option<F>,
     usage: Option<Usage>,
     events: u64,
+    assembler: Option<Assembler>,
 }
 
 impl<F: FnOnce(StreamEnd)> EndGuard<F> {
     fn finish(&mut self, outcome: StreamOutcome) {
         if let Some(f) = self.on_end.take() {
+            let assembled = match outcome {
+                StreamOutcome::Completed => self.assembler.take().and_then(Assembler::finish),
+                _ => None,
+            };
             f(StreamEnd {
                 usage: self.usage,
                 events: self.events,
                 outcome,
+                assembled,
             });
+        }
+    }
+
+    fn assemble(&mut self, raw: &[u8]) {
+        if let Some(a) = &mut self.assembler {
+            a.push(&payload(raw));
         }
     }
 }
@@ -241,7 +259,7 @@ pub fn into_body<F>(
 where
     F: FnOnce(StreamEnd) + Send + 'static,
 {
-    let state = RelayState {
+    let mut state = RelayState {
         queue: start.held,
         body: start.body,
         splitter: start.splitter,
@@ -252,9 +270,14 @@ where
             on_end: Some(on_end),
             usage: start.usage,
             events: start.events,
+            assembler: limits.assemble.then(Assembler::default),
         },
         redactor,
     };
+    // The frames held back before the commit are part of the response too.
+    for raw in &state.queue {
+        state.guard.assemble(raw);
+    }
     StreamBody::new(stream::unfold(state, |mut s| async move {
         loop {
             if let Some(chunk) = s.queue.pop_front() {
@@ -284,6 +307,7 @@ where
                     }
                     FrameKind::Data => {
                         s.last_event = Instant::now();
+                        s.guard.assemble(&frame.raw);
                         if let Some(u) = usage_in(&frame) {
                             s.guard.usage = Some(u);
                             if s.limits.strip_usage_chunks && is_usage_only(&frame) {

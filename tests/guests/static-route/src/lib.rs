@@ -1,5 +1,5 @@
-//! A minimal policy for host tests: route to `model` with `fallbacks`, cache as `cache` says,
-//! and tag every decision with `version` so tests can tell which policy version decided.
+//! A minimal policy for host tests: route to `model` with `fallbacks`, cache as `cache` says (or
+//! as the request's `cache-mode` hint says), and tag every decision `policy=static-route`.
 
 use serde::Deserialize;
 use switchyard_sdk::prelude::*;
@@ -40,8 +40,9 @@ impl Policy for StaticRoute {
         }
     }
 
-    fn decide(config: &Config, _request: &Request) -> Decision {
-        let cache = match config.cache.as_deref() {
+    fn decide(config: &Config, request: &Request) -> Decision {
+        // Tests pick the cache mode per request with `x-switchyard-cache-mode`.
+        let cache = match request.hint("cache-mode").or(config.cache.as_deref()) {
             Some("read-only") => CacheMode::ReadOnly,
             Some("write-only") => CacheMode::WriteOnly,
             Some("read-write") => CacheMode::ReadWrite,
