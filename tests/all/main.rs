@@ -3,6 +3,7 @@
 //! source by `scripts/build-policies.sh`.
 
 mod binary;
+mod budgets;
 mod caching;
 mod clients;
 mod errors;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::budget::{Ledger, RateLimits};
 use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
@@ -37,6 +38,10 @@ pub struct Shared {
     pub retry_budget: RetryBudget,
     /// The response cache (its settings are read at start-up).
     pub cache: ResponseCache,
+    /// Spend per tenant.
+    pub ledger: Arc<Ledger>,
+    /// Rate limiters per tenant.
+    pub rate_limits: RateLimits,
 }
 
 /// Why the gateway could not start.
@@ -140,6 +145,8 @@ impl Gateway {
             breakers: Breakers::new(resilience.breaker),
             retry_budget: RetryBudget::new(resilience.retry_budget),
             cache,
+            ledger: Arc::new(Ledger::default()),
+            rate_limits: RateLimits::default(),
         });
         let (shutdown, signal) = watch::channel(false);
         let admin_addr = match admin {

@@ -3,6 +3,7 @@
 use http::StatusCode;
 use switchyard_policy::FailureKind;
 
+use crate::budget::Refusal;
 use crate::openai::error::{AttemptSummary, ErrorObject, error_body};
 
 /// A request that cannot be served. [`GatewayError::status`] and [`GatewayError::to_body`] turn
@@ -43,12 +44,32 @@ pub enum GatewayError {
         attempts: Vec<AttemptSummary>,
         all_timed_out: bool,
     },
+    #[error("{}", describe_refusal(.0))]
+    Refused(Refusal),
     #[error("not found: {path}")]
     NotFound { path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn describe_refusal(r: &Refusal) -> String {
+    match r {
+        Refusal::Budget {
+            period,
+            limit,
+            spent,
+            ..
+        } => {
+            format!(
+                "the tenant's {period} budget of ${limit:.2} is used up (${spent:.4} spent or reserved)"
+            )
+        }
+        Refusal::Rate { what, limit, .. } => {
+            format!("rate limit reached: {limit} {what} per minute")
+        }
+    }
 }
 
 fn describe(attempts: &[AttemptSummary]) -> String {
@@ -79,6 +100,7 @@ impl GatewayError {
             } => 504,
             GatewayError::AllAttemptsFailed { .. } => 502,
             GatewayError::Internal(_) => 500,
+            GatewayError::Refused(_) => 429,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -115,6 +137,18 @@ impl GatewayError {
             GatewayError::NotFound { .. } => "not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::Internal(_) => "internal_error",
+            GatewayError::Refused(Refusal::Budget { .. }) => "budget_exceeded",
+            GatewayError::Refused(Refusal::Rate { .. }) => "rate_limit_exceeded",
+        }
+    }
+
+    /// How long the client should wait before retrying, when the error says so.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            GatewayError::Refused(
+                Refusal::Budget { retry_after, .. } | Refusal::Rate { retry_after, .. },
+            ) => Some(*retry_after),
+            _ => None,
         }
     }
 

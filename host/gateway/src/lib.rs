@@ -10,6 +10,7 @@
 //!   decision;
 //! - [`upstream`]: HTTP clients, the fallback loop and its commit point, the stream relay;
 //! - [`cache`]: the exact response cache (memory or Redis), streams included;
+//! - [`budget`]: spend reservations, budgets and rate limits per tenant;
 //! - [`accounting`]: cost and the access log;
 //! - [`config`], [`state`], [`app`]: configuration, the swappable snapshot, the running gateway;
 //! - [`reload`], [`watch`], [`admin`]: live reload (files, `SIGHUP`, admin API) and the admin
@@ -22,6 +23,7 @@ pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod error;

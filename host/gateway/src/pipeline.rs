@@ -27,7 +27,7 @@ use crate::auth;
 use crate::cache::{self, CacheKey, CacheOutcome, CachedResponse, replay};
 use crate::error::GatewayError;
 use crate::openai::request::{ChatRequest, ParseError};
-use crate::openai::usage::usage_of;
+use crate::openai::usage::{Usage, usage_of};
 use crate::routing::RoutePlan;
 use crate::routing::{self, PlanSource};
 use crate::state::Snapshot;
@@ -37,7 +37,7 @@ use crate::upstream::relay::{self, RelayLimits};
 use crate::upstream::{DeliveredBody, execute};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use switchyard_policy::types::CacheMode;
+use switchyard_policy::types::{Budget, CacheMode};
 
 /// The body of every response the gateway sends.
 pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -69,7 +69,15 @@ fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response
 
 /// The one place a [`GatewayError`] becomes a response.
 pub fn error_response(err: &GatewayError) -> Response<ResponseBody> {
-    full(err.status(), "application/json", err.to_body())
+    let mut response = full(err.status(), "application/json", err.to_body());
+    if let Some(wait) = err.retry_after() {
+        // Whole seconds, rounded up: a client that waits this long will get through.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
 }
 
 /// A request id: the client's `x-request-id` when it is short and plain, otherwise a new one.
@@ -239,6 +247,11 @@ async fn chat_completions(
     let tenant = auth::authenticate(req.headers(), &snapshot.keys)?;
     log.tenant = Some(tenant.name.clone());
     log.policy_header = Some(tenant.policy.header.clone());
+    let quota = &tenant.config.quota;
+    shared
+        .rate_limits
+        .check_request(&tenant.name, quota)
+        .map_err(GatewayError::Refused)?;
     let headers = req.headers().clone();
     let server = &snapshot.config.server;
     let deadline = tokio::time::Instant::now() + server.request_deadline;
@@ -255,6 +268,24 @@ async fn chat_completions(
     })?;
     log.stream = chat.stream;
     check_requested_model(snapshot, &tenant, &chat.model.value)?;
+    let output_tokens = chat
+        .max_output_tokens()
+        .unwrap_or(server.reserve_output_tokens);
+    shared
+        .rate_limits
+        .check_tokens(
+            &tenant.name,
+            quota,
+            chat.stats.estimated_input_tokens + output_tokens,
+        )
+        .map_err(GatewayError::Refused)?;
+    let spend = shared.ledger.spend(&tenant.name);
+    let budget = Budget {
+        spent_today_usd: spend.today_usd,
+        daily_limit_usd: quota.daily_budget_usd,
+        spent_month_usd: spend.month_usd,
+        monthly_limit_usd: quota.monthly_budget_usd,
+    };
 
     let summary = routing::summarise(
         id,
@@ -263,6 +294,7 @@ async fn chat_completions(
         &chat,
         routing::hints(&headers, &chat),
         &shared.breakers,
+        budget,
     );
     let decided = routing::decide(snapshot, &tenant, id, &summary)?;
     log.decision = Some(decided.decision_time);
@@ -300,6 +332,29 @@ async fn chat_completions(
         }
     }
     let ttl = shared.cache.ttl(plan.cache_ttl_seconds);
+
+    // Hold the request's worst-case cost against the tenant's budgets until it is settled.
+    let output_tokens = plan
+        .overrides
+        .max_output_tokens
+        .map_or(output_tokens, |cap| cap.min(output_tokens));
+    let estimate = plan
+        .targets
+        .iter()
+        .filter_map(|t| snapshot.config.models.get(&t.model))
+        .map(|price| {
+            let usage = Usage {
+                prompt_tokens: chat.stats.estimated_input_tokens,
+                cached_prompt_tokens: 0,
+                completion_tokens: output_tokens,
+            };
+            cost_usd(&usage, price)
+        })
+        .fold(0.0, f64::max);
+    let reservation = shared
+        .ledger
+        .reserve(&tenant.name, quota, estimate)
+        .map_err(GatewayError::Refused)?;
 
     let trace_headers: Vec<(&'static str, HeaderValue)> = headers
         .get("traceparent")
@@ -358,6 +413,8 @@ async fn chat_completions(
                 log.cost_usd = Some(cost);
                 builder = builder.header(headers::COST_USD, format!("{cost:.10}"));
             }
+            // Without usage from the provider, the estimate is what the tenant is charged.
+            reservation.settle(log.cost_usd.unwrap_or(estimate));
             if let Some(key) = write_key {
                 let entry = CachedResponse {
                     model: delivered.model.clone(),
@@ -399,6 +456,11 @@ async fn chat_completions(
                     let shared = shared.clone();
                     tokio::spawn(async move { shared.cache.put(key, entry, ttl).await });
                 }
+                let cost = match (end.usage, &price) {
+                    (Some(u), Some(p)) => cost_usd(&u, p),
+                    _ => estimate,
+                };
+                reservation.settle(cost);
                 stream_log.finish_stream(end, price.as_ref());
             });
             builder

@@ -77,6 +77,7 @@ pub fn summarise(
     chat: &ChatRequest,
     hints: Vec<Pair>,
     breakers: &Breakers,
+    budget: Budget,
 ) -> RequestSummary {
     let s = &chat.stats;
     let mut candidates = tenant.candidates.clone();
@@ -100,12 +101,7 @@ pub fn summarise(
         hints,
         candidates,
         config: tenant.config.policy_config.clone(),
-        budget: Budget {
-            spent_today_usd: 0.0,
-            daily_limit_usd: None,
-            spent_month_usd: 0.0,
-            monthly_limit_usd: None,
-        },
+        budget,
         seed,
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use switchyard_policy::SandboxLimits;
 
+use crate::budget::TenantQuota;
 use crate::cache::CacheSettings;
 use crate::upstream::health::{BreakerSettings, RetryBudgetSettings};
 
@@ -75,6 +76,8 @@ pub struct ServerSettings {
     pub max_messages: usize,
     pub request_deadline: Duration,
     pub drain_timeout: Duration,
+    /// Output tokens reserved for a request without `max_tokens` when checking budgets.
+    pub reserve_output_tokens: u64,
     /// Where compiled policies are cached, if anywhere.
     pub artifact_cache_dir: Option<PathBuf>,
     /// Whether config and policy files are watched for changes.
@@ -251,6 +254,8 @@ pub struct TenantConfig {
     pub model_aliases: Vec<String>,
     pub on_policy_failure: FailureOutcome,
     pub limits: TenantLimits,
+    /// Budgets and rate limits.
+    pub quota: TenantQuota,
 }
 
 /// A validated configuration.
@@ -471,6 +476,7 @@ fn server_settings(raw: &RawConfig, base: &Path) -> Result<ServerSettings, Confi
         max_messages: s.max_messages.unwrap_or(50_000),
         request_deadline: ms(s.request_deadline_ms, 900_000, "server.request_deadline_ms")?,
         drain_timeout: ms(s.drain_timeout_ms, 30_000, "server.drain_timeout_ms")?,
+        reserve_output_tokens: s.reserve_output_tokens.unwrap_or(4096),
         artifact_cache_dir: match s.artifact_cache_dir.as_deref() {
             None => default_cache_dir(),
             Some("") => None,
@@ -648,6 +654,25 @@ fn upstream(
     })
 }
 
+fn usd(v: Option<f64>, path: &str) -> Result<Option<f64>, ConfigError> {
+    match v {
+        Some(x) if !x.is_finite() || x < 0.0 => {
+            Err(ConfigError::new(path, "must be a non-negative amount"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn positive(v: Option<u32>, path: &str) -> Result<Option<u32>, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::new(
+            path,
+            "must be at least 1 (leave it out for no limit)",
+        )),
+        other => Ok(other),
+    }
+}
+
 fn policy_source(name: &str, path: &str, base: &Path) -> Result<PolicySource, ConfigError> {
     if let Some(builtin) = path.strip_prefix("builtin:") {
         return BUILTIN_POLICIES
@@ -812,6 +837,15 @@ fn tenant(
             .unwrap_or_else(|| vec!["auto".into()]),
         on_policy_failure,
         limits: sandbox(raw_sandbox, &t.sandbox, &format!("{path}.sandbox"))?,
+        quota: TenantQuota {
+            daily_budget_usd: usd(t.daily_budget_usd, &format!("{path}.daily_budget_usd"))?,
+            monthly_budget_usd: usd(t.monthly_budget_usd, &format!("{path}.monthly_budget_usd"))?,
+            requests_per_minute: positive(
+                t.requests_per_minute,
+                &format!("{path}.requests_per_minute"),
+            )?,
+            tokens_per_minute: positive(t.tokens_per_minute, &format!("{path}.tokens_per_minute"))?,
+        },
     })
 }
 

@@ -45,6 +45,9 @@ pub struct RawServer {
     pub request_deadline_ms: Option<u64>,
     /// Time allowed for open connections to finish after a shutdown signal, in milliseconds.
     pub drain_timeout_ms: Option<u64>,
+    /// Output tokens reserved for a request that sets no `max_tokens`, when estimating its cost
+    /// against a budget.
+    pub reserve_output_tokens: Option<u64>,
     /// Where compiled policies are cached; `""` turns the cache off.
     pub artifact_cache_dir: Option<String>,
     /// Watch the config and policy files and reload on change (default true).
@@ -169,6 +172,14 @@ pub struct RawTenant {
     /// Sandbox limits for this tenant's decisions, over the `[sandbox]` defaults.
     #[serde(default)]
     pub sandbox: RawSandbox,
+    /// Spend allowed per UTC day, USD.
+    pub daily_budget_usd: Option<f64>,
+    /// Spend allowed per calendar month (UTC), USD.
+    pub monthly_budget_usd: Option<f64>,
+    /// Requests allowed per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (estimated input plus reserved output) allowed per minute.
+    pub tokens_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
