@@ -54,7 +54,7 @@ async fn a_concurrent_burst_cannot_overshoot_the_budget() {
             429 => {
                 assert_eq!(r.json()["error"]["code"], "budget_exceeded");
                 let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
-                assert!(wait >= 1 && wait <= 86_400);
+                assert!((1..=86_400).contains(&wait));
                 refused += 1;
             }
             other => panic!("unexpected status {other}: {}", r.text()),
