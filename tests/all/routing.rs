@@ -205,3 +205,27 @@ async fn cost_is_computed_with_cache_hits_at_the_cache_price() {
     let cost: f64 = r.header("x-switchyard-cost-usd").unwrap().parse().unwrap();
     assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
 }
+
+#[tokio::test]
+async fn an_old_model_name_is_an_alias_and_prices_follow_the_time_of_day() {
+    let mock = MockUpstream::echo().await;
+    // A window covering the whole day halves Flash's prices.
+    let toml = "[[models.\"deepseek-v4-flash\".price_windows]]\nstart_utc = \"00:00\"\nend_utc = \"00:00\"\n\
+                input_usd_per_mtok = 0.07\ncached_input_usd_per_mtok = 0.0014\noutput_usd_per_mtok = 0.14\n"
+        .to_string()
+        + &upstream_toml("main", &mock.url(), &["deepseek-v4-flash"], "")
+        + &policy_toml("ff", "flash-first")
+        + &tenant_toml("a", KEY_A, "ff", &["deepseek-v4-flash"], "");
+    let gw = start_gateway(&toml).await;
+    let r = chat(&gw, KEY_A, &user_says("deepseek-flash", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-model"), Some("deepseek-v4-flash"));
+    assert_eq!(
+        r.header("x-switchyard-tags"),
+        Some("reason=requested"),
+        "the alias counts as asking for Flash"
+    );
+    let expected = (40.0 * 0.07 + 60.0 * 0.0014 + 20.0 * 0.14) / 1e6;
+    let cost: f64 = r.header("x-switchyard-cost-usd").unwrap().parse().unwrap();
+    assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
+}

@@ -10,8 +10,10 @@ use crate::config::ModelInfo;
 use crate::openai::usage::Usage;
 use crate::upstream::relay::{StreamEnd, StreamOutcome};
 
-/// USD for `usage` at `price`: cache-hit input at the cache-hit price, the rest at the miss price.
-pub fn cost_usd(usage: &Usage, price: &ModelInfo) -> f64 {
+/// USD for `usage` at `model`'s prices in force now (time-of-day windows included): cache-hit
+/// input at the cache-hit price, the rest of the input at the miss price.
+pub fn cost_usd(usage: &Usage, model: &ModelInfo) -> f64 {
+    let price = model.prices_now();
     (usage.uncached_prompt_tokens() as f64 * price.input_usd_per_mtok
         + usage.cached_prompt_tokens as f64 * price.cached_input_usd_per_mtok
         + usage.completion_tokens as f64 * price.output_usd_per_mtok)

@@ -37,7 +37,7 @@ use crate::upstream::relay::{self, RelayLimits};
 use crate::upstream::{DeliveredBody, execute};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use switchyard_policy::types::{Budget, CacheMode};
+use switchyard_policy::types::{Budget, CacheMode, RequestSummary};
 
 /// The body of every response the gateway sends.
 pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -267,7 +267,8 @@ async fn chat_completions(
         }
     })?;
     log.stream = chat.stream;
-    check_requested_model(snapshot, &tenant, &chat.model.value)?;
+    let requested = snapshot.config.canonical(&chat.model.value).to_owned();
+    check_requested_model(snapshot, &tenant, &requested)?;
     let output_tokens = chat
         .max_output_tokens()
         .unwrap_or(server.reserve_output_tokens);
@@ -296,6 +297,10 @@ async fn chat_completions(
         &shared.breakers,
         budget,
     );
+    let summary = RequestSummary {
+        requested_model: requested,
+        ..summary
+    };
     let decided = routing::decide(snapshot, &tenant, id, &summary)?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;

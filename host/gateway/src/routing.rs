@@ -83,6 +83,12 @@ pub fn summarise(
     let mut candidates = tenant.candidates.clone();
     for c in &mut candidates {
         c.health = breakers.health(&c.upstream, &c.model);
+        // Prices as of now: time-of-day windows move them.
+        if let Some(p) = tenant.prices.get(&c.model).map(|m| m.prices_now()) {
+            c.input_usd_per_mtok = p.input_usd_per_mtok;
+            c.cached_input_usd_per_mtok = p.cached_input_usd_per_mtok;
+            c.output_usd_per_mtok = p.output_usd_per_mtok;
+        }
     }
     RequestSummary {
         request_id: request_id.to_owned(),

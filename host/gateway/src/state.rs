@@ -203,11 +203,20 @@ impl Snapshot {
         for (name, t) in &config.tenants {
             let policy = loaded[&t.policy].clone();
             let candidates = tenant::candidates(&config, t);
+            // Catalog entries whose prices change with the time of day.
+            let prices = t
+                .models
+                .iter()
+                .filter_map(|m| config.models.get(m))
+                .filter(|m| !m.price_windows.is_empty())
+                .map(|m| (m.name.clone(), m.clone()))
+                .collect();
             let tenant = Arc::new(Tenant {
                 name: name.as_str().into(),
                 config: t.clone(),
                 policy,
                 candidates,
+                prices,
             });
             for digest in &t.key_hashes {
                 keys.insert(*digest, tenant.clone());

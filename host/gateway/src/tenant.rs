@@ -13,9 +13,11 @@ pub struct Tenant {
     pub name: Arc<str>,
     pub config: TenantConfig,
     pub policy: Arc<LoadedPolicy>,
-    /// The tenant's models with prices and limits, in configured order; health is filled in per
-    /// request.
+    /// The tenant's models with prices and limits, in configured order; health and the prices
+    /// in force are filled in per request.
     pub candidates: Vec<Candidate>,
+    /// Catalog entries of the tenant's models that have time-of-day prices.
+    pub prices: std::collections::BTreeMap<String, crate::config::ModelInfo>,
 }
 
 impl Tenant {

@@ -213,6 +213,72 @@ pub struct ModelInfo {
     pub context_window: u64,
     pub max_output_tokens: u64,
     pub supports_images: bool,
+    /// Other names clients may use for it.
+    pub aliases: Vec<String>,
+    /// Time-of-day price windows (UTC), first match wins.
+    pub price_windows: Vec<PriceWindow>,
+}
+
+/// Per-1M-token prices in force at some moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input_usd_per_mtok: f64,
+    pub cached_input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+}
+
+/// Prices that apply between two times of day (UTC), e.g. an off-peak discount.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriceWindow {
+    /// Minutes after midnight UTC, inclusive.
+    pub start_minute: u32,
+    /// Minutes after midnight UTC, exclusive; may be before `start_minute` (wraps midnight).
+    pub end_minute: u32,
+    pub prices: Prices,
+}
+
+impl PriceWindow {
+    fn contains(&self, minute: u32) -> bool {
+        match self.start_minute.cmp(&self.end_minute) {
+            std::cmp::Ordering::Equal => true,
+            std::cmp::Ordering::Less => (self.start_minute..self.end_minute).contains(&minute),
+            std::cmp::Ordering::Greater => minute >= self.start_minute || minute < self.end_minute,
+        }
+    }
+}
+
+impl ModelInfo {
+    /// The prices in force at `t`.
+    pub fn prices_at(&self, t: std::time::SystemTime) -> Prices {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let minute = ((secs % 86_400) / 60) as u32;
+        let base = Prices {
+            input_usd_per_mtok: self.input_usd_per_mtok,
+            cached_input_usd_per_mtok: self.cached_input_usd_per_mtok,
+            output_usd_per_mtok: self.output_usd_per_mtok,
+        };
+        self.price_windows
+            .iter()
+            .find(|w| w.contains(minute))
+            .map_or(base, |w| w.prices)
+    }
+
+    /// The prices in force now.
+    pub fn prices_now(&self) -> Prices {
+        self.prices_at(std::time::SystemTime::now())
+    }
+}
+
+fn minute_of_day(hhmm: &str, path: &str) -> Result<u32, ConfigError> {
+    let parsed = hhmm
+        .split_once(':')
+        .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+        .filter(|(h, m)| *h < 24 && *m < 60);
+    parsed
+        .map(|(h, m)| h * 60 + m)
+        .ok_or_else(|| ConfigError::new(path, format!("`{hhmm}` is not a time like 16:30")))
 }
 
 /// Where a policy's component comes from.
@@ -291,17 +357,23 @@ pub fn builtin_models() -> Vec<ModelInfo> {
         context_window: context,
         max_output_tokens: max_output,
         supports_images: images,
+        aliases: Vec::new(),
+        price_windows: Vec::new(),
     };
     vec![
-        m(
-            "deepseek-v4-flash",
-            0.14,
-            0.0028,
-            0.28,
-            1_000_000,
-            384_000,
-            false,
-        ),
+        // DeepSeek renamed this model `deepseek-flash` and still accepts the old name.
+        ModelInfo {
+            aliases: vec!["deepseek-flash".into()],
+            ..m(
+                "deepseek-v4-flash",
+                0.14,
+                0.0028,
+                0.28,
+                1_000_000,
+                384_000,
+                false,
+            )
+        },
         m(
             "deepseek-v4-pro",
             0.435,
@@ -341,6 +413,7 @@ impl Config {
         let resilience = resilience(&raw.resilience)?;
         let cache = cache_settings(&raw.cache)?;
         let models = catalog(&raw.models)?;
+        check_aliases(&models)?;
         let mut upstreams = BTreeMap::new();
         for (name, up) in &raw.upstreams {
             upstreams.insert(name.clone(), upstream(name, up, &models)?);
@@ -387,6 +460,17 @@ impl Config {
         self.upstreams
             .values()
             .filter(move |u| u.models.contains_key(model))
+    }
+
+    /// The catalog name for `name`: itself, or the model it is an alias of.
+    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        if self.models.contains_key(name) {
+            return name;
+        }
+        self.models
+            .values()
+            .find(|m| m.aliases.iter().any(|a| a == name))
+            .map_or(name, |m| m.name.as_str())
     }
 
     /// Every upstream API key, for redaction.
@@ -542,6 +626,22 @@ fn catalog(raw: &BTreeMap<String, RawModel>) -> Result<BTreeMap<String, ModelInf
                 .supports_images
                 .or(base.as_ref().map(|b| b.supports_images))
                 .unwrap_or(false),
+            aliases: m
+                .aliases
+                .clone()
+                .or(base.as_ref().map(|b| b.aliases.clone()))
+                .unwrap_or_default(),
+            price_windows: match &m.price_windows {
+                None => base
+                    .as_ref()
+                    .map(|b| b.price_windows.clone())
+                    .unwrap_or_default(),
+                Some(windows) => windows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| price_window(w, &format!("{path}.price_windows[{i}]")))
+                    .collect::<Result<_, ConfigError>>()?,
+            },
         };
         if info.context_window == 0 {
             return Err(ConfigError::new(
@@ -552,6 +652,67 @@ fn catalog(raw: &BTreeMap<String, RawModel>) -> Result<BTreeMap<String, ModelInf
         models.insert(name.clone(), info);
     }
     Ok(models)
+}
+
+fn unknown_model(models: &BTreeMap<String, ModelInfo>, name: &str) -> String {
+    match models
+        .values()
+        .find(|m| m.aliases.iter().any(|a| a == name))
+    {
+        Some(m) => format!(
+            "`{name}` is an alias of `{}`: use the catalog name here",
+            m.name
+        ),
+        None => format!("unknown model `{name}`: add it to [models] with its prices"),
+    }
+}
+
+/// Aliases must not name a model or another model's alias.
+fn check_aliases(models: &BTreeMap<String, ModelInfo>) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for m in models.values() {
+        for (i, alias) in m.aliases.iter().enumerate() {
+            let path = format!("models.\"{}\".aliases[{i}]", m.name);
+            if models.contains_key(alias) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("`{alias}` is itself a model in the catalog"),
+                ));
+            }
+            if let Some(other) = seen.insert(alias, &m.name) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("`{alias}` is already an alias of `{other}`"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn price_window(w: &raw::RawPriceWindow, path: &str) -> Result<PriceWindow, ConfigError> {
+    let price = |v: f64, field: &str| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(ConfigError::new(
+                format!("{path}.{field}"),
+                "must be a non-negative number",
+            ))
+        }
+    };
+    Ok(PriceWindow {
+        start_minute: minute_of_day(&w.start_utc, &format!("{path}.start_utc"))?,
+        end_minute: minute_of_day(&w.end_utc, &format!("{path}.end_utc"))?,
+        prices: Prices {
+            input_usd_per_mtok: price(w.input_usd_per_mtok, "input_usd_per_mtok")?,
+            cached_input_usd_per_mtok: price(
+                w.cached_input_usd_per_mtok,
+                "cached_input_usd_per_mtok",
+            )?,
+            output_usd_per_mtok: price(w.output_usd_per_mtok, "output_usd_per_mtok")?,
+        },
+    })
 }
 
 fn upstream(
@@ -621,7 +782,7 @@ fn upstream(
         if !models.contains_key(model) {
             return Err(ConfigError::new(
                 format!("{path}.models[{i}]"),
-                format!("unknown model `{model}`: add it to [models] with its prices"),
+                unknown_model(models, model),
             ));
         }
         served.insert(model.to_owned(), provider_name.to_owned());
@@ -775,7 +936,7 @@ fn tenant(
         if !models.contains_key(m) {
             return Err(ConfigError::new(
                 format!("{path}.models[{i}]"),
-                format!("unknown model `{m}`"),
+                unknown_model(models, m),
             ));
         }
         if !upstreams.values().any(|u| u.models.contains_key(m)) {

@@ -144,6 +144,22 @@ pub struct RawModel {
     pub context_window: Option<u64>,
     pub max_output_tokens: Option<u64>,
     pub supports_images: Option<bool>,
+    /// Other names clients may use for this model (e.g. a provider's old name).
+    pub aliases: Option<Vec<String>>,
+    /// Time-of-day prices (UTC) that replace the base prices inside their window.
+    pub price_windows: Option<Vec<RawPriceWindow>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPriceWindow {
+    /// Start of the window, `HH:MM` UTC (inclusive).
+    pub start_utc: String,
+    /// End of the window, `HH:MM` UTC (exclusive; may be past midnight; equal to start = all day).
+    pub end_utc: String,
+    pub input_usd_per_mtok: f64,
+    pub cached_input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
 }
 
 #[derive(Debug, Deserialize)]

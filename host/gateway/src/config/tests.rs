@@ -193,3 +193,59 @@ fn the_example_deepseek_config_needs_its_key_from_the_environment() {
     );
     assert!(format!("{:?}", config.upstreams["deepseek"].api_key).contains("redacted"));
 }
+
+#[test]
+fn price_windows_apply_by_time_of_day_and_wrap_midnight() {
+    let text = minimal("")
+        + "[[models.\"deepseek-v4-flash\".price_windows]]\nstart_utc = \"16:30\"\nend_utc = \"00:30\"\n\
+           input_usd_per_mtok = 0.07\ncached_input_usd_per_mtok = 0.0014\noutput_usd_per_mtok = 0.14\n";
+    let config = parse(&text).unwrap();
+    let flash = &config.models["deepseek-v4-flash"];
+    let at = |h: u64, m: u64| {
+        std::time::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + h * 3600 + m * 60)
+    };
+    assert_eq!(flash.prices_at(at(12, 0)).input_usd_per_mtok, 0.14, "peak");
+    assert_eq!(
+        flash.prices_at(at(16, 30)).input_usd_per_mtok,
+        0.07,
+        "start is inclusive"
+    );
+    assert_eq!(flash.prices_at(at(23, 59)).output_usd_per_mtok, 0.14);
+    assert_eq!(
+        flash.prices_at(at(0, 29)).cached_input_usd_per_mtok,
+        0.0014,
+        "wraps past midnight"
+    );
+    assert_eq!(
+        flash.prices_at(at(0, 30)).input_usd_per_mtok,
+        0.14,
+        "end is exclusive"
+    );
+    let bad = text.replace("16:30", "25:00");
+    assert_eq!(
+        parse(&bad).unwrap_err().path,
+        "models.\"deepseek-v4-flash\".price_windows[0].start_utc"
+    );
+}
+
+#[test]
+fn aliases_resolve_to_the_catalog_name() {
+    let config = parse(&minimal("")).unwrap();
+    assert_eq!(config.canonical("deepseek-flash"), "deepseek-v4-flash");
+    assert_eq!(config.canonical("deepseek-v4-flash"), "deepseek-v4-flash");
+    assert_eq!(config.canonical("mystery"), "mystery");
+    // Config lists must use catalog names, and say so.
+    let err = parse(&minimal("").replace(
+        "models = [\"deepseek-v4-flash\"]\n",
+        "models = [\"deepseek-flash\"]\n",
+    ))
+    .unwrap_err();
+    assert!(
+        err.message.contains("alias of `deepseek-v4-flash`"),
+        "{err}"
+    );
+    let err =
+        parse(&(minimal("") + "[models.\"deepseek-v4-pro\"]\naliases = [\"deepseek-flash\"]\n"))
+            .unwrap_err();
+    assert!(err.message.contains("already an alias"), "{err}");
+}
