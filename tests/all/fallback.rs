@@ -178,3 +178,41 @@ async fn when_every_attempt_times_out_the_status_is_504() {
     assert_eq!(r.json()["error"]["code"], "upstream_timeout");
     assert_eq!(r.json()["error"]["attempts"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_same_target_is_retried_only_after_its_retry_after() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    let upstream = MockUpstream::start(move |r| {
+        if c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            Reply::Json {
+                status: 429,
+                body: json!({"error": {"message": "slow down"}}).to_string(),
+                headers: vec![("retry-after", "1".into())],
+            }
+        } else {
+            Reply::completion(r.body["model"].as_str().unwrap(), "ok")
+        }
+    })
+    .await;
+    // The route names Flash twice: the second try is the same upstream and model.
+    let toml = upstream_toml("main", &upstream.url(), &[FLASH], "")
+        + &policy_toml("sr", "static-route")
+        + &tenant_toml(
+            "a",
+            KEY_A,
+            "sr",
+            &[FLASH],
+            "policy_config = { fallbacks = [\"deepseek-v4-flash\"] }",
+        );
+    let gw = start_gateway(&toml).await;
+    let started = std::time::Instant::now();
+    let r = chat(&gw, KEY_A, &user_says("auto", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured: {:?}",
+        started.elapsed()
+    );
+}

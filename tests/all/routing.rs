@@ -229,3 +229,50 @@ async fn an_old_model_name_is_an_alias_and_prices_follow_the_time_of_day() {
     let cost: f64 = r.header("x-switchyard-cost-usd").unwrap().parse().unwrap();
     assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
 }
+
+/// Cache-hit share of 10 four-turn conversations over two simulated upstreams serving Flash,
+/// each with its own prompt cache.
+async fn cache_hit_share(choice: &str) -> f64 {
+    let toml = format!("[routing]\nupstream_choice = \"{choice}\"\n")
+        + "[upstreams.sim-a]\nsimulated = true\nmodels = [\"deepseek-v4-flash\"]\n"
+        + "[upstreams.sim-b]\nsimulated = true\nmodels = [\"deepseek-v4-flash\"]\n"
+        + &policy_toml("ff", "flash-first")
+        + &tenant_toml("a", KEY_A, "ff", &["deepseek-v4-flash"], "");
+    let gw = start_gateway(&toml).await;
+    let (mut hit, mut total) = (0u64, 0u64);
+    let mut upstreams = std::collections::BTreeSet::new();
+    for conversation in 0..10 {
+        // Each conversation has its own long context (a different repository, say).
+        let mut messages = vec![
+            json!({"role": "system", "content": format!("Project {conversation}: {}", "context ".repeat(400))}),
+        ];
+        for turn in 0..4 {
+            messages.push(json!({"role": "user", "content": format!("question {turn} about project {conversation}")}));
+            let r = chat(&gw, KEY_A, &json!({"model": "auto", "messages": messages})).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            upstreams.insert(r.header("x-switchyard-upstream").unwrap().to_owned());
+            let v = r.json();
+            hit += v["usage"]["prompt_cache_hit_tokens"].as_u64().unwrap();
+            total += v["usage"]["prompt_tokens"].as_u64().unwrap();
+            messages.push(v["choices"][0]["message"].clone());
+        }
+    }
+    assert_eq!(
+        upstreams.len(),
+        2,
+        "both upstreams carried traffic with {choice}"
+    );
+    hit as f64 / total as f64
+}
+
+#[tokio::test]
+async fn prefix_affinity_keeps_the_providers_prompt_cache_warm() {
+    let affinity = cache_hit_share("prefix-affinity").await;
+    let round_robin = cache_hit_share("round-robin").await;
+    eprintln!("cache-hit token share: prefix-affinity {affinity:.2}, round-robin {round_robin:.2}");
+    assert!(affinity > 0.6, "{affinity}");
+    assert!(
+        affinity > round_robin + 0.2,
+        "affinity {affinity:.2} vs round-robin {round_robin:.2}"
+    );
+}

@@ -42,6 +42,8 @@ pub struct Shared {
     pub ledger: Arc<Ledger>,
     /// Rate limiters per tenant.
     pub rate_limits: RateLimits,
+    /// Rotation counter for round-robin upstream choice.
+    pub round_robin: std::sync::atomic::AtomicU64,
 }
 
 /// Why the gateway could not start.
@@ -147,6 +149,7 @@ impl Gateway {
             cache,
             ledger: Arc::new(Ledger::default()),
             rate_limits: RateLimits::default(),
+            round_robin: std::sync::atomic::AtomicU64::new(0),
         });
         let (shutdown, signal) = watch::channel(false);
         let admin_addr = match admin {

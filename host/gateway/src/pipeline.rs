@@ -301,7 +301,14 @@ async fn chat_completions(
         requested_model: requested,
         ..summary
     };
-    let decided = routing::decide(snapshot, &tenant, id, &summary)?;
+    let chooser = routing::Chooser {
+        choice: snapshot.config.upstream_choice,
+        prefix_key: chat.stats.prefix_key,
+        tenant: &tenant.name,
+        round_robin: &shared.round_robin,
+        breakers: &shared.breakers,
+    };
+    let decided = routing::decide(snapshot, &tenant, id, &summary, &chooser)?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;
     log.tags = plan.tags.clone();

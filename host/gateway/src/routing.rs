@@ -1,20 +1,25 @@
 //! From a parsed request to a checked route plan: build the policy's summary, run the policy,
 //! and check its decision against what the tenant may use. The policy proposes; the host decides.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
-use switchyard_policy::types::{Budget, CacheMode, Decision, Endpoint, Pair, RequestSummary};
+use switchyard_policy::types::{
+    Budget, CacheMode, Decision, Endpoint, Health, Pair, RequestSummary,
+};
 use switchyard_policy::{CallContext, FailureKind, PolicyFailure};
 
-use crate::config::FailureOutcome;
+use crate::config::{FailureOutcome, UpstreamChoice};
 use crate::error::GatewayError;
 use crate::openai::request::ChatRequest;
 use crate::openai::rewrite::Overrides;
 use crate::state::Snapshot;
 use crate::tenant::Tenant;
 use crate::upstream::PlannedTarget;
+use crate::upstream::UpstreamClient;
 use crate::upstream::health::Breakers;
 
 /// Most hints handed to a policy.
@@ -125,6 +130,7 @@ pub fn decide(
     tenant: &Arc<Tenant>,
     request_id: &Arc<str>,
     summary: &RequestSummary,
+    chooser: &Chooser<'_>,
 ) -> Result<Decided, GatewayError> {
     let ctx = CallContext {
         tenant: tenant.name.clone(),
@@ -135,7 +141,7 @@ pub fn decide(
     let started = Instant::now();
     let result = tenant.policy.compiled.decide(&ctx, summary);
     let decision_time = started.elapsed();
-    let checked = result.and_then(|outcome| check(snapshot, tenant, outcome.value));
+    let checked = result.and_then(|outcome| check(snapshot, tenant, outcome.value, chooser));
     match checked {
         Ok(Checked::Route(plan)) => Ok(Decided {
             plan,
@@ -164,7 +170,8 @@ pub fn decide(
                 FailureOutcome::Route(models) => {
                     let targets = models
                         .iter()
-                        .filter_map(|m| resolve(snapshot, m, None).ok())
+                        .filter_map(|m| resolve(snapshot, m, None, chooser).ok())
+                        .flatten()
                         .collect::<Vec<_>>();
                     if targets.is_empty() {
                         return Err(GatewayError::PolicyFailed { kind: failure.kind });
@@ -206,6 +213,7 @@ fn check(
     snapshot: &Snapshot,
     tenant: &Tenant,
     decision: Decision,
+    chooser: &Chooser<'_>,
 ) -> Result<Checked, PolicyFailure> {
     match decision {
         Decision::Reject(r) => {
@@ -261,7 +269,9 @@ fn check(
                         t.model, tenant.name
                     )));
                 }
-                targets.push(resolve(snapshot, &t.model, t.upstream.as_deref()).map_err(invalid)?);
+                targets.extend(
+                    resolve(snapshot, &t.model, t.upstream.as_deref(), chooser).map_err(invalid)?,
+                );
             }
             if let Some(effort) = &route.reasoning_effort
                 && (effort.is_empty()
@@ -289,33 +299,80 @@ fn check(
     }
 }
 
+/// How to order the upstreams that serve the same model.
+pub struct Chooser<'a> {
+    pub choice: UpstreamChoice,
+    /// The conversation's opening, for prefix affinity.
+    pub prefix_key: u64,
+    pub tenant: &'a str,
+    /// Shared rotation counter, for round-robin.
+    pub round_robin: &'a AtomicU64,
+    pub breakers: &'a Breakers,
+}
+
+impl Chooser<'_> {
+    /// Orders `serving` for `model`: the preferred upstream first (by the configured choice),
+    /// upstreams whose circuit is open last.
+    fn order(&self, model: &str, serving: &mut [Arc<UpstreamClient>]) {
+        if serving.len() > 1 {
+            match self.choice {
+                UpstreamChoice::First => {}
+                UpstreamChoice::RoundRobin => {
+                    let n =
+                        self.round_robin.fetch_add(1, Ordering::Relaxed) as usize % serving.len();
+                    serving.rotate_left(n);
+                }
+                UpstreamChoice::PrefixAffinity => {
+                    // Rendezvous hashing: each replica, and each reload, agrees on the winner,
+                    // and adding an upstream moves only the conversations it wins.
+                    let score = |u: &Arc<UpstreamClient>| {
+                        let mut h = std::hash::DefaultHasher::new();
+                        (self.tenant, self.prefix_key, &*u.name).hash(&mut h);
+                        h.finish()
+                    };
+                    serving.sort_by_key(|u| std::cmp::Reverse(score(u)));
+                }
+            }
+        }
+        serving.sort_by_key(|u| self.breakers.health(&u.name, model) == Health::Unavailable);
+    }
+}
+
 /// A model on a specific upstream: the one named, or the first in config order that serves it.
 fn resolve(
     snapshot: &Snapshot,
     model: &str,
     upstream: Option<&str>,
-) -> Result<PlannedTarget, String> {
+    chooser: &Chooser<'_>,
+) -> Result<Vec<PlannedTarget>, String> {
     let context_window = snapshot
         .config
         .models
         .get(model)
         .map(|m| m.context_window)
         .ok_or_else(|| format!("unknown model `{model}`"))?;
-    let client = match upstream {
-        Some(name) => snapshot
-            .upstreams
-            .get(name)
-            .filter(|u| u.config.models.contains_key(model))
-            .ok_or_else(|| format!("upstream `{name}` does not serve `{model}`"))?,
-        None => snapshot
-            .upstreams
-            .values()
-            .find(|u| u.config.models.contains_key(model))
-            .ok_or_else(|| format!("no upstream serves `{model}`"))?,
-    };
-    Ok(PlannedTarget {
+    let target = |client: &Arc<UpstreamClient>| PlannedTarget {
         model: model.to_owned(),
         upstream: client.clone(),
         context_window,
-    })
+    };
+    if let Some(name) = upstream {
+        let client = snapshot
+            .upstreams
+            .get(name)
+            .filter(|u| u.config.models.contains_key(model))
+            .ok_or_else(|| format!("upstream `{name}` does not serve `{model}`"))?;
+        return Ok(vec![target(client)]);
+    }
+    let mut serving: Vec<Arc<UpstreamClient>> = snapshot
+        .upstreams
+        .values()
+        .filter(|u| u.config.models.contains_key(model))
+        .cloned()
+        .collect();
+    if serving.is_empty() {
+        return Err(format!("no upstream serves `{model}`"));
+    }
+    chooser.order(model, &mut serving);
+    Ok(serving.iter().map(target).collect())
 }

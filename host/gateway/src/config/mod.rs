@@ -86,6 +86,19 @@ pub struct ServerSettings {
     pub watch_debounce: Duration,
 }
 
+/// How a model that several upstreams serve is spread over them. Whichever comes first, the
+/// others follow as same-model fallbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamChoice {
+    /// Conversations with the same opening (tenant, system prompt, first turn) go to the same
+    /// upstream (rendezvous hashing), so the provider's prompt cache stays warm.
+    PrefixAffinity,
+    /// Rotate through the upstreams.
+    RoundRobin,
+    /// Always the first in name order.
+    First,
+}
+
 /// Circuit breaking and retry budget.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resilience {
@@ -335,6 +348,7 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     pub resilience: Resilience,
     pub cache: CacheSettings,
+    pub upstream_choice: UpstreamChoice,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelInfo>,
     pub policies: BTreeMap<String, PolicySource>,
@@ -412,6 +426,17 @@ impl Config {
         let admin = raw.admin.as_ref().map(admin_settings).transpose()?;
         let resilience = resilience(&raw.resilience)?;
         let cache = cache_settings(&raw.cache)?;
+        let upstream_choice = match raw.routing.upstream_choice.as_deref() {
+            None | Some("prefix-affinity") => UpstreamChoice::PrefixAffinity,
+            Some("round-robin") => UpstreamChoice::RoundRobin,
+            Some("first") => UpstreamChoice::First,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "routing.upstream_choice",
+                    format!("`{other}`: expected prefix-affinity, round-robin or first"),
+                ));
+            }
+        };
         let models = catalog(&raw.models)?;
         check_aliases(&models)?;
         let mut upstreams = BTreeMap::new();
@@ -445,6 +470,7 @@ impl Config {
             admin,
             resilience,
             cache,
+            upstream_choice,
             upstreams,
             models,
             policies,

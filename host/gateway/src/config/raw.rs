@@ -18,6 +18,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
     pub sandbox: RawSandbox,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
@@ -54,6 +56,14 @@ pub struct RawServer {
     pub watch: Option<bool>,
     /// Quiet time after the last file event before a reload, milliseconds.
     pub watch_debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// How a model served by several upstreams picks one: `prefix-affinity` (default),
+    /// `round-robin` or `first`.
+    pub upstream_choice: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

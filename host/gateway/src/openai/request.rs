@@ -77,6 +77,10 @@ pub struct ConversationStats {
     pub last_user_excerpt: String,
     /// String entries of `metadata`, keys lower-cased.
     pub metadata_hints: Vec<(String, String)>,
+    /// A hash of the conversation's opening (its first two messages, usually the system prompt
+    /// and the first user turn): stable across the turns of one conversation, for routing it to
+    /// the upstream whose prompt cache already holds it.
+    pub prefix_key: u64,
 }
 
 /// A validated chat-completions request.
@@ -295,6 +299,12 @@ fn conversation_stats(messages: &[WireMessage<'_>]) -> Result<ConversationStats,
         message_count: messages.len() as u32,
         ..Default::default()
     };
+    let mut prefix = std::hash::DefaultHasher::new();
+    for m in messages.iter().take(2) {
+        std::hash::Hash::hash(&*m.role, &mut prefix);
+        std::hash::Hash::hash(m.content.map_or("", RawValue::get), &mut prefix);
+    }
+    stats.prefix_key = std::hash::Hasher::finish(&prefix);
     let mut text_bytes: u64 = 0;
     let mut images: u64 = 0;
     let mut last_user: Option<usize> = None;
