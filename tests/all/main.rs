@@ -8,6 +8,7 @@ mod caching;
 mod clients;
 mod errors;
 mod fallback;
+mod hostile;
 mod policy_failures;
 mod reload;
 mod resilience;

@@ -136,7 +136,8 @@ fn policies(shared: &Shared) -> Value {
             })
         })
         .collect();
-    json!({"generation": state.generation, "policies": list})
+    let tenants = serde_json::to_value(shared.quarantine.report()).unwrap_or_default();
+    json!({"generation": state.generation, "policies": list, "tenant_policy_health": tenants})
 }
 
 fn config(shared: &Shared) -> Value {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::budget::{Ledger, RateLimits};
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::quarantine::Quarantine;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::server;
 use crate::state::{Simulators, Snapshot, SnapshotError};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub rate_limits: RateLimits,
     /// Rotation counter for round-robin upstream choice.
     pub round_robin: std::sync::atomic::AtomicU64,
+    /// Policy failures per tenant, and quarantines.
+    pub quarantine: Quarantine,
 }
 
 /// Why the gateway could not start.
@@ -150,6 +153,7 @@ impl Gateway {
             ledger: Arc::new(Ledger::default()),
             rate_limits: RateLimits::default(),
             round_robin: std::sync::atomic::AtomicU64::new(0),
+            quarantine: Quarantine::default(),
         });
         let (shutdown, signal) = watch::channel(false);
         let admin_addr = match admin {

@@ -30,6 +30,7 @@ pub mod error;
 pub mod openai;
 pub mod pipeline;
 pub mod policies;
+pub mod quarantine;
 pub mod redact;
 pub mod reload;
 pub mod routing;

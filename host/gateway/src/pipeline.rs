@@ -308,7 +308,14 @@ async fn chat_completions(
         round_robin: &shared.round_robin,
         breakers: &shared.breakers,
     };
-    let decided = routing::decide(snapshot, &tenant, id, &summary, &chooser)?;
+    let decided = routing::decide(
+        snapshot,
+        &tenant,
+        id,
+        &summary,
+        &chooser,
+        &shared.quarantine,
+    )?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;
     log.tags = plan.tags.clone();

@@ -16,6 +16,7 @@ use crate::config::{FailureOutcome, UpstreamChoice};
 use crate::error::GatewayError;
 use crate::openai::request::ChatRequest;
 use crate::openai::rewrite::Overrides;
+use crate::quarantine::Quarantine;
 use crate::state::Snapshot;
 use crate::tenant::Tenant;
 use crate::upstream::PlannedTarget;
@@ -131,6 +132,7 @@ pub fn decide(
     request_id: &Arc<str>,
     summary: &RequestSummary,
     chooser: &Chooser<'_>,
+    quarantine: &Quarantine,
 ) -> Result<Decided, GatewayError> {
     let ctx = CallContext {
         tenant: tenant.name.clone(),
@@ -139,7 +141,15 @@ pub fn decide(
         capture_logs: false,
     };
     let started = Instant::now();
-    let result = tenant.policy.compiled.decide(&ctx, summary);
+    let hash = tenant.policy.compiled.hash();
+    let result = if quarantine.is_quarantined(&tenant.name, hash) {
+        Err(PolicyFailure::new(
+            FailureKind::Quarantined,
+            "quarantined after repeated failures; not called",
+        ))
+    } else {
+        tenant.policy.compiled.decide(&ctx, summary)
+    };
     let decision_time = started.elapsed();
     let checked = result.and_then(|outcome| check(snapshot, tenant, outcome.value, chooser));
     match checked {
@@ -157,14 +167,26 @@ pub fn decide(
             message,
         }),
         Err(failure) => {
-            tracing::warn!(
-                tenant = %tenant.name,
-                request_id = %request_id,
-                policy = %tenant.policy.name,
-                kind = %failure.kind,
-                detail = %failure.detail,
-                "policy failed"
-            );
+            if failure.kind != FailureKind::Quarantined {
+                tracing::warn!(
+                    tenant = %tenant.name,
+                    request_id = %request_id,
+                    policy = %tenant.policy.name,
+                    kind = %failure.kind,
+                    detail = %failure.detail,
+                    "policy failed"
+                );
+            }
+            let settings = &tenant.config.limits.quarantine;
+            if quarantine.record_failure(&tenant.name, hash, failure.kind, settings) {
+                tracing::error!(
+                    tenant = %tenant.name,
+                    policy = %tenant.policy.name,
+                    failures = settings.failures,
+                    cool_down = ?settings.cool_down,
+                    "policy quarantined after repeated failures"
+                );
+            }
             match &tenant.config.on_policy_failure {
                 FailureOutcome::Reject => Err(GatewayError::PolicyFailed { kind: failure.kind }),
                 FailureOutcome::Route(models) => {

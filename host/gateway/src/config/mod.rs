@@ -18,6 +18,7 @@ use switchyard_policy::SandboxLimits;
 
 use crate::budget::TenantQuota;
 use crate::cache::CacheSettings;
+use crate::quarantine::QuarantineSettings;
 use crate::upstream::health::{BreakerSettings, RetryBudgetSettings};
 
 use raw::{RawConfig, RawFailureOutcome, RawModel, RawSandbox, RawUpstream};
@@ -317,6 +318,7 @@ pub enum FailureOutcome {
 pub struct TenantLimits {
     pub sandbox: SandboxLimits,
     pub max_fallbacks: usize,
+    pub quarantine: QuarantineSettings,
 }
 
 /// A tenant, validated.
@@ -918,6 +920,36 @@ fn sandbox(base: &RawSandbox, over: &RawSandbox, path: &str) -> Result<TenantLim
             ..d
         },
         max_fallbacks: over.max_fallbacks.or(base.max_fallbacks).unwrap_or(8),
+        quarantine: {
+            let q = QuarantineSettings::default();
+            let failures = over
+                .quarantine_failures
+                .or(base.quarantine_failures)
+                .unwrap_or(q.failures);
+            if failures == 0 {
+                return Err(ConfigError::new(
+                    format!("{path}.quarantine_failures"),
+                    "must be at least 1",
+                ));
+            }
+            let ms_or = |v: Option<u64>, d: Duration, field: &str| {
+                ms(v, d.as_millis() as u64, &format!("{path}.{field}"))
+            };
+            QuarantineSettings {
+                failures,
+                window: ms_or(
+                    over.quarantine_window_ms.or(base.quarantine_window_ms),
+                    q.window,
+                    "quarantine_window_ms",
+                )?,
+                cool_down: ms_or(
+                    over.quarantine_cool_down_ms
+                        .or(base.quarantine_cool_down_ms),
+                    q.cool_down,
+                    "quarantine_cool_down_ms",
+                )?,
+            }
+        },
     })
 }
 

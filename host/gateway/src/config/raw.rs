@@ -118,6 +118,11 @@ pub struct RawSandbox {
     pub max_log_calls: Option<u32>,
     /// Largest decision accepted, bytes.
     pub max_decision_bytes: Option<usize>,
+    /// Failures within `quarantine_window_ms` that quarantine a tenant's policy.
+    pub quarantine_failures: Option<u32>,
+    pub quarantine_window_ms: Option<u64>,
+    /// How long a quarantined policy is not called.
+    pub quarantine_cool_down_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -389,7 +389,9 @@ fn nesting_exceeds(json: &[u8], limit: usize) -> Option<usize> {
                 // Skip to the closing quote, stepping over escapes.
                 i += 1;
                 loop {
-                    match memchr::memchr2(b'"', b'\\', &json[i..]) {
+                    // An escape at the very end leaves nothing to scan: unterminated.
+                    let rest = json.get(i..).unwrap_or_default();
+                    match memchr::memchr2(b'"', b'\\', rest) {
                         None => return None, // unterminated: the parser reports it
                         Some(off) if json[i + off] == b'\\' => i += off + 2,
                         Some(off) => {

@@ -196,3 +196,16 @@ fn unknown_fields_and_nulls_pass() {
     assert_eq!(r.stats.tools_offered, 0);
     assert_eq!(r.insert_at, 2);
 }
+
+#[test]
+fn a_backslash_at_the_end_of_the_body_is_malformed_not_a_crash() {
+    // Found by the property tests: an escape as the last byte of an unterminated string.
+    assert!(matches!(
+        parse("{\"model\":\"a\\"),
+        Err(ParseError::Malformed(_))
+    ));
+    assert!(matches!(
+        parse("{\"model\":\"\\"),
+        Err(ParseError::Malformed(_))
+    ));
+}
