@@ -13,4 +13,5 @@ mod policy_failures;
 mod reload;
 mod resilience;
 mod routing;
+mod shutdown;
 mod streaming;

@@ -91,6 +91,8 @@ pub enum Reply {
     Sse(Vec<SseStep>),
     /// Never answer (hold the connection open).
     Hang,
+    /// Answer with the inner reply after a delay.
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -226,8 +228,13 @@ impl MockUpstream {
 
 type MockBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
-async fn respond(reply: Reply) -> Response<MockBody> {
+async fn respond(mut reply: Reply) -> Response<MockBody> {
+    while let Reply::Delayed(delay, inner) = reply {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
     match reply {
+        Reply::Delayed(..) => unreachable!("unwrapped above"),
         Reply::Json {
             status,
             body,
@@ -548,6 +555,37 @@ impl Process {
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `HUP`...).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{name}");
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The admin listener's address, from the log line that announces it.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.logs().lines().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "admin listener")
+                .then(|| v["admin"].as_str()?.parse().ok())
+                .flatten()
+        })
     }
 }
 

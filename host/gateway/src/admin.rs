@@ -28,7 +28,7 @@ use crate::reload::{self, Trigger};
 
 /// Serves the admin API until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
-    crate::server::serve_with(listener, shared, shutdown, handle).await
+    crate::server::serve_with(listener, shared, shutdown, handle, false).await
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
@@ -67,6 +67,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Respons
     let path = req.uri().path().to_owned();
     if req.method() == Method::GET && path == "/healthz" {
         return json_response(StatusCode::OK, &json!({"status": "ok"}));
+    }
+    if req.method() == Method::GET && path == "/readyz" {
+        return crate::pipeline::readiness(&shared);
     }
     if !authorized(&shared, &req) {
         return error(

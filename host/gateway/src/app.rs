@@ -17,6 +17,7 @@ use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::quarantine::Quarantine;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
+use crate::scheduler::DecisionScheduler;
 use crate::server;
 use crate::state::{Simulators, Snapshot, SnapshotError};
 use crate::upstream::health::{Breakers, RetryBudget};
@@ -47,6 +48,12 @@ pub struct Shared {
     pub round_robin: std::sync::atomic::AtomicU64,
     /// Policy failures per tenant, and quarantines.
     pub quarantine: Quarantine,
+    /// Fair scheduling of policy decisions between tenants.
+    pub scheduler: DecisionScheduler,
+    /// True from the start of a shutdown: `/readyz` answers 503.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Turns true when the drain deadline passes: open streams end with an error event.
+    pub drain_expired: watch::Sender<bool>,
 }
 
 /// Why the gateway could not start.
@@ -154,16 +161,17 @@ impl Gateway {
             rate_limits: RateLimits::default(),
             round_robin: std::sync::atomic::AtomicU64::new(0),
             quarantine: Quarantine::default(),
+            scheduler: DecisionScheduler::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            drain_expired: watch::channel(false).0,
         });
         let (shutdown, signal) = watch::channel(false);
+        // The admin listener outlives the main one's drain (readiness and metrics stay up).
+        let (admin_stop, admin_signal) = watch::channel(false);
         let admin_addr = match admin {
             Some(settings) => {
                 let (listener, addr) = bind(settings.listen).await?;
-                tokio::spawn(crate::admin::serve(
-                    listener,
-                    shared.clone(),
-                    signal.clone(),
-                ));
+                tokio::spawn(crate::admin::serve(listener, shared.clone(), admin_signal));
                 Some(addr)
             }
             None => None,
@@ -171,7 +179,11 @@ impl Gateway {
         if watch_files {
             crate::watch::spawn(shared.clone(), debounce);
         }
-        let task = tokio::spawn(server::serve(listener, shared.clone(), signal));
+        let main = server::serve(listener, shared.clone(), signal);
+        let task = tokio::spawn(async move {
+            main.await;
+            let _ = admin_stop.send(true);
+        });
         Ok(Gateway {
             shared,
             addr,

@@ -34,6 +34,7 @@ pub mod quarantine;
 pub mod redact;
 pub mod reload;
 pub mod routing;
+pub mod scheduler;
 pub mod server;
 pub mod simulator;
 pub mod state;

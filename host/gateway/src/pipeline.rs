@@ -132,9 +132,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
             "application/json",
             Bytes::from_static(b"{\"status\":\"ok\"}"),
         )),
+        (&Method::GET, "/readyz") => Ok(readiness(&shared)),
         (
             _,
-            "/v1/chat/completions" | "/chat/completions" | "/v1/models" | "/models" | "/healthz",
+            "/v1/chat/completions"
+            | "/chat/completions"
+            | "/v1/models"
+            | "/models"
+            | "/healthz"
+            | "/readyz",
         ) => Err(GatewayError::MethodNotAllowed {
             method: req.method().to_string(),
             path: path.to_owned(),
@@ -167,6 +173,24 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
     log.record_on(&span);
     log.emit_unless_deferred();
     response
+}
+
+/// `/readyz`: 200 while serving, 503 from the start of a shutdown's drain, so load balancers stop
+/// sending new requests while the in-flight ones finish.
+pub fn readiness(shared: &Shared) -> Response<ResponseBody> {
+    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        full(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            Bytes::from_static(b"{\"ready\":false,\"reason\":\"draining\"}"),
+        )
+    } else {
+        full(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(b"{\"ready\":true}"),
+        )
+    }
 }
 
 fn list_models(
@@ -312,10 +336,12 @@ async fn chat_completions(
         snapshot,
         &tenant,
         id,
-        &summary,
+        summary,
         &chooser,
         &shared.quarantine,
-    )?;
+        &shared.scheduler,
+    )
+    .await?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;
     log.tags = plan.tags.clone();
@@ -453,6 +479,7 @@ async fn chat_completions(
                 deadline,
                 strip_usage_chunks: !chat.wants_stream_usage(),
                 assemble: write_key.is_some(),
+                drain_expired: shared.drain_expired.subscribe(),
             };
             let mut stream_log = log.defer();
             stream_log.status = 200;

@@ -91,7 +91,8 @@ impl Quarantine {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         let r = Self::record(&mut records, tenant, policy);
         *r.counts.entry(kind.as_str()).or_default() += 1;
-        if kind == FailureKind::Quarantined {
+        // Not being called is not the policy's failure.
+        if matches!(kind, FailureKind::Quarantined | FailureKind::Throttled) {
             return false;
         }
         r.recent.push_back(now);
@@ -162,6 +163,7 @@ mod tests {
         }
         assert!(!q.is_quarantined("t", v1));
         // A new version starts clean.
+        tokio::time::advance(Duration::from_secs(11)).await;
         q.record_failure("t", v1, FailureKind::Trap, &s);
         q.record_failure("t", v1, FailureKind::Trap, &s);
         assert!(q.record_failure("t", v1, FailureKind::Trap, &s));

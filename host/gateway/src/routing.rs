@@ -17,6 +17,7 @@ use crate::error::GatewayError;
 use crate::openai::request::ChatRequest;
 use crate::openai::rewrite::Overrides;
 use crate::quarantine::Quarantine;
+use crate::scheduler::DecisionScheduler;
 use crate::state::Snapshot;
 use crate::tenant::Tenant;
 use crate::upstream::PlannedTarget;
@@ -126,13 +127,18 @@ pub struct Decided {
 
 /// Runs the tenant's policy and checks the result. A policy failure (or a decision the host
 /// refuses) gets the tenant's configured outcome.
-pub fn decide(
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request's pieces and the process-wide services it uses"
+)]
+pub async fn decide(
     snapshot: &Snapshot,
     tenant: &Arc<Tenant>,
     request_id: &Arc<str>,
-    summary: &RequestSummary,
+    summary: RequestSummary,
     chooser: &Chooser<'_>,
     quarantine: &Quarantine,
+    scheduler: &DecisionScheduler,
 ) -> Result<Decided, GatewayError> {
     let ctx = CallContext {
         tenant: tenant.name.clone(),
@@ -148,7 +154,33 @@ pub fn decide(
             "quarantined after repeated failures; not called",
         ))
     } else {
-        tenant.policy.compiled.decide(&ctx, summary)
+        match scheduler
+            .turn(&tenant.name, tenant.config.limits.scheduler)
+            .await
+        {
+            None => Err(PolicyFailure::new(
+                FailureKind::Throttled,
+                "the tenant's share of policy CPU is used up",
+            )),
+            Some(turn) => {
+                let policy = tenant.clone();
+                let run = move || {
+                    let cpu = cpu_time::ThreadTime::now();
+                    let result = policy.policy.compiled.decide(&ctx, &summary);
+                    (result, cpu.elapsed())
+                };
+                let (result, cpu) = if turn.offload {
+                    tokio::task::spawn_blocking(run)
+                        .await
+                        .map_err(|e| GatewayError::Internal(format!("decision task: {e}")))?
+                } else {
+                    run()
+                };
+                scheduler.charge(&tenant.name, cpu);
+                drop(turn);
+                result
+            }
+        }
     };
     let decision_time = started.elapsed();
     let checked = result.and_then(|outcome| check(snapshot, tenant, outcome.value, chooser));

@@ -17,9 +17,11 @@ use tokio::sync::watch;
 use crate::app::Shared;
 use crate::pipeline::{self, ResponseBody};
 
-/// Serves the main (OpenAI-compatible) listener until `shutdown` turns true, then drains.
+/// Serves the main (OpenAI-compatible) listener until `shutdown` turns true, then drains:
+/// readiness turns false, no new connections are accepted, in-flight requests finish, and open
+/// streams get until the drain timeout before they are ended with an SSE error event.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
-    serve_with(listener, shared, shutdown, pipeline::handle).await
+    serve_with(listener, shared, shutdown, pipeline::handle, true).await
 }
 
 /// Serves `listener` with `handler` until `shutdown` turns true, then drains open connections
@@ -29,6 +31,7 @@ pub async fn serve_with<H, F>(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
+    drains: bool,
 ) where
     H: Fn(Arc<Shared>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
@@ -81,9 +84,24 @@ pub async fn serve_with<H, F>(
         }
     }
     drop(listener);
-    tracing::info!("shutting down: draining open connections");
+    if !drains {
+        return;
+    }
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        ?drain_timeout,
+        "shutting down: not accepting; draining in-flight requests and streams"
+    );
+    let mut closed = std::pin::pin!(graceful.shutdown());
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(drain_timeout) => tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining connections"),
+        _ = &mut closed => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!(?drain_timeout, "drain timeout reached; ending open streams with an error event");
+            let _ = shared.drain_expired.send(true);
+            // Give the streams a moment to write their last event.
+            let _ = tokio::time::timeout(Duration::from_secs(2), closed).await;
+        }
     }
 }

@@ -39,6 +39,8 @@ pub enum FailureKind {
     Instantiation,
     /// Not called: quarantined after repeated failures.
     Quarantined,
+    /// Not called: the tenant used up its share of policy CPU time (or decision slots).
+    Throttled,
 }
 
 impl FailureKind {
@@ -54,6 +56,7 @@ impl FailureKind {
             FailureKind::InvalidDecision => "invalid-decision",
             FailureKind::Instantiation => "instantiation",
             FailureKind::Quarantined => "quarantined",
+            FailureKind::Throttled => "throttled",
         }
     }
 }

@@ -19,6 +19,7 @@ use switchyard_policy::SandboxLimits;
 use crate::budget::TenantQuota;
 use crate::cache::CacheSettings;
 use crate::quarantine::QuarantineSettings;
+use crate::scheduler::SchedulerSettings;
 use crate::upstream::health::{BreakerSettings, RetryBudgetSettings};
 
 use raw::{RawConfig, RawFailureOutcome, RawModel, RawSandbox, RawUpstream};
@@ -319,6 +320,7 @@ pub struct TenantLimits {
     pub sandbox: SandboxLimits,
     pub max_fallbacks: usize,
     pub quarantine: QuarantineSettings,
+    pub scheduler: SchedulerSettings,
 }
 
 /// A tenant, validated.
@@ -920,6 +922,33 @@ fn sandbox(base: &RawSandbox, over: &RawSandbox, path: &str) -> Result<TenantLim
             ..d
         },
         max_fallbacks: over.max_fallbacks.or(base.max_fallbacks).unwrap_or(8),
+        scheduler: {
+            let d = SchedulerSettings::default();
+            let concurrent = over
+                .max_concurrent_decisions
+                .or(base.max_concurrent_decisions)
+                .unwrap_or(d.max_concurrent);
+            if concurrent == 0 {
+                return Err(ConfigError::new(
+                    format!("{path}.max_concurrent_decisions"),
+                    "must be at least 1",
+                ));
+            }
+            SchedulerSettings {
+                max_concurrent: concurrent,
+                cpu_per_second: Duration::from_millis(
+                    over.decision_cpu_ms_per_second
+                        .or(base.decision_cpu_ms_per_second)
+                        .unwrap_or(d.cpu_per_second.as_millis() as u64),
+                ),
+                max_wait: Duration::from_millis(
+                    over.decision_max_wait_ms
+                        .or(base.decision_max_wait_ms)
+                        .unwrap_or(d.max_wait.as_millis() as u64),
+                ),
+                offload_above: d.offload_above,
+            }
+        },
         quarantine: {
             let q = QuarantineSettings::default();
             let failures = over

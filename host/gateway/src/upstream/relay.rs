@@ -62,7 +62,7 @@ pub struct StreamStart {
 }
 
 /// Timing rules for a committed stream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayLimits {
     /// Longest gap between data events (keep-alives do not count).
     pub idle: Duration,
@@ -72,6 +72,9 @@ pub struct RelayLimits {
     pub strip_usage_chunks: bool,
     /// Reassemble the response (for the cache).
     pub assemble: bool,
+    /// Turns true when a shutdown's drain deadline has passed: the stream is ended with an error
+    /// event.
+    pub drain_expired: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Reads up to the first substantive event, within `first_event_deadline`.
@@ -259,6 +262,7 @@ pub fn into_body<F>(
 where
     F: FnOnce(StreamEnd) + Send + 'static,
 {
+    let assembler = limits.assemble.then(Assembler::default);
     let mut state = RelayState {
         queue: start.held,
         body: start.body,
@@ -270,7 +274,7 @@ where
             on_end: Some(on_end),
             usage: start.usage,
             events: start.events,
-            assembler: limits.assemble.then(Assembler::default),
+            assembler,
         },
         redactor,
     };
@@ -323,7 +327,21 @@ where
                 continue;
             }
             let wake = (s.last_event + s.limits.idle).min(s.limits.deadline);
-            let failure = match timeout_at(wake, s.body.frame()).await {
+            let mut drain = s.limits.drain_expired.clone();
+            let next = tokio::select! {
+                next = timeout_at(wake, s.body.frame()) => Some(next),
+                _ = drain.wait_for(|expired| *expired) => None,
+            };
+            let Some(next) = next else {
+                let failure =
+                    "the gateway is shutting down and its drain deadline has passed".to_owned();
+                s.queue
+                    .push_back(error_frame(&failure, "server_shutting_down"));
+                s.done = true;
+                s.guard.finish(StreamOutcome::Failed(failure));
+                continue;
+            };
+            let failure = match next {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         s.splitter.push(&data);
