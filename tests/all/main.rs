@@ -9,6 +9,7 @@ mod clients;
 mod errors;
 mod fallback;
 mod hostile;
+mod operations;
 mod policy_failures;
 mod reload;
 mod resilience;

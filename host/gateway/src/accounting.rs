@@ -7,6 +7,7 @@ use http::{HeaderValue, Method};
 
 use crate::cache::CacheOutcome;
 use crate::config::ModelInfo;
+use crate::metrics::{Metrics, RequestLabels, TenantModelLabels, TokenLabels};
 use crate::openai::usage::Usage;
 use crate::upstream::relay::{StreamEnd, StreamOutcome};
 
@@ -44,12 +45,27 @@ pub struct AccessLog {
     pub cache: CacheOutcome,
     pub tags: Vec<(String, String)>,
     pub error: Option<String>,
+    /// When the response head (or a stream's first event) went out, from `started`.
+    pub first_byte: Option<Duration>,
+    /// Time spent waiting on upstreams before the first byte.
+    pub upstream_wait: Duration,
+    metrics: Arc<Metrics>,
     deferred: bool,
 }
 
 impl AccessLog {
-    pub fn new(request_id: Arc<str>, method: Method, path: String, started: Instant) -> Self {
+    pub fn new(
+        request_id: Arc<str>,
+        method: Method,
+        path: String,
+        started: Instant,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.in_flight.inc();
         AccessLog {
+            metrics,
+            first_byte: None,
+            upstream_wait: Duration::ZERO,
             request_id,
             method,
             path,
@@ -108,6 +124,7 @@ impl AccessLog {
 
     /// Completes a streamed request's line with how the stream ended, and emits it.
     pub fn finish_stream(mut self, end: StreamEnd, price: Option<&ModelInfo>) {
+        self.metrics.open_streams.dec();
         self.usage = end.usage;
         self.cost_usd = match (end.usage, price) {
             (Some(u), Some(p)) => Some(cost_usd(&u, p)),
@@ -124,7 +141,60 @@ impl AccessLog {
         self.emit(Some((outcome, end.events)));
     }
 
+    /// Records the request in the metrics; called once per request, with the log line.
+    fn record_metrics(&self) {
+        let m = &self.metrics;
+        m.in_flight.dec();
+        let tenant = self.tenant.as_deref().unwrap_or("-").to_owned();
+        let model = self.model.clone().unwrap_or_else(|| "-".into());
+        m.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.clone(),
+                model: model.clone(),
+                status: self.status,
+                cache: self.cache.as_str(),
+            })
+            .inc();
+        let total = self.started.elapsed();
+        Metrics::observe(&m.request_seconds, &tenant, total);
+        let first_byte = self.first_byte.unwrap_or(total);
+        Metrics::observe(&m.first_byte_seconds, &tenant, first_byte);
+        Metrics::observe(
+            &m.added_latency_seconds,
+            &tenant,
+            first_byte.saturating_sub(self.upstream_wait),
+        );
+        if let Some(d) = self.decision {
+            Metrics::observe(&m.decision_seconds, &tenant, d);
+        }
+        if let Some(u) = self.usage
+            && self.cache != CacheOutcome::Hit
+        {
+            for (kind, n) in [
+                ("input", u.uncached_prompt_tokens()),
+                ("cached_input", u.cached_prompt_tokens),
+                ("output", u.completion_tokens),
+            ] {
+                m.tokens
+                    .get_or_create(&TokenLabels {
+                        tenant: tenant.clone(),
+                        model: model.clone(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+        let labels = TenantModelLabels { tenant, model };
+        if let Some(c) = self.cost_usd.filter(|c| *c > 0.0) {
+            m.cost_usd.get_or_create(&labels).inc_by(c);
+        }
+        if let Some(s) = self.saved_usd.filter(|s| *s > 0.0) {
+            m.saved_usd.get_or_create(&labels).inc_by(s);
+        }
+    }
+
     fn emit(&self, stream_end: Option<(String, u64)>) {
+        self.record_metrics();
         let usage = self.usage.unwrap_or_default();
         let tags = self
             .tags

@@ -5,6 +5,7 @@
 //! - `GET /admin/config`: the active config's hash and load time, the snapshot generation and the
 //!   last reload error (never a key or secret);
 //! - `POST /admin/reload`: reload now and return what happened;
+//! - `GET /metrics`: Prometheus metrics (token required like the rest);
 //! - `GET /healthz`: liveness, without a token.
 
 use std::sync::Arc;
@@ -79,6 +80,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Respons
         );
     }
     match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/metrics") => metrics(&shared),
         (Method::GET, "/admin/policies") => json_response(StatusCode::OK, &policies(&shared)),
         (Method::GET, "/admin/config") => json_response(StatusCode::OK, &config(&shared)),
         (Method::POST, "/admin/reload") => {
@@ -95,6 +97,27 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Respons
         ),
         _ => error(StatusCode::NOT_FOUND, "not_found", "unknown admin endpoint"),
     }
+}
+
+fn metrics(shared: &Shared) -> Response<ResponseBody> {
+    for (upstream, model, state) in shared.breakers.states() {
+        let value = match state {
+            "closed" => 0,
+            "half-open" => 1,
+            _ => 2,
+        };
+        shared
+            .metrics
+            .circuit_state
+            .get_or_create(&crate::metrics::CircuitLabels { upstream, model })
+            .set(value);
+    }
+    let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())).boxed_unsync());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
 }
 
 fn policies(shared: &Shared) -> Value {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::budget::{Ledger, RateLimits};
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::scheduler::DecisionScheduler;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub quarantine: Quarantine,
     /// Fair scheduling of policy decisions between tenants.
     pub scheduler: DecisionScheduler,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// True from the start of a shutdown: `/readyz` answers 503.
     pub draining: std::sync::atomic::AtomicBool,
     /// Turns true when the drain deadline passes: open streams end with an error event.
@@ -162,6 +165,7 @@ impl Gateway {
             round_robin: std::sync::atomic::AtomicU64::new(0),
             quarantine: Quarantine::default(),
             scheduler: DecisionScheduler::default(),
+            metrics: Arc::new(Metrics::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_expired: watch::channel(false).0,
         });

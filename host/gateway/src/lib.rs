@@ -27,6 +27,7 @@ pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod openai;
 pub mod pipeline;
 pub mod policies;

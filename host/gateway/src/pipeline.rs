@@ -107,6 +107,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
         req.method().clone(),
         req.uri().path().to_owned(),
         started,
+        shared.metrics.clone(),
     );
     let span = tracing::info_span!(
         "request",
@@ -340,13 +341,15 @@ async fn chat_completions(
         &chooser,
         &shared.quarantine,
         &shared.scheduler,
+        &shared.metrics,
     )
     .await?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;
     log.tags = plan.tags.clone();
 
-    // The cache, read side: only the primary target's model is looked up.
+    // The cache, read side: an entry for any model of the route counts, in the route's order,
+    // so a response a fallback produced is reused while the primary keeps failing.
     let primary = plan
         .targets
         .first()
@@ -359,21 +362,40 @@ async fn chat_completions(
     } else {
         None
     };
-    if reads && let Some(key) = &key {
-        match shared.cache.get(key).await {
-            Ok(Some(hit)) => {
-                log.cache = CacheOutcome::Hit;
-                return respond_from_cache(
-                    snapshot,
-                    &chat,
-                    &hit,
-                    &plan,
-                    decided.decision_time,
-                    log,
-                );
+    if reads && key.is_some() {
+        log.cache = CacheOutcome::Miss;
+        let mut models: Vec<&str> = Vec::new();
+        for t in &plan.targets {
+            if !models.contains(&t.model.as_str()) {
+                models.push(&t.model);
             }
-            Ok(None) => log.cache = CacheOutcome::Miss,
-            Err(()) => log.cache = CacheOutcome::Bypass,
+        }
+        for model in models {
+            let Some(k) = (if model == primary {
+                key
+            } else {
+                CacheKey::new(&tenant.name, model, &chat, &plan.overrides)
+            }) else {
+                continue;
+            };
+            match shared.cache.get(&k).await {
+                Ok(Some(hit)) => {
+                    log.cache = CacheOutcome::Hit;
+                    return respond_from_cache(
+                        snapshot,
+                        &chat,
+                        &hit,
+                        &plan,
+                        decided.decision_time,
+                        log,
+                    );
+                }
+                Ok(None) => {}
+                Err(()) => {
+                    log.cache = CacheOutcome::Bypass;
+                    break;
+                }
+            }
         }
     }
     let ttl = shared.cache.ttl(plan.cache_ttl_seconds);
@@ -414,6 +436,8 @@ async fn chat_completions(
         trace_headers: &trace_headers,
         breakers: &shared.breakers,
         retry_budget: &shared.retry_budget,
+        metrics: &shared.metrics,
+        tenant: &tenant.name,
     };
     let delivered = match execute(&plan.targets, &chat, &opts).await {
         Ok(d) => d,
@@ -429,6 +453,8 @@ async fn chat_completions(
     log.model = Some(delivered.model.clone());
     log.upstream = Some(delivered.upstream.name.clone());
     log.attempts = delivered.attempts.len();
+    log.upstream_wait = delivered.upstream_time;
+    log.first_byte = Some(log.started.elapsed());
     // The cache, write side: the entry is filed under the model that actually answered.
     let write_key = match (writes, &key) {
         (false, _) => None,
@@ -481,6 +507,7 @@ async fn chat_completions(
                 assemble: write_key.is_some(),
                 drain_expired: shared.drain_expired.subscribe(),
             };
+            shared.metrics.open_streams.inc();
             let mut stream_log = log.defer();
             stream_log.status = 200;
             let (shared, upstream, model) = (

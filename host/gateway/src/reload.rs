@@ -230,6 +230,16 @@ pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> ReloadReport {
         }
     }
     state.last_attempt = Some((now, report.clone()));
+    let result = match report.outcome {
+        Outcome::Applied => "applied",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Failed => "failed",
+    };
+    shared
+        .metrics
+        .policy_reloads
+        .get_or_create(&crate::metrics::ReloadLabels { result })
+        .inc();
     report
 }
 

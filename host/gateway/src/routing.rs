@@ -14,6 +14,7 @@ use switchyard_policy::{CallContext, FailureKind, PolicyFailure};
 
 use crate::config::{FailureOutcome, UpstreamChoice};
 use crate::error::GatewayError;
+use crate::metrics::{FailureLabels, Metrics};
 use crate::openai::request::ChatRequest;
 use crate::openai::rewrite::Overrides;
 use crate::quarantine::Quarantine;
@@ -139,6 +140,7 @@ pub async fn decide(
     chooser: &Chooser<'_>,
     quarantine: &Quarantine,
     scheduler: &DecisionScheduler,
+    metrics: &Metrics,
 ) -> Result<Decided, GatewayError> {
     let ctx = CallContext {
         tenant: tenant.name.clone(),
@@ -170,7 +172,7 @@ pub async fn decide(
                     (result, cpu.elapsed())
                 };
                 let (result, cpu) = if turn.offload {
-                    tokio::task::spawn_blocking(run)
+                    tokio::task::spawn_blocking(move || crate::scheduler::at_low_priority(run))
                         .await
                         .map_err(|e| GatewayError::Internal(format!("decision task: {e}")))?
                 } else {
@@ -209,6 +211,13 @@ pub async fn decide(
                     "policy failed"
                 );
             }
+            metrics
+                .policy_failures
+                .get_or_create(&FailureLabels {
+                    tenant: tenant.name.to_string(),
+                    kind: failure.kind.as_str(),
+                })
+                .inc();
             let settings = &tenant.config.limits.quarantine;
             if quarantine.record_failure(&tenant.name, hash, failure.kind, settings) {
                 tracing::error!(

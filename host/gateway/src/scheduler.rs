@@ -17,6 +17,26 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+/// Runs `f` on the current (blocking-pool) thread at a lower OS priority (nice 9), then restores
+/// it: an expensive or hostile decision then yields the CPU to the async workers that serve every
+/// other request, instead of competing with them as an equal.
+pub fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    let low = ThreadPriorityValue::try_from(23u8).map(ThreadPriority::Crossplatform);
+    let lowered = low.is_ok_and(|p| set_current_thread_priority(p).is_ok());
+    let result = f();
+    if lowered {
+        // Back to nice 0. Without CAP_SYS_NICE (or a permissive RLIMIT_NICE) the kernel refuses
+        // to raise a priority again; the pool thread then stays at nice 9, which costs only the
+        // other blocking work it may run later (policy compiles, file reads).
+        let normal = ThreadPriorityValue::try_from(47u8).map(ThreadPriority::Crossplatform);
+        if let Ok(p) = normal {
+            let _ = set_current_thread_priority(p);
+        }
+    }
+    result
+}
+
 /// Per-tenant scheduling limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedulerSettings {

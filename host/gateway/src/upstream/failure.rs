@@ -33,6 +33,23 @@ pub struct UpstreamFailure {
     pub retry_after: Option<Duration>,
 }
 
+impl FailureClass {
+    /// A metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureClass::Connect => "connect",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Status(429) => "status_429",
+            FailureClass::Status(400..=499) => "status_4xx",
+            FailureClass::Status(_) => "status_5xx",
+            FailureClass::ContextLength => "context_length",
+            FailureClass::Broken => "broken",
+            FailureClass::StreamError => "stream_error",
+            FailureClass::DeadlineExceeded => "deadline",
+        }
+    }
+}
+
 impl UpstreamFailure {
     pub fn new(class: FailureClass, detail: impl Into<String>) -> Self {
         UpstreamFailure {

@@ -22,6 +22,7 @@ use super::failure::{
 use super::health::{Admission, Breakers, RetryBudget};
 use super::relay::{self, StreamStart};
 use crate::error::GatewayError;
+use crate::metrics::{AttemptLabels, Metrics, TenantLabels};
 use crate::openai::error::AttemptSummary;
 use crate::openai::request::ChatRequest;
 use crate::openai::rewrite::{Overrides, rewrite};
@@ -60,6 +61,9 @@ pub struct Delivered {
     /// Every attempt, failures first, in order (the last one succeeded).
     pub attempts: Vec<AttemptSummary>,
     pub body: DeliveredBody,
+    /// Time spent in upstream attempts up to the commit (the rest of the time to first byte is
+    /// the gateway's own).
+    pub upstream_time: std::time::Duration,
 }
 
 /// Per-request inputs of the loop.
@@ -71,6 +75,8 @@ pub struct ExecOptions<'a> {
     pub trace_headers: &'a [(&'static str, HeaderValue)],
     pub breakers: &'a Breakers,
     pub retry_budget: &'a RetryBudget,
+    pub metrics: &'a Metrics,
+    pub tenant: &'a str,
 }
 
 /// Tries `targets` in order. Returns the first success, or an error listing every attempt.
@@ -84,6 +90,7 @@ pub async fn execute(
     let mut tried: HashMap<(&str, &str), u32> = HashMap::new();
     let mut needs_context_above: u64 = 0;
     let mut sent = 0usize;
+    let mut upstream_time = std::time::Duration::ZERO;
     opts.retry_budget.record_request();
     for target in targets {
         let summary = |outcome: String| AttemptSummary {
@@ -139,21 +146,44 @@ pub async fn execute(
             break;
         }
         sent += 1;
+        let attempt_started = Instant::now();
         let result = attempt(target, chat, opts).await;
+        upstream_time += attempt_started.elapsed();
         let provider_failed = result
             .as_ref()
             .err()
             .is_some_and(UpstreamFailure::is_provider_failure);
         opts.breakers
             .record(&target.upstream.name, &target.model, provider_failed);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(f) => f.class.label(),
+        };
+        opts.metrics
+            .upstream_attempts
+            .get_or_create(&AttemptLabels {
+                upstream: target.upstream.name.to_string(),
+                model: target.model.clone(),
+                outcome,
+            })
+            .inc();
         match result {
             Ok(body) => {
                 attempts.push(summary("ok".into()));
+                if sent > 1 {
+                    opts.metrics
+                        .fallbacks
+                        .get_or_create(&TenantLabels {
+                            tenant: opts.tenant.to_owned(),
+                        })
+                        .inc();
+                }
                 return Ok(Delivered {
                     model: target.model.clone(),
                     upstream: target.upstream.clone(),
                     attempts,
                     body,
+                    upstream_time,
                 });
             }
             Err(failure) => {
