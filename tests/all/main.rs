@@ -12,6 +12,7 @@ mod hostile;
 mod operations;
 mod policy_failures;
 mod reload;
+mod replicas;
 mod resilience;
 mod routing;
 mod shutdown;

@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::budget::{Ledger, RateLimits};
 use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -20,6 +19,7 @@ use crate::quarantine::Quarantine;
 use crate::reload::{PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::scheduler::DecisionScheduler;
 use crate::server;
+use crate::shared_state::Accounts;
 use crate::state::{Simulators, Snapshot, SnapshotError};
 use crate::upstream::health::{Breakers, RetryBudget};
 
@@ -41,10 +41,8 @@ pub struct Shared {
     pub retry_budget: RetryBudget,
     /// The response cache (its settings are read at start-up).
     pub cache: ResponseCache,
-    /// Spend per tenant.
-    pub ledger: Arc<Ledger>,
-    /// Rate limiters per tenant.
-    pub rate_limits: RateLimits,
+    /// Spend, budgets and rate limits per tenant (shared through Redis when configured).
+    pub accounts: Accounts,
     /// Rotation counter for round-robin upstream choice.
     pub round_robin: std::sync::atomic::AtomicU64,
     /// Policy failures per tenant, and quarantines.
@@ -133,6 +131,11 @@ impl Gateway {
         let admin = config.admin.clone();
         let resilience = config.resilience;
         let cache = ResponseCache::new(config.cache.clone()).map_err(StartError::Cache)?;
+        let accounts = match &config.shared_state {
+            None => Accounts::local(),
+            Some((url, timeout)) => Accounts::shared(url, *timeout, config.server.request_deadline)
+                .map_err(StartError::Cache)?,
+        };
         let (snapshot, _) = Snapshot::build(config, &engine, &simulators, None).await?;
         let (listener, addr) = bind(listen).await?;
         let now = SystemTime::now();
@@ -160,8 +163,7 @@ impl Gateway {
             breakers: Breakers::new(resilience.breaker),
             retry_budget: RetryBudget::new(resilience.retry_budget),
             cache,
-            ledger: Arc::new(Ledger::default()),
-            rate_limits: RateLimits::default(),
+            accounts,
             round_robin: std::sync::atomic::AtomicU64::new(0),
             quarantine: Quarantine::default(),
             scheduler: DecisionScheduler::default(),

@@ -47,7 +47,7 @@ pub enum Refusal {
 const SECONDS_PER_DAY: u64 = 86_400;
 
 /// Days since 1970-01-01 to (year, month), after Howard Hinnant's `civil_from_days`.
-fn year_month(days: u64) -> (i64, u32) {
+pub fn year_month(days: u64) -> (i64, u32) {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -67,6 +67,16 @@ fn seconds_to_next_month(now: u64) -> u64 {
         day += 1;
     }
     day * SECONDS_PER_DAY - now
+}
+
+/// Time until midnight UTC.
+pub fn until_next_day() -> Duration {
+    Duration::from_secs(SECONDS_PER_DAY - now_secs() % SECONDS_PER_DAY)
+}
+
+/// Time until the first of next month, midnight UTC.
+pub fn until_next_month() -> Duration {
+    Duration::from_secs(seconds_to_next_month(now_secs()))
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -37,6 +37,7 @@ pub mod reload;
 pub mod routing;
 pub mod scheduler;
 pub mod server;
+pub mod shared_state;
 pub mod simulator;
 pub mod state;
 pub mod tenant;

@@ -274,8 +274,9 @@ async fn chat_completions(
     log.policy_header = Some(tenant.policy.header.clone());
     let quota = &tenant.config.quota;
     shared
-        .rate_limits
+        .accounts
         .check_request(&tenant.name, quota)
+        .await
         .map_err(GatewayError::Refused)?;
     let headers = req.headers().clone();
     let server = &snapshot.config.server;
@@ -298,14 +299,21 @@ async fn chat_completions(
         .max_output_tokens()
         .unwrap_or(server.reserve_output_tokens);
     shared
-        .rate_limits
+        .accounts
         .check_tokens(
             &tenant.name,
             quota,
             chat.stats.estimated_input_tokens + output_tokens,
         )
+        .await
         .map_err(GatewayError::Refused)?;
-    let spend = shared.ledger.spend(&tenant.name);
+    // Policies see the spend only when the tenant has budgets (it costs a Redis round trip when
+    // shared).
+    let spend = if quota.daily_budget_usd.is_some() || quota.monthly_budget_usd.is_some() {
+        shared.accounts.spend(&tenant.name).await
+    } else {
+        Default::default()
+    };
     let budget = Budget {
         spent_today_usd: spend.today_usd,
         daily_limit_usd: quota.daily_budget_usd,
@@ -419,8 +427,9 @@ async fn chat_completions(
         })
         .fold(0.0, f64::max);
     let reservation = shared
-        .ledger
+        .accounts
         .reserve(&tenant.name, quota, estimate)
+        .await
         .map_err(GatewayError::Refused)?;
 
     let trace_headers: Vec<(&'static str, HeaderValue)> = headers

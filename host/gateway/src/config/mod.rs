@@ -353,6 +353,8 @@ pub struct Config {
     pub resilience: Resilience,
     pub cache: CacheSettings,
     pub upstream_choice: UpstreamChoice,
+    /// Redis URL and timeout for budgets and rate limits shared by replicas.
+    pub shared_state: Option<(String, Duration)>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelInfo>,
     pub policies: BTreeMap<String, PolicySource>,
@@ -430,6 +432,24 @@ impl Config {
         let admin = raw.admin.as_ref().map(admin_settings).transpose()?;
         let resilience = resilience(&raw.resilience)?;
         let cache = cache_settings(&raw.cache)?;
+        let shared_state = match &raw.shared_state {
+            None => None,
+            Some(s) => {
+                if !(s.redis_url.starts_with("redis://")
+                    || s.redis_url.starts_with("rediss://")
+                    || s.redis_url.starts_with("unix://"))
+                {
+                    return Err(ConfigError::new(
+                        "shared_state.redis_url",
+                        "must start with redis://, rediss:// or unix://",
+                    ));
+                }
+                Some((
+                    s.redis_url.clone(),
+                    ms(s.timeout_ms, 250, "shared_state.timeout_ms")?,
+                ))
+            }
+        };
         let upstream_choice = match raw.routing.upstream_choice.as_deref() {
             None | Some("prefix-affinity") => UpstreamChoice::PrefixAffinity,
             Some("round-robin") => UpstreamChoice::RoundRobin,
@@ -475,6 +495,7 @@ impl Config {
             resilience,
             cache,
             upstream_choice,
+            shared_state,
             upstreams,
             models,
             policies,

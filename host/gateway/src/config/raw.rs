@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub routing: RawRouting,
+    /// Budgets, spend and rate limits shared by replicas through Redis.
+    pub shared_state: Option<RawSharedState>,
     #[serde(default)]
     pub sandbox: RawSandbox,
     #[serde(default)]
@@ -56,6 +58,15 @@ pub struct RawServer {
     pub watch: Option<bool>,
     /// Quiet time after the last file event before a reload, milliseconds.
     pub watch_debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharedState {
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// Time allowed for one Redis operation before falling back to local state, milliseconds.
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
