@@ -133,7 +133,7 @@ async fn upstream_keys_never_appear_in_responses_or_logs() {
         &format!("{}/v1/chat/completions", p.url()),
         Some(KEY_A),
         &[],
-        user_says("auto", "hi").to_string(),
+        user_says("auto", "my private question about payroll").to_string(),
     )
     .await;
     assert_eq!(r.status, 502, "{}", r.text());
@@ -152,6 +152,10 @@ async fn upstream_keys_never_appear_in_responses_or_logs() {
     assert!(
         logs.contains("upstream attempt failed"),
         "the failures were logged"
+    );
+    assert!(
+        !logs.contains("private question"),
+        "prompts are not logged unless log_prompts is on"
     );
     for (what, text) in [
         ("response", r.text()),

@@ -45,6 +45,8 @@ pub struct AccessLog {
     pub cache: CacheOutcome,
     pub tags: Vec<(String, String)>,
     pub error: Option<String>,
+    /// The start of the last user message, only when `server.log_prompts` is on.
+    pub prompt: Option<String>,
     /// When the response head (or a stream's first event) went out, from `started`.
     pub first_byte: Option<Duration>,
     /// Time spent waiting on upstreams before the first byte.
@@ -84,6 +86,7 @@ impl AccessLog {
             cache: CacheOutcome::Bypass,
             tags: Vec::new(),
             error: None,
+            prompt: None,
             deferred: false,
         }
     }
@@ -227,6 +230,7 @@ impl AccessLog {
             cache = self.cache.as_str(),
             tags = %tags,
             error = self.error.as_deref().unwrap_or(""),
+            prompt = self.prompt.as_deref(),
             "request"
         );
     }

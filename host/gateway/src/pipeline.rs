@@ -293,6 +293,9 @@ async fn chat_completions(
         }
     })?;
     log.stream = chat.stream;
+    if server.log_prompts {
+        log.prompt = Some(chat.stats.last_user_excerpt.clone());
+    }
     let requested = snapshot.config.canonical(&chat.model.value).to_owned();
     check_requested_model(snapshot, &tenant, &requested)?;
     let output_tokens = chat

@@ -80,6 +80,8 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// Output tokens reserved for a request without `max_tokens` when checking budgets.
     pub reserve_output_tokens: u64,
+    /// Whether the access log carries the start of the last user message.
+    pub log_prompts: bool,
     /// Where compiled policies are cached, if anywhere.
     pub artifact_cache_dir: Option<PathBuf>,
     /// Whether config and policy files are watched for changes.
@@ -612,6 +614,7 @@ fn server_settings(raw: &RawConfig, base: &Path) -> Result<ServerSettings, Confi
         request_deadline: ms(s.request_deadline_ms, 900_000, "server.request_deadline_ms")?,
         drain_timeout: ms(s.drain_timeout_ms, 30_000, "server.drain_timeout_ms")?,
         reserve_output_tokens: s.reserve_output_tokens.unwrap_or(4096),
+        log_prompts: s.log_prompts.unwrap_or(false),
         artifact_cache_dir: match s.artifact_cache_dir.as_deref() {
             None => default_cache_dir(),
             Some("") => None,

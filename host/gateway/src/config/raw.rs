@@ -52,6 +52,8 @@ pub struct RawServer {
     /// Output tokens reserved for a request that sets no `max_tokens`, when estimating its cost
     /// against a budget.
     pub reserve_output_tokens: Option<u64>,
+    /// Put the start of the last user message in the access log (off: prompts are never logged).
+    pub log_prompts: Option<bool>,
     /// Where compiled policies are cached; `""` turns the cache off.
     pub artifact_cache_dir: Option<String>,
     /// Watch the config and policy files and reload on change (default true).
