@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds every WebAssembly policy component from source: the example policies in policies/ and the
-# deliberately broken test guests in tests/guests/. Output: target/policies/<name>.wasm.
+# Builds every WebAssembly policy component from source: the Rust policies in policies/ and the
+# deliberately broken test guests in tests/guests/, and the Python (componentize-py) and
+# JavaScript (componentize-js) builds of flash-first. Output: target/policies/<name>.wasm.
 #
 #   scripts/build-policies.sh            build all
 #   scripts/build-policies.sh --check    also verify that the reference component embedded in the
@@ -52,6 +53,31 @@ for g in "${GUESTS[@]}"; do
   module="$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm/${crate//-/_}.wasm"
   "$ROOT/target/debug/xtask" componentize "$module" "$OUT/$crate.wasm"
 done
+
+# Other languages. Each is rebuilt only when its sources or the contract changed.
+fresh() { # fresh OUT INPUT...: OUT exists and is newer than every input
+  local out=$1; shift
+  [[ -f "$out" ]] || return 1
+  [[ -z "$(find "$@" -newer "$out" -type f -not -path '*/node_modules/*' -not -path '*/__pycache__/*' 2>/dev/null)" ]]
+}
+PY_OUT="$OUT/flash-first-py.wasm"
+if fresh "$PY_OUT" policies/flash-first-py wit; then
+  log "flash-first-py.wasm is up to date"
+else
+  [[ -x "$ROOT/target/pytools/bin/componentize-py" ]] || { echo "componentize-py missing: run scripts/install-toolchain.sh" >&2; exit 1; }
+  # --stub-wasi: the component imports no WASI at all, only the switchyard:policy world.
+  "$ROOT/target/pytools/bin/componentize-py" -d wit -w policy componentize --stub-wasi \
+    -p policies/flash-first-py flash_first -o "$PY_OUT"
+  log "componentized policies/flash-first-py -> $PY_OUT ($(stat -c %s "$PY_OUT") bytes)"
+fi
+JS_OUT="$OUT/flash-first-js.wasm"
+if fresh "$JS_OUT" policies/flash-first-js/flash_first.js policies/flash-first-js/build.mjs wit; then
+  log "flash-first-js.wasm is up to date"
+else
+  [[ -d policies/flash-first-js/node_modules/@bytecodealliance/componentize-js ]] \
+    || { echo "componentize-js missing: run scripts/install-toolchain.sh" >&2; exit 1; }
+  (cd policies/flash-first-js && node build.mjs "$JS_OUT")
+fi
 
 EMBEDDED="$ROOT/host/gateway/assets/flash-first.wasm"
 case "$MODE" in

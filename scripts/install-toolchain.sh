@@ -12,6 +12,7 @@
 #   - wrk: the load generator the benchmark harness drives.
 #   - python3-venv + the `openai` package, node + the `openai` npm package: the client-compatibility
 #     tests run the official OpenAI libraries, unmodified, against the proxy.
+#   - componentize-py (PyPI) and componentize-js (npm): build the Python and JavaScript policies.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { echo "[install-toolchain] $*" >&2; }
@@ -48,6 +49,20 @@ if [[ ${#apt_need[@]} -gt 0 ]]; then
   if [[ $made_policy == 1 ]]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 else
   log "system packages already present"
+fi
+
+# Other-language policy toolchains: componentize-py (Python registry) and componentize-js (npm),
+# each kept inside the repository's ignored folders.
+PYTOOLS="$ROOT/target/pytools"
+if [[ ! -x "$PYTOOLS/bin/componentize-py" ]]; then
+  log "python venv with componentize-py -> $PYTOOLS"
+  python3 -m venv "$PYTOOLS"
+  "$PYTOOLS/bin/pip" install -q --disable-pip-version-check -r "$ROOT/policies/flash-first-py/requirements.txt"
+fi
+JS_POLICY="$ROOT/policies/flash-first-js"
+if [[ ! -d "$JS_POLICY/node_modules/@bytecodealliance/componentize-js" ]]; then
+  log "npm ci (componentize-js) in $JS_POLICY"
+  (cd "$JS_POLICY" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # OpenAI client libraries for the compatibility tests, kept inside the repository's ignored folders.

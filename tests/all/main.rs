@@ -6,6 +6,7 @@ mod binary;
 mod budgets;
 mod caching;
 mod clients;
+mod conformance;
 mod errors;
 mod fallback;
 mod hostile;

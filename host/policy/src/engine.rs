@@ -99,14 +99,16 @@ impl PolicyEngine {
         config.max_wasm_stack(settings.max_wasm_stack);
         if settings.pooling {
             let mut pool = PoolingAllocationConfig::new();
+            // Sized for interpreted-language components too: componentize-py's has 38 core
+            // instances (interpreter, libc, adapters) and several tables.
             pool.total_component_instances(settings.concurrent_instances);
-            pool.total_core_instances(settings.concurrent_instances * 4);
+            pool.total_core_instances(settings.concurrent_instances * 16);
             pool.total_memories(settings.concurrent_instances * 2);
-            pool.total_tables(settings.concurrent_instances * 4);
+            pool.total_tables(settings.concurrent_instances * 16);
             pool.max_memory_size(settings.max_memory_bytes);
             pool.max_memories_per_component(4);
-            pool.max_tables_per_component(8);
-            pool.max_core_instances_per_component(16);
+            pool.max_tables_per_component(64);
+            pool.max_core_instances_per_component(64);
             pool.table_elements(100_000);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

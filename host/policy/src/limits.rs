@@ -35,8 +35,8 @@ impl Default for SandboxLimits {
             max_log_calls: 32,
             max_log_line_bytes: 1024,
             max_decision_bytes: 64 << 10,
-            max_instances: 16,
-            max_tables: 16,
+            max_instances: 64,
+            max_tables: 64,
             max_table_elements: 100_000,
         }
     }
