@@ -18,3 +18,4 @@ mod resilience;
 mod routing;
 mod shutdown;
 mod streaming;
+mod tools;

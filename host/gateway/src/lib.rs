@@ -41,6 +41,7 @@ pub mod shared_state;
 pub mod simulator;
 pub mod state;
 pub mod tenant;
+pub mod tools;
 pub mod upstream;
 pub mod watch;
 

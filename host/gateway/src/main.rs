@@ -49,6 +49,60 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Tools for policy authors.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validates a component against the contract, runs its config validation and a set of sample
+    /// requests, and prints the decisions and the time each took.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The policy config to validate and decide with (JSON).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Linear memory cap, MiB (interpreted-language policies need more).
+        #[arg(long, default_value_t = 64)]
+        memory_mib: usize,
+        /// CPU deadline per decision, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        deadline_ms: u64,
+        /// Decisions per sample; the median is printed.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Replays a trace of OpenAI chat requests offline through a policy and prints the model mix,
+    /// the projected cost, and the cost of sending everything to each single model.
+    Simulate {
+        /// The component (.wasm) to simulate (replaces the tenant's policy).
+        #[arg(long)]
+        policy: PathBuf,
+        /// A Switchyard config (TOML): the catalog's prices and the tenant's models and policy
+        /// config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The trace: one JSON chat request per line, or `{"request": {...}, "output_tokens": N}`.
+        #[arg(long)]
+        requests: PathBuf,
+        /// The tenant to simulate (default: the config's first).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Share of input tokens assumed to hit the provider's prompt cache (0 to 1).
+        #[arg(long, default_value_t = 0.5)]
+        cache_hit_share: f64,
+        /// Output tokens assumed for requests that say nothing about them.
+        #[arg(long, default_value_t = 500)]
+        default_output_tokens: u64,
+        /// Also write the result as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write an SVG chart.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -68,6 +122,56 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
+        Command::Policy(PolicyCommand::Check {
+            file,
+            config,
+            memory_mib,
+            deadline_ms,
+            runs,
+        }) => {
+            let limits = switchyard_policy::SandboxLimits {
+                memory_bytes: memory_mib << 20,
+                deadline: std::time::Duration::from_millis(deadline_ms),
+                ..Default::default()
+            };
+            let ok = switchyard::tools::check::run(&switchyard::tools::check::CheckOptions {
+                file: &file,
+                config: &config,
+                limits,
+                runs,
+            })?;
+            if !ok {
+                anyhow::bail!("policy check failed");
+            }
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Simulate {
+            policy,
+            config,
+            requests,
+            tenant,
+            cache_hit_share,
+            default_output_tokens,
+            json,
+            svg,
+        }) => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&cache_hit_share),
+                "--cache-hit-share must be between 0 and 1"
+            );
+            let options = switchyard::tools::simulate::SimulateOptions {
+                policy,
+                config,
+                requests,
+                tenant,
+                cache_hit_share,
+                default_output_tokens,
+                json,
+                svg,
+            };
+            switchyard::tools::simulate::run(&options).await?;
+            Ok(())
+        }
         Command::HashKey { key } => {
             println!("{}", switchyard::auth::hash_key(&key));
             Ok(())

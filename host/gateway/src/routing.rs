@@ -257,7 +257,8 @@ pub async fn decide(
     }
 }
 
-enum Checked {
+/// A decision as the host accepted it.
+pub(crate) enum Checked {
     Route(RoutePlan),
     Reject {
         status: u16,
@@ -272,7 +273,7 @@ fn invalid(detail: impl Into<String>) -> PolicyFailure {
 
 /// What the host accepts from a policy: only the tenant's models and upstreams that serve them,
 /// a bounded number of fallbacks and tags, and rejections with a sane status, code and message.
-fn check(
+pub(crate) fn check(
     snapshot: &Snapshot,
     tenant: &Tenant,
     decision: Decision,
