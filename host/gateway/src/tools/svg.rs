@@ -57,8 +57,7 @@ pub fn chart(r: &Report) -> String {
     }
     let _ = write!(
         s,
-        r#"<text x="10" y="{}" font-weight="bold">Model mix of this policy</text>"#,
-        mix_top
+        r#"<text x="10" y="{mix_top}" font-weight="bold">Model mix of this policy</text>"#
     );
     let total: u64 = r.mix.values().map(|m| m.requests).sum::<u64>().max(1);
     let palette = ["#2b7a4b", "#c77d1a", "#3b5ba5", "#a33b5b", "#6b4fa5"];
