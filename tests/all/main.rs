@@ -10,6 +10,7 @@ mod conformance;
 mod errors;
 mod fallback;
 mod hostile;
+mod languages;
 mod operations;
 mod policy_failures;
 mod reload;

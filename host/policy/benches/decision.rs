@@ -63,8 +63,27 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn run(label: &str, pooling: bool, bytes: &[u8]) {
+    run_n(
+        label,
+        pooling,
+        bytes,
+        ITERATIONS,
+        WARMUP,
+        SandboxLimits::default(),
+    );
+}
+
+fn run_n(
+    label: &str,
+    pooling: bool,
+    bytes: &[u8],
+    iterations: usize,
+    warmup: usize,
+    limits: SandboxLimits,
+) {
     let engine = PolicyEngine::new(EngineSettings {
         pooling,
+        max_memory_bytes: 256 << 20,
         ..EngineSettings::default()
     })
     .expect("engine");
@@ -74,15 +93,15 @@ fn run(label: &str, pooling: bool, bytes: &[u8]) {
     let ctx = CallContext {
         tenant: "acme".into(),
         request_id: Arc::from("req"),
-        limits: SandboxLimits::default(),
+        limits,
         capture_logs: false,
     };
     let s = summary();
-    for _ in 0..WARMUP {
+    for _ in 0..warmup {
         policy.decide(&ctx, &s).expect("decides");
     }
-    let mut samples = Vec::with_capacity(ITERATIONS);
-    for _ in 0..ITERATIONS {
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
         let t = Instant::now();
         let d = policy.decide(&ctx, &s).expect("decides");
         samples.push(t.elapsed());
@@ -114,6 +133,39 @@ fn main() {
     run("flash-first, pooling allocator", true, &bytes);
     run("flash-first, on-demand allocator", false, &bytes);
     startup(&bytes);
+
+    // The same rule built from Python and JavaScript: an interpreter inside the component.
+    println!();
+    println!(
+        "other languages, same rule (pooling allocator; 500 iterations after 50 warm-up for Python and JavaScript):"
+    );
+    println!();
+    println!("| language | p50 µs | p99 µs | mean µs | compile ms | component bytes |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let limits = SandboxLimits {
+        memory_bytes: 128 << 20,
+        deadline: Duration::from_secs(1),
+        ..SandboxLimits::default()
+    };
+    run_n(
+        "Rust (flash-first)",
+        true,
+        &bytes,
+        2_000,
+        200,
+        limits.clone(),
+    );
+    for (label, name) in [
+        ("Python (componentize-py)", "flash-first-py"),
+        ("JavaScript (componentize-js)", "flash-first-js"),
+    ] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../target/policies/{name}.wasm"));
+        match std::fs::read(&path) {
+            Ok(b) => run_n(label, true, &b, 500, 50, limits.clone()),
+            Err(e) => println!("| {label} | - | - | - | - | {}: {e} |", path.display()),
+        }
+    }
 }
 
 /// What a restart costs with and without the artifact cache: compiling the component versus
