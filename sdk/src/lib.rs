@@ -59,6 +59,7 @@
 //! Build it for `wasm32-unknown-unknown` (or `wasm32-wasip2`) as a `cdylib` and turn the module into
 //! a component; the repository's `scripts/build-policies.sh` does both.
 
+pub mod arena;
 pub mod bindings;
 mod decision;
 pub mod log;
@@ -66,6 +67,12 @@ mod policy;
 mod request;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+/// On WebAssembly, with the default `arena` feature, policies allocate from a one-shot bump arena
+/// (see [`arena`]): each instance makes one decision and is thrown away.
+#[cfg(all(feature = "arena", target_arch = "wasm32"))]
+#[global_allocator]
+static ALLOCATOR: arena::OneShotArena = arena::OneShotArena::new();
 
 pub use decision::Decision;
 pub use policy::Policy;

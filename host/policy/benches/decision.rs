@@ -62,11 +62,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-fn run(label: &str, pooling: bool, bytes: &[u8]) {
+fn run(label: &str, pooling: bool, bytes: &[u8], summary: &RequestSummary) {
     run_n(
         label,
         pooling,
         bytes,
+        summary,
         ITERATIONS,
         WARMUP,
         SandboxLimits::default(),
@@ -77,6 +78,7 @@ fn run_n(
     label: &str,
     pooling: bool,
     bytes: &[u8],
+    s: &RequestSummary,
     iterations: usize,
     warmup: usize,
     limits: SandboxLimits,
@@ -96,14 +98,13 @@ fn run_n(
         limits,
         capture_logs: false,
     };
-    let s = summary();
     for _ in 0..warmup {
-        policy.decide(&ctx, &s).expect("decides");
+        policy.decide(&ctx, s).expect("decides");
     }
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
-        let d = policy.decide(&ctx, &s).expect("decides");
+        let d = policy.decide(&ctx, s).expect("decides");
         samples.push(t.elapsed());
         std::hint::black_box(d);
     }
@@ -130,8 +131,36 @@ fn main() {
     println!();
     println!("| engine | p50 µs | p99 µs | mean µs | compile ms | component bytes |");
     println!("|---|---:|---:|---:|---:|---:|");
-    run("flash-first, pooling allocator", true, &bytes);
-    run("flash-first, on-demand allocator", false, &bytes);
+    if std::env::var_os("DECISION_PROFILE").is_some() {
+        // A long pooled run and nothing else, for `perf record`.
+        run_n(
+            "flash-first, pooling (profile run)",
+            true,
+            &bytes,
+            &summary(),
+            200_000,
+            WARMUP,
+            SandboxLimits::default(),
+        );
+        return;
+    }
+    let short = summary();
+    // The longest excerpt the host passes (2 KiB of the last user message), with no hard-task
+    // phrase in it, so the policy scans all of it for every phrase.
+    let long = RequestSummary {
+        last_user_excerpt: "Review this function and point out any off-by-one errors. ".repeat(40)
+            [..2048]
+            .to_string(),
+        ..summary()
+    };
+    run("flash-first, pooling allocator", true, &bytes, &short);
+    run("flash-first, on-demand allocator", false, &bytes, &short);
+    run(
+        "flash-first, pooling, 2 KiB prompt excerpt",
+        true,
+        &bytes,
+        &long,
+    );
     startup(&bytes);
 
     // The same rule built from Python and JavaScript: an interpreter inside the component.
@@ -151,6 +180,7 @@ fn main() {
         "Rust (flash-first)",
         true,
         &bytes,
+        &short,
         2_000,
         200,
         limits.clone(),
@@ -162,7 +192,7 @@ fn main() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join(format!("../../target/policies/{name}.wasm"));
         match std::fs::read(&path) {
-            Ok(b) => run_n(label, true, &b, 500, 50, limits.clone()),
+            Ok(b) => run_n(label, true, &b, &short, 500, 50, limits.clone()),
             Err(e) => println!("| {label} | - | - | - | - | {}: {e} |", path.display()),
         }
     }

@@ -28,6 +28,9 @@ pub struct EngineSettings {
     pub pooling: bool,
     /// Wasm stack a decision may use, in bytes.
     pub max_wasm_stack: usize,
+    /// Bytes of each pooled linear memory kept mapped between decisions and reset in place
+    /// (pooling only). Larger values trade resident memory per slot for fewer page faults.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for EngineSettings {
@@ -38,6 +41,7 @@ impl Default for EngineSettings {
             concurrent_instances: 256,
             pooling: true,
             max_wasm_stack: 512 << 10,
+            keep_resident_bytes: 4 << 20,
         }
     }
 }
@@ -97,6 +101,12 @@ impl PolicyEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(settings.max_wasm_stack);
+        // `SWITCHYARD_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` can name the
+        // policies' compiled functions (only for components compiled in this process, not loaded
+        // from the artifact cache).
+        if std::env::var_os("SWITCHYARD_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if settings.pooling {
             let mut pool = PoolingAllocationConfig::new();
             // Sized for interpreted-language components too: componentize-py's has 38 core
@@ -110,6 +120,14 @@ impl PolicyEngine {
             pool.max_tables_per_component(64);
             pool.max_core_instances_per_component(64);
             pool.table_elements(100_000);
+            // Reset a freed slot by rewriting the pages a decision dirtied instead of handing
+            // them back to the kernel: without this, every decision paid for `madvise`, a TLB
+            // shootdown across cores and a page fault per touched page on the next use (the
+            // kernel's share was most of the decision's cost). PAGEMAP_SCAN (Linux 6.7+) finds
+            // the dirtied pages; older kernels fall back to resetting the low addresses.
+            pool.linear_memory_keep_resident(settings.keep_resident_bytes);
+            pool.table_keep_resident(64 << 10);
+            pool.pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
