@@ -20,3 +20,4 @@ mod routing;
 mod shutdown;
 mod streaming;
 mod tools;
+mod traces;

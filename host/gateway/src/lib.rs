@@ -40,6 +40,7 @@ pub mod server;
 pub mod shared_state;
 pub mod simulator;
 pub mod state;
+pub mod telemetry;
 pub mod tenant;
 pub mod tools;
 pub mod upstream;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard::telemetry::{self, OtlpSettings, Telemetry};
 use switchyard::{Config, Gateway};
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +18,27 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector base URL, e.g.
+    /// `http://otel-collector:4318` (spans go to `/v1/traces`). Off when unset.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Share of new traces to sample (0 to 1); a caller's `traceparent` sampling flag is
+    /// followed as sent.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1.0,
+        env = "SWITCHYARD_TRACE_SAMPLE_RATIO"
+    )]
+    trace_sample_ratio: f64,
+    /// `service.name` on exported spans.
+    #[arg(
+        long,
+        global = true,
+        default_value = "switchyard",
+        env = "OTEL_SERVICE_NAME"
+    )]
+    service_name: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,22 +127,57 @@ enum PolicyCommand {
     },
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_telemetry(cli: &Cli) -> Result<Telemetry> {
     let filter =
         EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cli.trace_sample_ratio),
+        "--trace-sample-ratio must be between 0 and 1"
+    );
+    let otlp = cli
+        .otlp_endpoint
+        .as_ref()
+        .filter(|e| !e.is_empty())
+        .map(|endpoint| OtlpSettings {
+            endpoint: endpoint.clone(),
+            sample_ratio: cli.trace_sample_ratio,
+            service_name: cli.service_name.clone(),
+            timeout: std::time::Duration::from_secs(10),
+        });
+    Ok(telemetry::init(
+        matches!(cli.log_format, LogFormat::Json),
+        filter,
+        otlp.as_ref(),
+    )?)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let telemetry = init_telemetry(&cli)?;
+    if let Some(endpoint) = cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        // Scheme, host and port only: never credentials embedded in the URL.
+        let shown = endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| {
+                let port = u.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+                Some(format!("{}://{}{port}", u.scheme_str()?, u.host()?))
+            })
+            .unwrap_or_else(|| "<not a URL>".into());
+        tracing::info!(
+            endpoint = %shown,
+            sample_ratio = cli.trace_sample_ratio,
+            "exporting traces over OTLP"
+        );
+    }
+    let result = run(cli).await;
+    // Export what is buffered; the SDK blocks while it does, so not on an async worker.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Policy(PolicyCommand::Check {
             file,

@@ -109,17 +109,34 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
         started,
         shared.metrics.clone(),
     );
-    let span = tracing::info_span!(
-        "request",
-        id = %id,
-        tenant = tracing::field::Empty,
-        policy = tracing::field::Empty,
-        model = tracing::field::Empty,
-        attempts = tracing::field::Empty,
-        decision_us = tracing::field::Empty,
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
-    );
+    // With export on, the span also carries OpenTelemetry's name, kind and status; without it
+    // those fields would only clutter the log lines that print the span.
+    macro_rules! request_span {
+        ($($otel:tt)*) => {
+            tracing::info_span!(
+                "request",
+                $($otel)*
+                id = %id,
+                tenant = tracing::field::Empty,
+                policy = tracing::field::Empty,
+                model = tracing::field::Empty,
+                attempts = tracing::field::Empty,
+                decision_us = tracing::field::Empty,
+                status = tracing::field::Empty,
+                latency_ms = tracing::field::Empty,
+            )
+        };
+    }
+    let span = if crate::telemetry::exporting() {
+        request_span!(
+            otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+        )
+    } else {
+        request_span!()
+    };
+    crate::telemetry::adopt_remote_parent(&span, req.headers());
     let path = req.uri().path();
     let result = match (req.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
@@ -171,6 +188,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Res
             .insert(headers::CACHE, HeaderValue::from_static("bypass"));
     }
     log.status = response.status().as_u16();
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     log.record_on(&span);
     log.emit_unless_deferred();
     response
@@ -354,6 +374,10 @@ async fn chat_completions(
         &shared.scheduler,
         &shared.metrics,
     )
+    .instrument(crate::stage_span!(
+        "policy.decide",
+        policy = %tenant.policy.name,
+    ))
     .await?;
     log.decision = Some(decided.decision_time);
     let plan = decided.plan;
@@ -389,7 +413,21 @@ async fn chat_completions(
             }) else {
                 continue;
             };
-            match shared.cache.get(&k).await {
+            let lookup = crate::stage_span!(
+                "cache.lookup",
+                model = model,
+                outcome = tracing::field::Empty,
+            );
+            let found = shared.cache.get(&k).instrument(lookup.clone()).await;
+            lookup.record(
+                "outcome",
+                match &found {
+                    Ok(Some(_)) => "hit",
+                    Ok(None) => "miss",
+                    Err(()) => "error",
+                },
+            );
+            match found {
                 Ok(Some(hit)) => {
                     log.cache = CacheOutcome::Hit;
                     return respond_from_cache(
@@ -435,17 +473,12 @@ async fn chat_completions(
         .await
         .map_err(GatewayError::Refused)?;
 
-    let trace_headers: Vec<(&'static str, HeaderValue)> = headers
-        .get("traceparent")
-        .map(|v| ("traceparent", v.clone()))
-        .into_iter()
-        .collect();
     let opts = ExecOptions {
         request_id: id,
         overrides: plan.overrides.clone(),
         deadline,
         redactor: &snapshot.redactor,
-        trace_headers: &trace_headers,
+        incoming_headers: &headers,
         breakers: &shared.breakers,
         retry_budget: &shared.retry_budget,
         metrics: &shared.metrics,
@@ -504,7 +537,10 @@ async fn chat_completions(
                     body: String::from_utf8_lossy(&body).into_owned(),
                 };
                 let shared = shared.clone();
-                tokio::spawn(async move { shared.cache.put(key, entry, ttl).await });
+                let store = crate::stage_span!("cache.store", model = %entry.model);
+                tokio::spawn(
+                    async move { shared.cache.put(key, entry, ttl).instrument(store).await },
+                );
             }
             builder
                 .header(header::CONTENT_TYPE, "application/json")
@@ -527,6 +563,9 @@ async fn chat_completions(
                 delivered.upstream.name.clone(),
                 delivered.model.clone(),
             );
+            // The request's span stays open until the stream ends, so its duration in a trace is
+            // the stream's.
+            let request_span = tracing::Span::current();
             let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
                 if matches!(end.outcome, relay::StreamOutcome::Failed(_)) {
                     // A provider that breaks streams is failing, even if it started them fine.
@@ -539,7 +578,14 @@ async fn chat_completions(
                         body: completion.to_string(),
                     };
                     let shared = shared.clone();
-                    tokio::spawn(async move { shared.cache.put(key, entry, ttl).await });
+                    let store = crate::stage_span!(
+                        parent: &request_span,
+                        "cache.store",
+                        model = %entry.model,
+                    );
+                    tokio::spawn(async move {
+                        shared.cache.put(key, entry, ttl).instrument(store).await
+                    });
                 }
                 let cost = match (end.usage, &price) {
                     (Some(u), Some(p)) => cost_usd(&u, p),
@@ -547,6 +593,7 @@ async fn chat_completions(
                 };
                 reservation.settle(cost);
                 stream_log.finish_stream(end, price.as_ref());
+                drop(request_span);
             });
             builder
                 .header(header::CONTENT_TYPE, "text/event-stream")

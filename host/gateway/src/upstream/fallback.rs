@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use super::client::UpstreamClient;
 use super::failure::{
@@ -72,7 +73,8 @@ pub struct ExecOptions<'a> {
     pub overrides: Overrides,
     pub deadline: Instant,
     pub redactor: &'a Redactor,
-    pub trace_headers: &'a [(&'static str, HeaderValue)],
+    /// The client's request headers, for trace-context propagation.
+    pub incoming_headers: &'a HeaderMap,
     pub breakers: &'a Breakers,
     pub retry_budget: &'a RetryBudget,
     pub metrics: &'a Metrics,
@@ -147,7 +149,19 @@ pub async fn execute(
         }
         sent += 1;
         let attempt_started = Instant::now();
-        let result = attempt(target, chat, opts).await;
+        let span = crate::stage_span!(
+            "upstream.attempt",
+            otel.kind = "client",
+            upstream = %target.upstream.name,
+            model = %target.model,
+            attempt = sent,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let trace_headers = crate::telemetry::upstream_trace_headers(&span, opts.incoming_headers);
+        let result = attempt(target, chat, opts, &trace_headers)
+            .instrument(span.clone())
+            .await;
         upstream_time += attempt_started.elapsed();
         let provider_failed = result
             .as_ref()
@@ -159,6 +173,11 @@ pub async fn execute(
             Ok(_) => "ok",
             Err(f) => f.class.label(),
         };
+        span.record("outcome", outcome);
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        drop(span);
         opts.metrics
             .upstream_attempts
             .get_or_create(&AttemptLabels {
@@ -228,6 +247,7 @@ async fn attempt(
     target: &PlannedTarget,
     chat: &ChatRequest,
     opts: &ExecOptions<'_>,
+    trace_headers: &[(&'static str, HeaderValue)],
 ) -> Result<DeliveredBody, UpstreamFailure> {
     let up = &target.upstream;
     let started = Instant::now();
@@ -237,7 +257,7 @@ async fn attempt(
 
     let response = match timeout_at(
         first_byte_deadline,
-        up.send(body, opts.request_id, opts.trace_headers),
+        up.send(body, opts.request_id, trace_headers),
     )
     .await
     {
