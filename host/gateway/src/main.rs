@@ -8,6 +8,12 @@ use switchyard::telemetry::{self, OtlpSettings, Telemetry};
 use switchyard::{Config, Gateway};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: a request allocates and frees many small buffers (headers,
+/// JSON fields, the summary), and under load glibc's malloc/free (with its chunk consolidation)
+/// took about 14% of the proxy's CPU; mimalloc's thread-local free lists make that a few percent.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",

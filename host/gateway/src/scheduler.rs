@@ -69,7 +69,7 @@ struct TenantState {
     /// CPU budget in nanoseconds; negative when overdrawn.
     tokens: f64,
     refilled: Instant,
-    /// Exponentially weighted average decision CPU time, nanoseconds.
+    /// Exponentially weighted average decision time (each sample capped), nanoseconds.
     average_ns: f64,
 }
 
@@ -145,16 +145,20 @@ impl DecisionScheduler {
         })
     }
 
-    /// Charges a finished decision's CPU time to `tenant`.
-    pub fn charge(&self, tenant: &str, cpu: Duration) {
+    /// Charges a finished decision's time to `tenant`. The whole time comes off the CPU budget;
+    /// the average that decides offloading sees at most twice `offload_above` per decision, so one
+    /// decision the OS happened to preempt for milliseconds cannot push a fast policy onto the
+    /// (slower) blocking pool, while a policy that is really slow still crosses the line.
+    pub fn charge(&self, tenant: &str, time: Duration) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = tenants.get_mut(tenant) {
-            let ns = cpu.as_nanos() as f64;
+            let ns = time.as_nanos() as f64;
             state.tokens -= ns;
+            let sample = ns.min(2.0 * state.settings.offload_above.as_nanos() as f64);
             state.average_ns = if state.average_ns == 0.0 {
-                ns
+                sample
             } else {
-                state.average_ns * 0.9 + ns * 0.1
+                state.average_ns * 0.9 + sample * 0.1
             };
         }
     }
@@ -194,6 +198,27 @@ mod tests {
             t.offload,
             "its decisions are slow on average: run them off the async workers"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_preempted_decision_does_not_offload_a_fast_policy() {
+        let s = SchedulerSettings {
+            offload_above: Duration::from_micros(300),
+            ..SchedulerSettings::default()
+        };
+        let sched = DecisionScheduler::default();
+        drop(sched.turn("t", s).await.unwrap());
+        for _ in 0..50 {
+            sched.charge("t", Duration::from_micros(20));
+        }
+        // The OS took the thread away for 5 ms in the middle of one decision.
+        sched.charge("t", Duration::from_millis(5));
+        assert!(!sched.turn("t", s).await.unwrap().offload);
+        // A policy that is slow every time still moves off the async workers.
+        for _ in 0..50 {
+            sched.charge("t", Duration::from_millis(2));
+        }
+        assert!(sched.turn("t", s).await.unwrap().offload);
     }
 
     #[tokio::test(start_paused = true)]

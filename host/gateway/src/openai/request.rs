@@ -428,7 +428,23 @@ pub fn json_string_prefix(raw: &str, max: usize) -> String {
         out.push(c);
         true
     };
-    while let Some(c) = chars.next() {
+    loop {
+        // Copy the run up to the next quote or backslash in one go (most of a prompt), bounded by
+        // `max` at a character boundary; only escapes go through the decoder below.
+        let rest = chars.as_str();
+        let run = memchr::memchr2(b'"', b'\\', rest.as_bytes()).unwrap_or(rest.len());
+        let room = max - out.len();
+        if run > room {
+            let mut end = room;
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&rest[..end]);
+            return out;
+        }
+        out.push_str(&rest[..run]);
+        chars = rest[run..].chars();
+        let Some(c) = chars.next() else { break };
         let decoded = match c {
             '"' => break,
             '\\' => match chars.next() {

@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::stream;
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, stream};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
@@ -154,6 +154,23 @@ pub async fn start(
     }
 }
 
+/// How much already-arrived stream data is gathered into one write at most.
+const READ_AHEAD_BYTES: usize = 64 << 10;
+
+/// Joins the events that are ready into one body chunk: the client gets them in one write (one
+/// system call and one HTTP chunk instead of one per event) as soon as they arrive, which is when
+/// the upstream's read delivered them together anyway.
+fn coalesce(queue: &mut VecDeque<Bytes>) -> Bytes {
+    if queue.len() == 1 {
+        return queue.pop_front().unwrap_or_default();
+    }
+    let mut joined = BytesMut::with_capacity(queue.iter().map(Bytes::len).sum());
+    for chunk in queue.drain(..) {
+        joined.extend_from_slice(&chunk);
+    }
+    joined.freeze()
+}
+
 /// Whether a data event carries something the client must see: content, reasoning, a tool call,
 /// a finish reason or usage. A role-only first delta does not.
 fn is_substantive(frame: &SseFrame) -> bool {
@@ -187,9 +204,8 @@ fn is_substantive(frame: &SseFrame) -> bool {
 }
 
 fn usage_in(frame: &SseFrame) -> Option<Usage> {
-    if !frame.raw.windows(7).any(|w| w == b"\"usage\"") {
-        return None;
-    }
+    // Most events carry no usage: skip the JSON parse for them.
+    memchr::memmem::find(&frame.raw, b"\"usage\"")?;
     usage_of(frame.data().as_bytes())
 }
 
@@ -248,6 +264,8 @@ struct RelayState<F: FnOnce(StreamEnd)> {
     limits: RelayLimits,
     last_event: Instant,
     done: bool,
+    /// A body result read ahead while gathering ready chunks, handled on the next turn.
+    read_ahead: Option<Option<Result<Frame<Bytes>, hyper::Error>>>,
     guard: EndGuard<F>,
     redactor: Redactor,
 }
@@ -270,6 +288,7 @@ where
         limits,
         last_event: Instant::now(),
         done: false,
+        read_ahead: None,
         guard: EndGuard {
             on_end: Some(on_end),
             usage: start.usage,
@@ -284,8 +303,8 @@ where
     }
     StreamBody::new(stream::unfold(state, |mut s| async move {
         loop {
-            if let Some(chunk) = s.queue.pop_front() {
-                return Some((Ok(Frame::data(chunk)), s));
+            if !s.queue.is_empty() {
+                return Some((Ok(Frame::data(coalesce(&mut s.queue))), s));
             }
             if s.done {
                 return None;
@@ -328,9 +347,12 @@ where
             }
             let wake = (s.last_event + s.limits.idle).min(s.limits.deadline);
             let mut drain = s.limits.drain_expired.clone();
-            let next = tokio::select! {
-                next = timeout_at(wake, s.body.frame()) => Some(next),
-                _ = drain.wait_for(|expired| *expired) => None,
+            let next = match s.read_ahead.take() {
+                Some(ready) => Some(Ok(ready)),
+                None => tokio::select! {
+                    next = timeout_at(wake, s.body.frame()) => Some(next),
+                    _ = drain.wait_for(|expired| *expired) => None,
+                },
             };
             let Some(next) = next else {
                 let failure =
@@ -345,6 +367,23 @@ where
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         s.splitter.push(&data);
+                    }
+                    // The upstream's chunks that arrived in the same read are ready now: take
+                    // them too, so they leave in one write (bounded, so a fast stream still
+                    // flows out in pieces).
+                    while s.splitter.pending() < READ_AHEAD_BYTES {
+                        match s.body.frame().now_or_never() {
+                            Some(Some(Ok(frame))) => {
+                                if let Ok(data) = frame.into_data() {
+                                    s.splitter.push(&data);
+                                }
+                            }
+                            Some(other) => {
+                                s.read_ahead = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
                     }
                     continue;
                 }

@@ -80,6 +80,26 @@ fn json_string_prefix_decodes_escapes_and_surrogate_pairs() {
     assert_eq!(json_string_prefix(r#""ééé""#, 3), "é");
 }
 
+proptest::proptest! {
+    /// The prefix is what a full JSON decode gives, cut at `max` bytes on a character boundary,
+    /// whatever mix of plain runs, escapes and multi-byte characters the string holds.
+    #[test]
+    fn json_string_prefix_is_a_bounded_full_decode(
+        text in "[a-zé😀\"\\\n\t\u{1}/ ]{0,64}",
+        max in 0usize..80,
+    ) {
+        let literal = serde_json::to_string(&text).unwrap();
+        let mut expected = String::new();
+        for c in text.chars() {
+            if expected.len() + c.len_utf8() > max {
+                break;
+            }
+            expected.push(c);
+        }
+        proptest::prop_assert_eq!(json_string_prefix(&literal, max), expected);
+    }
+}
+
 #[test]
 fn malformed_bodies_are_refused() {
     for body in [
