@@ -13,10 +13,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 use tracing::Instrument;
@@ -246,19 +246,24 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Gatewa
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(GatewayError::BodyTooLarge { limit })
-        }
-        Err(e) => Err(GatewayError::InvalidRequest {
+    // Chunks are appended to one buffer sized from `Content-Length` as they arrive and dropped
+    // at once, so a request holds its body once (collecting the chunks, then joining them, held
+    // it twice at the peak: 8 MB for a 4 MB prompt).
+    let mut body = req.into_body();
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |len| len as usize).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GatewayError::InvalidRequest {
             message: format!("could not read the request body: {e}"),
             param: None,
-        }),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(GatewayError::BodyTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
 }
 
 fn check_requested_model(

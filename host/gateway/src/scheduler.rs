@@ -3,7 +3,9 @@
 //! A decision is CPU work inside the request path. So that one tenant's policy (hostile, or just
 //! expensive, like an interpreted one) cannot take the CPU other tenants need:
 //! - each tenant runs at most `max_concurrent` decisions at once; more wait their turn;
-//! - each tenant has a budget of policy CPU time per second (a token bucket); a tenant that spent
+//! - each tenant has a budget of decision time per second (a token bucket; decisions run
+//!   synchronously, so their wall time is their CPU time unless the OS preempts the thread, and
+//!   wall time costs no system call to read); a tenant that spent
 //!   it waits for the refill, and one that would wait too long is refused as `throttled` (its
 //!   failure outcome applies);
 //! - a tenant whose decisions are slow on average (above `offload_above`) runs them on the
@@ -42,7 +44,7 @@ pub fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
 pub struct SchedulerSettings {
     /// Decisions a tenant may run at once.
     pub max_concurrent: u32,
-    /// Policy CPU time a tenant may use per second of wall time.
+    /// Decision time a tenant may use per second.
     pub cpu_per_second: Duration,
     /// Longest a decision may wait for a slot or for CPU budget before it is refused.
     pub max_wait: Duration,

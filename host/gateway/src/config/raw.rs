@@ -138,7 +138,8 @@ pub struct RawSandbox {
     pub quarantine_cool_down_ms: Option<u64>,
     /// Decisions one tenant may run at once.
     pub max_concurrent_decisions: Option<u32>,
-    /// Policy CPU time one tenant may use per second, milliseconds.
+    /// Policy time one tenant may use per second, milliseconds (decisions run synchronously, so
+    /// their wall time is their CPU time unless the OS preempts them).
     pub decision_cpu_ms_per_second: Option<u64>,
     /// Longest a decision waits for a slot or CPU budget before it is refused, milliseconds.
     pub decision_max_wait_ms: Option<u64>,
