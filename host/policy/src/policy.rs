@@ -9,6 +9,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::PolicyPre;
 use crate::bindings::types::{Decision, RequestSummary};
+use crate::engine::EpochActivity;
 use crate::error::{FailureKind, PolicyFailure};
 use crate::limits::SandboxLimits;
 use crate::state::{PolicyLogLine, PolicyState};
@@ -82,6 +83,7 @@ pub struct CompiledPolicy {
     engine: Engine,
     pre: PolicyPre<PolicyState>,
     epoch_tick: Duration,
+    epoch_activity: Arc<EpochActivity>,
     imports: Vec<String>,
     pub(crate) from_cache: bool,
 }
@@ -103,6 +105,7 @@ impl CompiledPolicy {
         engine: Engine,
         pre: PolicyPre<PolicyState>,
         epoch_tick: Duration,
+        epoch_activity: Arc<EpochActivity>,
     ) -> Self {
         let component_type = pre.instance_pre().component().component_type();
         let imports = component_type
@@ -116,6 +119,7 @@ impl CompiledPolicy {
             engine,
             pre,
             epoch_tick,
+            epoch_activity,
             imports,
             from_cache: false,
         }
@@ -205,6 +209,7 @@ impl CompiledPolicy {
         ctx: &CallContext,
         summary: &RequestSummary,
     ) -> Result<Outcome<Decision>, PolicyFailure> {
+        let _ticking = self.epoch_activity.enter();
         let mut store = self.store(ctx);
         let result = self
             .pre
@@ -239,6 +244,7 @@ impl CompiledPolicy {
         ctx: &CallContext,
         config: &str,
     ) -> Result<Outcome<Result<(), String>>, PolicyFailure> {
+        let _ticking = self.epoch_activity.enter();
         let mut store = self.store(ctx);
         let verdict = self
             .pre
