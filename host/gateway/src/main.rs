@@ -264,6 +264,11 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("starting the gateway")?;
             let addr = gateway.local_addr();
+            // Before "switchyard listening": whoever waits for that line finds the admin address
+            // already logged.
+            if let Some(admin) = gateway.admin_addr() {
+                tracing::info!(%admin, "admin listener");
+            }
             tracing::info!(%addr, config = %config.as_ref().map_or("<embedded default>".into(), |p| p.display().to_string()), "switchyard listening");
             if demo {
                 eprintln!(
@@ -273,9 +278,6 @@ async fn run(cli: Cli) -> Result<()> {
                      -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"Do a multi-file refactor of the auth module\"}}]}}'\n\n\
                      The x-switchyard-model header shows the model the flash-first policy chose.\n"
                 );
-            }
-            if let Some(admin) = gateway.admin_addr() {
-                tracing::info!(%admin, "admin listener");
             }
             let stop = gateway.shutdown_handle();
             tokio::spawn(async move {
