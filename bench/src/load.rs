@@ -99,16 +99,12 @@ pub fn find_oha() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("OHA") {
         return Ok(p.into());
     }
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
+    let cargo_bin: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cargo/bin"))
         .into_iter()
-        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
-    for dir in candidates {
-        let p = dir.join("oha");
-        if p.is_file() {
-            return Ok(p);
-        }
+        .collect();
+    if let Some(p) = crate::run::which("oha", &cargo_bin) {
+        return Ok(p);
     }
     bail!("oha not found: run scripts/bench.sh (it installs oha 1.16 with cargo install --locked)")
 }

@@ -132,7 +132,6 @@ pub async fn run(mut opts: Options) -> Result<()> {
             size: Duration::from_secs(4),
         }
     };
-    let me = std::env::current_exe()?;
     let logs = opts.out.join("logs");
     std::fs::create_dir_all(&logs)?;
     let bodies = bodies::write_fixed(&opts.out.join("bodies"))?;
@@ -145,12 +144,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
 
     // The mock upstream, and Switchyard in front of it: a cold start (compiling the policy into
     // the artifact cache) then the warm start that is measured.
-    let mock = Proc::spawn(
-        "mock",
-        Command::new(&me).args(["mock", "--listen", MOCK]),
-        &logs.join("mock.log"),
-    )?;
-    wait_until_up(&format!("http://{MOCK}/healthz"), Duration::from_secs(10)).await?;
+    let mock = start_own(&["mock", "--listen", MOCK], MOCK, &logs.join("mock.log")).await?;
     let config = opts.out.join("switchyard.toml");
     std::fs::write(
         &config,
@@ -193,18 +187,13 @@ pub async fn run(mut opts: Options) -> Result<()> {
     } else {
         eprintln!("nginx not on PATH: its reference rows are skipped");
     }
-    let floor = Proc::spawn(
-        "floor",
-        Command::new(&me).args([
-            "floor",
-            "--listen",
-            FLOOR,
-            "--upstream",
-            &format!("http://{MOCK}/"),
-        ]),
+    let upstream = format!("http://{MOCK}/");
+    let floor = start_own(
+        &["floor", "--listen", FLOOR, "--upstream", &upstream],
+        FLOOR,
         &logs.join("floor.log"),
-    )?;
-    wait_until_up(&format!("http://{FLOOR}/healthz"), Duration::from_secs(10)).await?;
+    )
+    .await?;
     targets.push(Target {
         name: "hyper-floor",
         url: format!("http://{FLOOR}{PATH}"),
@@ -239,7 +228,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
                     },
                 )?;
                 let used = target.proc.cpu() - cpu;
-                let cpu_us = used.as_secs_f64() * 1e6 / latency.requests.max(1) as f64;
+                let cpu_us = cpu_us_per_request(used, latency.requests);
                 eprintln!(
                     "{body_name:5} {load_name:7} {:11} {:>9.0} rps  p50 {:7.3} ms  p99 {:7.3} ms  ttfb p50 {:7.3} ms  cpu {:7.1} us/req  errors {}",
                     target.name,
@@ -304,8 +293,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
             }
             p50[i] = latency.p50_ms;
             if i == 1 {
-                cpu_us =
-                    (target.proc.cpu() - cpu).as_secs_f64() * 1e6 / latency.requests.max(1) as f64;
+                cpu_us = cpu_us_per_request(target.proc.cpu() - cpu, latency.requests);
             }
         }
         let point = SizePoint {
@@ -325,14 +313,10 @@ pub async fn run(mut opts: Options) -> Result<()> {
     drop(targets);
 
     // Open SSE streams: a mock that spaces its 11 events 50 ms apart, so streams stay open.
-    let slow = Proc::spawn(
-        "slow-mock",
-        Command::new(&me).args(["mock", "--listen", SLOW_MOCK, "--chunk-delay-ms", "50"]),
+    let slow = start_own(
+        &["mock", "--listen", SLOW_MOCK, "--chunk-delay-ms", "50"],
+        SLOW_MOCK,
         &logs.join("slow-mock.log"),
-    )?;
-    wait_until_up(
-        &format!("http://{SLOW_MOCK}/healthz"),
-        Duration::from_secs(10),
     )
     .await?;
     let stream_config = opts.out.join("switchyard-streams.toml");
@@ -378,12 +362,12 @@ pub async fn run(mut opts: Options) -> Result<()> {
     drop(slow);
 
     // Tenants, each with its own policy component (distinct bytes, so compiled and held apart).
-    let _mock = Proc::spawn(
-        "mock",
-        Command::new(&me).args(["mock", "--listen", MOCK]),
+    let _mock = start_own(
+        &["mock", "--listen", MOCK],
+        MOCK,
         &logs.join("mock-tenants.log"),
-    )?;
-    wait_until_up(&format!("http://{MOCK}/healthz"), Duration::from_secs(10)).await?;
+    )
+    .await?;
     let tenant_counts: &[usize] = if opts.quick {
         &[1, 10]
     } else {
@@ -444,6 +428,22 @@ pub async fn run(mut opts: Options) -> Result<()> {
     Ok(())
 }
 
+/// Starts one of this binary's own servers (`mock`, `floor`) and waits until `listen` answers.
+async fn start_own(args: &[&str], listen: &str, log: &Path) -> Result<Proc> {
+    let proc = Proc::spawn(
+        args[0],
+        Command::new(std::env::current_exe()?).args(args),
+        log,
+    )?;
+    wait_until_up(&format!("http://{listen}/healthz"), Duration::from_secs(10)).await?;
+    Ok(proc)
+}
+
+/// CPU microseconds per request.
+fn cpu_us_per_request(used: Duration, requests: u64) -> f64 {
+    used.as_secs_f64() * 1e6 / requests.max(1) as f64
+}
+
 async fn start_switchyard(
     binary: &Path,
     config: &Path,
@@ -471,7 +471,7 @@ async fn start_switchyard(
 }
 
 async fn start_nginx(out: &Path) -> Result<Option<Proc>> {
-    let Some(nginx) = which("nginx") else {
+    let Some(nginx) = which("nginx", &["/usr/sbin".into(), "/sbin".into()]) else {
         return Ok(None);
     };
     let prefix = out.join("nginx");
@@ -529,29 +529,42 @@ fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn single_tenant_config(listen: &str, upstream: &str, policy: &Path, cache: &Path) -> String {
+/// The `[server]` and mock `[upstreams]` part of a configuration.
+fn gateway_config(listen: &str, upstream: &str, cache: &Path) -> String {
     format!(
         r#"[server]
 listen = "{listen}"
 watch = false
-artifact_cache_dir = "{cache}"
+artifact_cache_dir = "{}"
 
 [upstreams.mock]
 base_url = "http://{upstream}/v1"
 models = ["deepseek-v4-flash", "deepseek-v4-pro"]
+"#,
+        cache.display()
+    )
+}
 
-[policies.flash-first]
-path = "{policy}"
+/// A policy and the tenant that uses it, authenticated by `key`.
+fn tenant_config(tenant: &str, policy_name: &str, policy: &Path, key: &str) -> String {
+    format!(
+        r#"
+[policies.{policy_name}]
+path = "{}"
 
-[tenants.bench]
-api_keys_sha256 = ["{hash}"]
-policy = "flash-first"
+[tenants.{tenant}]
+api_keys_sha256 = ["{}"]
+policy = "{policy_name}"
 models = ["deepseek-v4-flash", "deepseek-v4-pro"]
 "#,
-        cache = cache.join("single").display(),
-        policy = policy.display(),
-        hash = key_hash(KEY),
+        policy.display(),
+        key_hash(key)
     )
+}
+
+fn single_tenant_config(listen: &str, upstream: &str, policy: &Path, cache: &Path) -> String {
+    gateway_config(listen, upstream, &cache.join("single"))
+        + &tenant_config("bench", "flash-first", policy, KEY)
 }
 
 /// `n` tenants, each with its own copy of the policy made distinct by a custom section (so it has
@@ -564,18 +577,7 @@ fn many_tenants_config(
 ) -> Result<(PathBuf, Vec<String>)> {
     std::fs::create_dir_all(dir)?;
     let component = std::fs::read(policy).with_context(|| format!("reading {policy:?}"))?;
-    let mut config = format!(
-        r#"[server]
-listen = "{SWITCHYARD}"
-watch = false
-artifact_cache_dir = "{}"
-
-[upstreams.mock]
-base_url = "http://{MOCK}/v1"
-models = ["deepseek-v4-flash", "deepseek-v4-pro"]
-"#,
-        cache.join("tenants").display()
-    );
+    let mut config = gateway_config(SWITCHYARD, MOCK, &cache.join("tenants"));
     let mut keys = Vec::with_capacity(n);
     for i in 0..n {
         let path = dir.join(format!("policy-{i}.wasm"));
@@ -588,18 +590,11 @@ models = ["deepseek-v4-flash", "deepseek-v4-pro"]
             ),
         )?;
         let key = format!("sk-bench-tenant-{i}");
-        config.push_str(&format!(
-            r#"
-[policies.p{i}]
-path = "{}"
-
-[tenants.t{i}]
-api_keys_sha256 = ["{}"]
-policy = "p{i}"
-models = ["deepseek-v4-flash", "deepseek-v4-pro"]
-"#,
-            path.display(),
-            key_hash(&key)
+        config.push_str(&tenant_config(
+            &format!("t{i}"),
+            &format!("p{i}"),
+            &path,
+            &key,
         ));
         keys.push(key);
     }
@@ -632,13 +627,14 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// The first `program` file in `PATH`, then in `extra` directories.
+pub fn which(program: &str, extra: &[PathBuf]) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d: PathBuf| d.join(program))
+        .iter()
+        .chain(extra)
+        .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
 
