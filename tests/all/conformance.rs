@@ -170,6 +170,7 @@ fn check(language: &str, component_name: &str) {
             ..SandboxLimits::default()
         },
         capture_logs: false,
+        yield_each_tick: false,
     };
     let f = fixture();
     let mut failures = Vec::new();

@@ -2,7 +2,8 @@
 //! requests per second to the same gateway at the same time (and, for scale, next to a second
 //! well-behaved tenant at that rate).
 //!
-//! `cargo bench -p switchyard-tests --bench isolation` (after `scripts/build-policies.sh`).
+//! `cargo bench -p switchyard-tests --bench isolation` (after `scripts/build-policies.sh`);
+//! `ISOLATION_MODES=loop,slow` limits the run to those hostile modes.
 //! Quarantine is turned off for the hostile tenant, so every one of its requests really reaches
 //! the scheduler and the sandbox: this measures their isolation, not the quarantine's.
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_tests::*;
 
-const GOOD_REQUESTS: usize = 1500;
+const GOOD_REQUESTS: usize = 3000;
 const ATTACKERS: usize = 4;
 /// Requests per second each attacking client sends.
 const ATTACK_RATE: u64 = 25;
@@ -21,7 +22,22 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
-async fn run(mode: Option<(&str, &str)>) -> (f64, f64, usize) {
+/// What an operator gives each tenant of a shared gateway: a tenth of a core of decision time per
+/// second, where the default is a whole core.
+const SHARED_LIMITS: &str = ", decision_cpu_ms_per_second = 100";
+
+/// What one run measured.
+struct Run {
+    /// The good tenant's latency percentiles, milliseconds.
+    p50: f64,
+    p99: f64,
+    /// Requests the hostile tenant sent.
+    attacks: usize,
+    /// Median decision time of the hostile tenant's routed requests, µs.
+    hostile_decision_us: Option<f64>,
+}
+
+async fn run(mode: Option<(&str, &str)>, attacker_limits: &str) -> Run {
     let mock = MockUpstream::echo().await;
     let (mode_name, extra) = mode.unwrap_or(("ok", ""));
     // Routes that succeed go to Flash (the attacker's only model); `bad-model` aims at Pro.
@@ -43,7 +59,7 @@ async fn run(mode: Option<(&str, &str)>) -> (f64, f64, usize) {
             "hostile",
             &["deepseek-v4-flash"],
             &format!(
-                "policy_config = {{ mode = \"{mode_name}\", model = \"{target}\" {extra} }}\nsandbox = {{ quarantine_failures = 100000000 }}"
+                "policy_config = {{ mode = \"{mode_name}\", model = \"{target}\" {extra} }}\nsandbox = {{ quarantine_failures = 100000000 {attacker_limits} }}"
             ),
         )
         + &tenant_toml(
@@ -60,14 +76,19 @@ async fn run(mode: Option<(&str, &str)>) -> (f64, f64, usize) {
         for _ in 0..ATTACKERS {
             let (gw, stop) = (gw.clone(), stop.clone());
             attackers.push(tokio::spawn(async move {
+                let mut decision_us = Vec::new();
                 let mut n = 0;
                 let mut tick = tokio::time::interval(Duration::from_millis(1000 / ATTACK_RATE));
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let _ = chat(&gw, KEY_B, &user_says("auto", "attack")).await;
+                    let r = chat(&gw, KEY_B, &user_says("auto", "attack")).await;
+                    // Present when the policy routed (its decision time, queueing included).
+                    if let Some(us) = r.headers.get("x-switchyard-decision-us") {
+                        decision_us.extend(us.to_str().ok().and_then(|v| v.parse::<f64>().ok()));
+                    }
                     n += 1;
                 }
-                n
+                (n, decision_us)
             }));
         }
     }
@@ -84,24 +105,32 @@ async fn run(mode: Option<(&str, &str)>) -> (f64, f64, usize) {
     }
     stop.store(true, Ordering::Relaxed);
     let mut attacks = 0;
+    let mut decision_us = Vec::new();
     for a in attackers {
-        attacks += a.await.unwrap();
+        let (n, us) = a.await.unwrap();
+        attacks += n;
+        decision_us.extend(us);
     }
     samples.sort();
-    (pct(&samples, 0.5), pct(&samples, 0.99), attacks)
+    Run {
+        p50: pct(&samples, 0.5),
+        p99: pct(&samples, 0.99),
+        attacks,
+        hostile_decision_us: (!decision_us.is_empty()).then(|| median(decision_us)),
+    }
+}
+
+/// Rounds over every configuration; each figure is the median over the rounds, which are
+/// interleaved so that a passing stall of the machine lands in one round of one row, not in a row.
+const ROUNDS: usize = 3;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (base50, base99, _) = run(None).await;
-    println!(
-        "good tenant latency, {GOOD_REQUESTS} sequential requests, next to {ATTACKERS} clients of another tenant at {} requests/s in all",
-        ATTACKERS as u64 * ATTACK_RATE
-    );
-    println!();
-    println!("| next to | good p50 ms | good p99 ms | p50 ratio | p99 ratio | hostile requests |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    println!("| nothing (alone) | {base50:.3} | {base99:.3} | 1.00 | 1.00 | 0 |");
     let modes: [(&str, &str); 10] = [
         ("ok (well-behaved, for scale)", ""),
         ("loop", ""),
@@ -114,13 +143,63 @@ async fn main() {
         ("log-spam", ""),
         ("slow", ", spin = 200000"),
     ];
-    for (mode, extra) in modes {
-        let name = mode.split(' ').next().unwrap_or(mode);
-        let (p50, p99, attacks) = run(Some((name, extra))).await;
+    // `ISOLATION_MODES=loop,slow` runs only those (the baseline always runs).
+    let only = std::env::var("ISOLATION_MODES").ok();
+    let modes: Vec<_> = modes
+        .into_iter()
+        .filter(|(mode, _)| {
+            let name = mode.split(' ').next().unwrap_or(mode);
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|m| m == name))
+        })
+        .collect();
+    // A first run warms the process (allocator, page tables, caches) and is not reported.
+    run(None, "").await;
+    // Per row, over the rounds: runs with the default limits, runs with shared limits.
+    let mut alone = Vec::new();
+    let mut rows: Vec<(Vec<Run>, Vec<Run>)> = modes.iter().map(|_| Default::default()).collect();
+    for _ in 0..ROUNDS {
+        alone.push(run(None, "").await);
+        for ((mode, extra), row) in modes.iter().zip(&mut rows) {
+            let name = mode.split(' ').next().unwrap_or(mode);
+            row.0.push(run(Some((name, extra)), "").await);
+            row.1.push(run(Some((name, extra)), SHARED_LIMITS).await);
+        }
+    }
+    let p50 = |runs: &[Run]| median(runs.iter().map(|r| r.p50).collect());
+    let p99 = |runs: &[Run]| median(runs.iter().map(|r| r.p99).collect());
+    let (base50, base99) = (p50(&alone), p99(&alone));
+    println!(
+        "good tenant latency, {GOOD_REQUESTS} sequential requests, next to {ATTACKERS} clients of another tenant at {} requests/s in all;",
+        ATTACKERS as u64 * ATTACK_RATE
+    );
+    println!(
+        "that tenant with the default limits, and with shared-gateway limits (`{}`); medians of {ROUNDS} interleaved rounds",
+        SHARED_LIMITS.trim_start_matches(", ")
+    );
+    println!();
+    println!(
+        "| next to | p50 ms | p99 ms | p50 ratio | p99 ratio | p99 ms, shared limits | p99 ratio, shared limits | hostile requests | hostile decision µs |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| nothing (alone) | {base50:.3} | {base99:.3} | 1.00 | 1.00 | | | 0 | |");
+    for ((mode, _), (default, shared)) in modes.iter().zip(rows) {
+        let (p50, p99, shared99) = (p50(&default), p99(&default), p99(&shared));
+        let attacks: usize = default.iter().chain(&shared).map(|r| r.attacks).sum();
+        let decision_us: Vec<f64> = default
+            .iter()
+            .filter_map(|r| r.hostile_decision_us)
+            .collect();
+        let decision = if decision_us.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.0}", median(decision_us))
+        };
         println!(
-            "| {mode} | {p50:.3} | {p99:.3} | {:.2} | {:.2} | {attacks} |",
+            "| {mode} | {p50:.3} | {p99:.3} | {:.2} | {:.2} | {shared99:.3} | {:.2} | {attacks} | {decision} |",
             p50 / base50,
-            p99 / base99
+            p99 / base99,
+            shared99 / base99,
         );
     }
 }

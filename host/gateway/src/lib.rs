@@ -28,6 +28,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod offload;
 pub mod openai;
 pub mod pipeline;
 pub mod policies;

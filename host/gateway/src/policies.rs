@@ -133,6 +133,7 @@ pub fn check_for_tenant(
         request_id: SMOKE_REQUEST_ID.into(),
         limits: tenant.limits.sandbox.clone(),
         capture_logs: false,
+        yield_each_tick: false,
     };
     let unhealthy = |message: String| PolicyLoadError::Unhealthy {
         tenant: tenant.name.clone(),

@@ -147,6 +147,7 @@ pub async fn decide(
         request_id: request_id.clone(),
         limits: tenant.config.limits.sandbox.clone(),
         capture_logs: false,
+        yield_each_tick: false,
     };
     let started = Instant::now();
     let hash = tenant.policy.compiled.hash();
@@ -166,22 +167,30 @@ pub async fn decide(
             )),
             Some(turn) => {
                 let policy = tenant.clone();
-                // Charged by wall time, not the thread's CPU clock: reading that clock is a
-                // system call that cost 2-4 µs under load here (a fifth of a decision), while a
-                // synchronous decision's wall time equals its CPU time unless the OS preempts the
-                // thread, which then overcharges one decision a little (the scheduler caps its
-                // effect on the offload average).
-                let run = move || {
+                let mut ctx = ctx;
+                // Offloaded decisions run at idle priority and must also give up their time
+                // slice, or a waiting request can sit behind one for milliseconds.
+                ctx.yield_each_tick = turn.offload;
+                // An inline decision is charged by wall time, not the thread's CPU clock:
+                // reading that clock is a system call that cost 2-4 µs under load here (a fifth
+                // of a decision), while a synchronous decision's wall time equals its CPU time
+                // unless the OS preempts the thread, which then overcharges one decision a little
+                // (the scheduler caps its effect on the offload average). An offloaded one is
+                // charged by CPU time: it is slow anyway, and at idle priority its wall time
+                // includes every wait for the CPU, which would keep even a fast policy that a
+                // busy moment pushed off the workers there for good.
+                let (result, time) = if turn.offload {
+                    crate::offload::run_slow(move || {
+                        let started = cpu_time::ThreadTime::now();
+                        let result = policy.policy.compiled.decide(&ctx, &summary);
+                        (result, started.elapsed())
+                    })
+                    .await
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?
+                } else {
                     let started = Instant::now();
                     let result = policy.policy.compiled.decide(&ctx, &summary);
                     (result, started.elapsed())
-                };
-                let (result, time) = if turn.offload {
-                    tokio::task::spawn_blocking(move || crate::scheduler::at_low_priority(run))
-                        .await
-                        .map_err(|e| GatewayError::Internal(format!("decision task: {e}")))?
-                } else {
-                    run()
                 };
                 scheduler.charge(&tenant.name, time);
                 drop(turn);

@@ -9,7 +9,8 @@
 //!   it waits for the refill, and one that would wait too long is refused as `throttled` (its
 //!   failure outcome applies);
 //! - a tenant whose decisions are slow on average (above `offload_above`) runs them on the
-//!   blocking thread pool, so they never hold up the async workers serving everyone else; fast
+//!   idle-priority pool in [`crate::offload`], so they never hold up the async workers serving
+//!   everyone else and get only CPU no one else wants; fast
 //!   decisions (a compiled policy takes tens of microseconds) stay inline, where they are cheapest.
 
 use std::collections::HashMap;
@@ -18,26 +19,6 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-
-/// Runs `f` on the current (blocking-pool) thread at a lower OS priority (nice 9), then restores
-/// it: an expensive or hostile decision then yields the CPU to the async workers that serve every
-/// other request, instead of competing with them as an equal.
-pub fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    let low = ThreadPriorityValue::try_from(23u8).map(ThreadPriority::Crossplatform);
-    let lowered = low.is_ok_and(|p| set_current_thread_priority(p).is_ok());
-    let result = f();
-    if lowered {
-        // Back to nice 0. Without CAP_SYS_NICE (or a permissive RLIMIT_NICE) the kernel refuses
-        // to raise a priority again; the pool thread then stays at nice 9, which costs only the
-        // other blocking work it may run later (policy compiles, file reads).
-        let normal = ThreadPriorityValue::try_from(47u8).map(ThreadPriority::Crossplatform);
-        if let Ok(p) = normal {
-            let _ = set_current_thread_priority(p);
-        }
-    }
-    result
-}
 
 /// Per-tenant scheduling limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +41,7 @@ impl Default for SchedulerSettings {
             // requests per second per tenant; multi-tenant deployments lower it per tenant.
             cpu_per_second: Duration::from_millis(1000),
             max_wait: Duration::from_millis(250),
-            offload_above: Duration::from_micros(300),
+            offload_above: Duration::from_micros(150),
         }
     }
 }
@@ -99,7 +80,7 @@ impl TenantState {
 /// A reserved turn to run one decision. Dropping it frees the slot.
 pub struct Turn {
     _permit: tokio::sync::OwnedSemaphorePermit,
-    /// Run the decision on the blocking pool.
+    /// Run the decision on the idle-priority pool.
     pub offload: bool,
 }
 
@@ -150,7 +131,7 @@ impl DecisionScheduler {
     /// Charges a finished decision's time to `tenant`. The whole time comes off the CPU budget;
     /// the average that decides offloading sees at most twice `offload_above` per decision, so one
     /// decision the OS happened to preempt for milliseconds cannot push a fast policy onto the
-    /// (slower) blocking pool, while a policy that is really slow still crosses the line.
+    /// (slower) idle-priority pool, while a policy that is really slow still crosses the line.
     pub fn charge(&self, tenant: &str, time: Duration) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = tenants.get_mut(tenant) {

@@ -97,6 +97,7 @@ fn run_n(
         request_id: Arc::from("req"),
         limits,
         capture_logs: false,
+        yield_each_tick: false,
     };
     for _ in 0..warmup {
         policy.decide(&ctx, s).expect("decides");

@@ -64,6 +64,10 @@ pub struct CallContext {
     pub limits: SandboxLimits,
     /// Keep the policy's log lines and return them (for `policy check`); they always go to tracing.
     pub capture_logs: bool,
+    /// Give up the CPU at every epoch tick while the call runs. For calls on idle-priority
+    /// threads: the OS lets such a thread finish its time slice (up to a few milliseconds) even
+    /// while normal threads wait, unless it yields.
+    pub yield_each_tick: bool,
 }
 
 /// What a successful call returned, with the lines the policy logged if they were captured.
@@ -183,17 +187,30 @@ impl CompiledPolicy {
             move |d: Duration| (d.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).max(1);
         let budget = ctx.limits.deadline;
         let started = Instant::now();
-        let wall_cap = started + (budget * WALL_CAP_FACTOR).max(MIN_WALL_CAP);
+        let wall_allowance = (budget * WALL_CAP_FACTOR).max(MIN_WALL_CAP);
+        let wall_cap = started + wall_allowance;
         // (wall time before the first check, CPU clock at the first check)
         let mut baseline: Option<(Duration, Duration)> = None;
+        // A yielding call gives up the CPU at every tick for the first half of its wall cap. On
+        // a saturated machine every yield can cost it a round of the other runnable threads; past
+        // that point it stops yielding so that it still finishes (at its low priority) instead of
+        // failing at the cap for having been polite.
+        let yield_until = ctx.yield_each_tick.then(|| started + wall_allowance / 2);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
+            let yielding = yield_until.is_some_and(|until| Instant::now() < until);
+            if yielding {
+                std::thread::yield_now();
+            }
             let cpu_now = cpu_time::ThreadTime::now().as_duration();
             let (before_first, cpu_first) =
                 *baseline.get_or_insert_with(|| (started.elapsed().min(tick), cpu_now));
             let used = before_first + cpu_now.saturating_sub(cpu_first);
             if used >= budget || Instant::now() >= wall_cap {
                 return Ok(UpdateDeadline::Interrupt);
+            }
+            if yielding {
+                return Ok(UpdateDeadline::Continue(1));
             }
             // The current tick may be nearly over: one extra tick keeps the deadline a lower
             // bound.
@@ -209,7 +226,7 @@ impl CompiledPolicy {
         ctx: &CallContext,
         summary: &RequestSummary,
     ) -> Result<Outcome<Decision>, PolicyFailure> {
-        let _ticking = self.epoch_activity.enter();
+        let _ticking = self.epoch_activity.enter(ctx.yield_each_tick);
         let mut store = self.store(ctx);
         let result = self
             .pre
@@ -244,7 +261,7 @@ impl CompiledPolicy {
         ctx: &CallContext,
         config: &str,
     ) -> Result<Outcome<Result<(), String>>, PolicyFailure> {
-        let _ticking = self.epoch_activity.enter();
+        let _ticking = self.epoch_activity.enter(ctx.yield_each_tick);
         let mut store = self.store(ctx);
         let verdict = self
             .pre

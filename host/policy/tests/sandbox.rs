@@ -1,27 +1,13 @@
 //! The sandbox against real components built from source by `scripts/build-policies.sh`:
 //! contract checks at load time, every failure kind, and isolation between decisions.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use switchyard_policy::types::{Budget, Candidate, Decision, Endpoint, Health, RequestSummary};
-use switchyard_policy::{
-    CallContext, CompiledPolicy, EngineSettings, FailureKind, LoadError, PolicyEngine,
-    SandboxLimits,
-};
-
-fn component(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/policies")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the test components first with scripts/build-policies.sh",
-            path.display()
-        )
-    })
-}
+use common::{component, ctx, summary};
+use switchyard_policy::types::Decision;
+use switchyard_policy::{CompiledPolicy, EngineSettings, FailureKind, LoadError, PolicyEngine};
 
 fn engine() -> PolicyEngine {
     PolicyEngine::new(EngineSettings {
@@ -29,58 +15,6 @@ fn engine() -> PolicyEngine {
         ..EngineSettings::default()
     })
     .expect("engine")
-}
-
-fn ctx(tenant: &str) -> CallContext {
-    CallContext {
-        tenant: tenant.into(),
-        request_id: Arc::from("req_1"),
-        limits: SandboxLimits::default(),
-        capture_logs: true,
-    }
-}
-
-fn summary(tenant: &str, config: &str) -> RequestSummary {
-    let candidate = |model: &str| Candidate {
-        model: model.into(),
-        upstream: "sim".into(),
-        input_usd_per_mtok: 0.14,
-        cached_input_usd_per_mtok: 0.0028,
-        output_usd_per_mtok: 0.28,
-        context_window: 1_000_000,
-        max_output_tokens: 384_000,
-        supports_images: false,
-        health: Health::Healthy,
-    };
-    RequestSummary {
-        request_id: "req_1".into(),
-        tenant: tenant.into(),
-        endpoint: Endpoint::ChatCompletions,
-        requested_model: "auto".into(),
-        streaming: false,
-        estimated_input_tokens: 100,
-        max_output_tokens: None,
-        message_count: 1,
-        tools_offered: 0,
-        tool_calls_so_far: 0,
-        reasoning_effort: None,
-        has_images: false,
-        last_user_excerpt: "hello".into(),
-        hints: vec![],
-        candidates: vec![
-            candidate("deepseek-v4-flash"),
-            candidate("deepseek-v4-pro"),
-            candidate("gpt-5.5"),
-        ],
-        config: config.into(),
-        budget: Budget {
-            spent_today_usd: 0.0,
-            daily_limit_usd: None,
-            spent_month_usd: 0.0,
-            monthly_limit_usd: None,
-        },
-        seed: 7,
-    }
 }
 
 fn hostile(engine: &PolicyEngine) -> CompiledPolicy {
@@ -179,7 +113,7 @@ fn every_failure_kind_is_classified() {
     assert_eq!(fail_kind(&policy, "memory-bomb"), FailureKind::OutOfMemory);
     assert_eq!(fail_kind(&policy, "recursion"), FailureKind::StackOverflow);
     assert_eq!(fail_kind(&policy, "log-spam"), FailureKind::HostCallLimit);
-    // A million fallbacks do not fit in 16 MiB; five thousand do, but exceed the decision size cap.
+    // A million fallbacks do not fit in 4 MiB; five thousand do, but exceed the decision size cap.
     assert_eq!(
         fail_kind(&policy, "many-fallbacks"),
         FailureKind::OutOfMemory
@@ -188,7 +122,7 @@ fn every_failure_kind_is_classified() {
         fail_kind(&policy, r#"{"mode":"many-fallbacks","count":5000}"#),
         FailureKind::OversizedDecision
     );
-    // A 100 MB string cannot even be built under the 16 MiB memory cap.
+    // A 100 MB string cannot even be built under the 4 MiB memory cap.
     assert_eq!(fail_kind(&policy, "huge-string"), FailureKind::OutOfMemory);
 }
 

@@ -80,6 +80,7 @@ pub fn run(opts: &CheckOptions<'_>) -> anyhow::Result<bool> {
         request_id: Arc::from("check"),
         limits: opts.limits.clone(),
         capture_logs: true,
+        yield_each_tick: false,
     };
     let mut ok = true;
     match policy.validate_config(&ctx, opts.config) {

@@ -178,6 +178,7 @@ pub async fn run(opts: &SimulateOptions) -> anyhow::Result<Report> {
             request_id: Arc::from(format!("sim_{i}")),
             limits: tenant.config.limits.sandbox.clone(),
             capture_logs: false,
+            yield_each_tick: false,
         };
         let chooser = routing::Chooser {
             choice: snapshot.config.upstream_choice,
