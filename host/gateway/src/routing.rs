@@ -167,19 +167,23 @@ pub async fn decide(
             )),
             Some(turn) => {
                 let policy = tenant.clone();
+                // At low rates even a fast policy's decisions run with cold caches (110-220 µs
+                // for the Rust reference policy against 10 µs warm) and can average over the
+                // offload line; with no other request in flight they stay inline.
+                let offload = turn.offload(metrics.in_flight.get() > 1);
                 let mut ctx = ctx;
-                // Offloaded decisions run at idle priority and must also give up their time
+                // Offloaded decisions run at low priority and must also give up their time
                 // slice, or a waiting request can sit behind one for milliseconds.
-                ctx.yield_each_tick = turn.offload;
+                ctx.yield_each_tick = offload;
                 // An inline decision is charged by wall time, not the thread's CPU clock:
                 // reading that clock is a system call that cost 2-4 µs under load here (a fifth
                 // of a decision), while a synchronous decision's wall time equals its CPU time
                 // unless the OS preempts the thread, which then overcharges one decision a little
                 // (the scheduler caps its effect on the offload average). An offloaded one is
-                // charged by CPU time: it is slow anyway, and at idle priority its wall time
+                // charged by CPU time: it is slow anyway, and at low priority its wall time
                 // includes every wait for the CPU, which would keep even a fast policy that a
                 // busy moment pushed off the workers there for good.
-                let (result, time) = if turn.offload {
+                let (result, time) = if offload {
                     crate::offload::run_slow(move || {
                         let started = cpu_time::ThreadTime::now();
                         let result = policy.policy.compiled.decide(&ctx, &summary);

@@ -22,7 +22,7 @@ pub struct EngineSettings {
     pub epoch_tick: Duration,
     /// Epoch tick while a call that yields at every tick runs
     /// ([`crate::CallContext::yield_each_tick`]): how long normal work can wait behind an
-    /// idle-priority decision. Only those calls pay for the faster ticker.
+    /// low-priority decision. Only those calls pay for the faster ticker.
     pub yield_tick: Duration,
     /// Largest linear memory any policy may have, in bytes: the pooling allocator's slot size.
     /// Per-tenant caps ([`crate::SandboxLimits::memory_bytes`]) apply below it.

@@ -64,7 +64,7 @@ pub struct CallContext {
     pub limits: SandboxLimits,
     /// Keep the policy's log lines and return them (for `policy check`); they always go to tracing.
     pub capture_logs: bool,
-    /// Give up the CPU at every epoch tick while the call runs. For calls on idle-priority
+    /// Give up the CPU at every epoch tick while the call runs. For calls on low-priority
     /// threads: the OS lets such a thread finish its time slice (up to a few milliseconds) even
     /// while normal threads wait, unless it yields.
     pub yield_each_tick: bool,
