@@ -191,11 +191,13 @@ impl CompiledPolicy {
         let wall_cap = started + wall_allowance;
         // (wall time before the first check, CPU clock at the first check)
         let mut baseline: Option<(Duration, Duration)> = None;
-        // A yielding call gives up the CPU at every tick for the first half of its wall cap. On
-        // a saturated machine every yield can cost it a round of the other runnable threads; past
-        // that point it stops yielding so that it still finishes (at its low priority) instead of
-        // failing at the cap for having been polite.
-        let yield_until = ctx.yield_each_tick.then(|| started + wall_allowance / 2);
+        // A yielding call gives up the CPU at every tick for four times its CPU budget of wall
+        // time (at most half its wall cap). On a saturated machine every yield can cost it a
+        // round of the other runnable threads; past that point it stops yielding so that it still
+        // finishes (at its low priority) instead of failing at the cap for having been polite.
+        let yield_until = ctx
+            .yield_each_tick
+            .then(|| started + (budget * 4).min(wall_allowance / 2));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             let yielding = yield_until.is_some_and(|until| Instant::now() < until);
