@@ -1,9 +1,9 @@
-//! The thread pool that runs slow policy decisions, at a lower CPU priority.
+//! Where slow policy decisions run: off the async workers, at a lower CPU priority.
 //!
 //! A tenant whose decisions are slow on average (an interpreted policy, or a hostile one that
 //! burns its whole deadline) must not take CPU from the async workers that serve every other
-//! tenant. Its decisions run here, on threads at nice 9, and they give up the CPU at every epoch
-//! tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are needed, as
+//! tenant. Its decisions run on tokio's blocking pool at nice 9, and they give up the CPU at every
+//! epoch tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are needed, as
 //! measured with the isolation bench (a well-behaved tenant's p99 next to four concurrent
 //! deadline-burning decisions on two cores): the lowest priority alone (`SCHED_IDLE`) left it at
 //! 2.8x its latency alone, because the kernel let a running low-priority thread finish its time
@@ -14,25 +14,22 @@
 //! on two cores) decisions sent here failed at their wall-clock cap. A decision also stops
 //! yielding after a bounded time, so that it still finishes.
 
-use std::sync::OnceLock;
-
-use rayon::{ThreadPool, ThreadPoolBuilder};
-
-/// Runs `f` on the slow-decision pool and waits for its result without blocking the caller's
-/// async worker. A panic in `f` is reported as an error rather than unwinding into the caller.
+/// Runs `f` on tokio's blocking pool at a lower priority and waits for its result without
+/// blocking the caller's async worker. A panic in `f` is reported as an error. The blocking pool
+/// grows as needed, so one tenant's deadline-burning decisions never queue another's behind them
+/// (a fixed pool of one thread per core did, and a healthy tenant was throttled).
 pub async fn run_slow<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, OffloadError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    pool().spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(result);
-    });
-    match rx.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(_)) => Err(OffloadError::Panicked),
-        Err(_) => Err(OffloadError::Lost),
-    }
+    tokio::task::spawn_blocking(move || at_low_priority(f))
+        .await
+        .map_err(|e| {
+            if e.is_panic() {
+                OffloadError::Panicked
+            } else {
+                OffloadError::Lost
+            }
+        })
 }
 
 /// Why an offloaded decision produced no result.
@@ -44,39 +41,28 @@ pub enum OffloadError {
     Lost,
 }
 
-/// One pool for the process, started on first use: as many threads as cores, so slow tenants
-/// together can still use an otherwise idle machine.
-fn pool() -> &'static ThreadPool {
-    static POOL: OnceLock<ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .thread_name(|i| format!("slow-decision-{i}"))
-            .start_handler(|_| lower_priority())
-            .build()
-            .expect("starting the slow-decision thread pool")
-    })
-}
-
-/// Lowers the calling thread's priority (nice 9 on Linux). Any user may lower its own threads'
-/// priority; if the OS still refuses, the thread keeps normal priority and the yields and the
-/// scheduler's per-tenant limits remain the protection, so it is logged.
-fn lower_priority() {
+/// Runs `f` at nice 9, then restores nice 0. Without CAP_SYS_NICE (or a permissive RLIMIT_NICE)
+/// the kernel refuses to raise a priority again; the pool thread then stays at nice 9, which
+/// costs only the other blocking work it may run later (policy compiles, file reads).
+fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
     use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    let result = ThreadPriorityValue::try_from(LOW_PRIORITY)
-        .map_err(|e| e.to_string())
-        .and_then(|p| {
-            set_current_thread_priority(ThreadPriority::Crossplatform(p)).map_err(|e| e.to_string())
-        });
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not lower the slow-decision thread's priority");
+    let set = |value: u8| {
+        ThreadPriorityValue::try_from(value)
+            .is_ok_and(|p| set_current_thread_priority(ThreadPriority::Crossplatform(p)).is_ok())
+    };
+    let lowered = set(LOW_PRIORITY);
+    let result = f();
+    if lowered {
+        set(NORMAL_PRIORITY);
     }
+    result
 }
 
-/// The pool's priority on the portable 0-99 scale: nice 9 on Linux. Nice 19 isolated a little
-/// better (a loop's neighbour at 1.3x instead of 2.1x its p99 alone) but starved: in the
-/// saturated test suite, decisions sent here failed at their wall-clock cap.
+/// Nice 9 and nice 0 on the portable 0-99 scale. Nice 19 isolated a little better (a loop's
+/// neighbour at 1.3x instead of 2.1x its p99 alone) but starved: in the saturated test suite,
+/// decisions sent here failed at their wall-clock cap.
 const LOW_PRIORITY: u8 = 23;
+const NORMAL_PRIORITY: u8 = 47;
 
 #[cfg(test)]
 mod tests {
@@ -97,9 +83,12 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn slow_decisions_run_at_the_lowest_priority() {
+    async fn slow_decisions_run_at_a_lower_priority_and_the_thread_is_restored() {
         assert_eq!(run_slow(nice).await.unwrap(), 9);
         assert_eq!(nice(), 0, "the caller's own thread is left alone");
+        // Blocking-pool threads are reused: the next plain blocking task runs at nice 0 again.
+        let after = tokio::task::spawn_blocking(nice).await.unwrap();
+        assert_eq!(after, 0);
     }
 
     #[tokio::test]
