@@ -3,12 +3,12 @@
 //! A tenant whose decisions are slow on average (an interpreted policy, or a hostile one that
 //! burns its whole deadline) must not take CPU from the async workers that serve every other
 //! tenant. Its decisions run on tokio's blocking pool at nice 9, and they give up the CPU at every
-//! epoch tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are needed, as
-//! measured with the isolation bench (a well-behaved tenant's p99 next to four concurrent
-//! deadline-burning decisions on two cores): the lowest priority alone (`SCHED_IDLE`) left it at
-//! 2.8x its latency alone, because the kernel let a running low-priority thread finish its time
-//! slice (up to a scheduler tick, 4 ms here) while a woken request waited; yielding at 1 ms ticks
-//! gave 2.0x, at 100 µs ticks 1.1x (1.3x at nice 19, about 2x at nice 9).
+//! epoch tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are
+//! needed, as measured with the isolation bench (a well-behaved tenant's p99 next to four
+//! concurrent deadline-burning decisions on two cores): the lowest priority alone (`SCHED_IDLE`)
+//! left it at 2.8x its latency alone, because the kernel let a running low-priority thread finish
+//! its time slice (up to a scheduler tick, 4 ms here) while a woken request waited; yielding at
+//! 1 ms ticks gave 2.0x, at 100 µs ticks 1.1x (1.3x at nice 19, about 2x at nice 9).
 //!
 //! `SCHED_IDLE` and nice 19 isolated better but starved: on a saturated machine (the test suite
 //! on two cores) decisions sent here failed at their wall-clock cap. A decision also stops
@@ -58,9 +58,7 @@ fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
-/// Nice 9 and nice 0 on the portable 0-99 scale. Nice 19 isolated a little better (a loop's
-/// neighbour at 1.3x instead of 2.1x its p99 alone) but starved: in the saturated test suite,
-/// decisions sent here failed at their wall-clock cap.
+/// Nice 9 and nice 0 on the portable 0-99 scale (why not lower: see the module doc).
 const LOW_PRIORITY: u8 = 23;
 const NORMAL_PRIORITY: u8 = 47;
 

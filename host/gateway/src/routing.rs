@@ -142,13 +142,6 @@ pub async fn decide(
     scheduler: &DecisionScheduler,
     metrics: &Metrics,
 ) -> Result<Decided, GatewayError> {
-    let ctx = CallContext {
-        tenant: tenant.name.clone(),
-        request_id: request_id.clone(),
-        limits: tenant.config.limits.sandbox.clone(),
-        capture_logs: false,
-        yield_each_tick: false,
-    };
     let started = Instant::now();
     let hash = tenant.policy.compiled.hash();
     let result = if quarantine.is_quarantined(&tenant.name, hash) {
@@ -166,15 +159,21 @@ pub async fn decide(
                 "the tenant's share of policy CPU is used up",
             )),
             Some(turn) => {
-                let policy = tenant.clone();
                 // At low rates even a fast policy's decisions run with cold caches (110-220 µs
                 // for the Rust reference policy against 10 µs warm) and can average over the
                 // offload line; with no other request in flight they stay inline.
                 let offload = turn.offload(metrics.in_flight.get() > 1);
-                let mut ctx = ctx;
-                // Offloaded decisions run at low priority and must also give up their time
-                // slice, or a waiting request can sit behind one for milliseconds.
-                ctx.yield_each_tick = offload;
+                let ctx = CallContext {
+                    tenant: tenant.name.clone(),
+                    request_id: request_id.clone(),
+                    limits: tenant.config.limits.sandbox.clone(),
+                    capture_logs: false,
+                    // Offloaded decisions run at low priority and must also give up their time
+                    // slice, or a waiting request can sit behind one for milliseconds.
+                    yield_each_tick: offload,
+                };
+                let policy = tenant.clone();
+                let decide = move || policy.policy.compiled.decide(&ctx, &summary);
                 // An inline decision is charged by wall time, not the thread's CPU clock:
                 // reading that clock is a system call that cost 2-4 µs under load here (a fifth
                 // of a decision), while a synchronous decision's wall time equals its CPU time
@@ -186,15 +185,13 @@ pub async fn decide(
                 let (result, time) = if offload {
                     crate::offload::run_slow(move || {
                         let started = cpu_time::ThreadTime::now();
-                        let result = policy.policy.compiled.decide(&ctx, &summary);
-                        (result, started.elapsed())
+                        (decide(), started.elapsed())
                     })
                     .await
                     .map_err(|e| GatewayError::Internal(e.to_string()))?
                 } else {
                     let started = Instant::now();
-                    let result = policy.policy.compiled.decide(&ctx, &summary);
-                    (result, started.elapsed())
+                    (decide(), started.elapsed())
                 };
                 scheduler.charge(&tenant.name, time);
                 drop(turn);

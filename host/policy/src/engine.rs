@@ -21,7 +21,7 @@ pub struct EngineSettings {
     /// Epoch tick: the granularity of decision deadlines.
     pub epoch_tick: Duration,
     /// Epoch tick while a call that yields at every tick runs
-    /// ([`crate::CallContext::yield_each_tick`]): how long normal work can wait behind an
+    /// ([`crate::CallContext::yield_each_tick`]): how long normal work can wait behind a
     /// low-priority decision. Only those calls pay for the faster ticker.
     pub yield_tick: Duration,
     /// Largest linear memory any policy may have, in bytes: the pooling allocator's slot size.
