@@ -1,8 +1,8 @@
-//! Where slow policy decisions run: off the async workers, at a lower CPU priority.
+//! Where slow policy decisions run: off the async workers, at the lowest CPU priority.
 //!
 //! A tenant whose decisions are slow on average (an interpreted policy, or a hostile one that
 //! burns its whole deadline) must not take CPU from the async workers that serve every other
-//! tenant. Its decisions run on tokio's blocking pool at nice 9, and they give up the CPU at every
+//! tenant. Its decisions run on tokio's blocking pool at nice 19, and they give up the CPU at every
 //! epoch tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are
 //! needed, as measured with the isolation bench (a well-behaved tenant's p99 next to four
 //! concurrent deadline-burning decisions on two cores): the lowest priority alone (`SCHED_IDLE`)
@@ -10,9 +10,19 @@
 //! its time slice (up to a scheduler tick, 4 ms here) while a woken request waited; yielding at
 //! 1 ms ticks gave 2.0x, at 100 µs ticks 1.1x (1.3x at nice 19, about 2x at nice 9).
 //!
-//! `SCHED_IDLE` and nice 19 isolated better but starved: on a saturated machine (the test suite
-//! on two cores) decisions sent here failed at their wall-clock cap. A decision also stops
-//! yielding after a bounded time, so that it still finishes.
+//! The lowest priority starves, though: on a machine saturated by normal-priority work (the test
+//! suite on two cores) a decision sent here that is merely slow got almost no CPU and failed at
+//! its wall-clock cap. So a decision that has had less than a twentieth of its first 4 ms as CPU
+//! time is raised to nice 9 ([`raise_starved`], the policy crate's `on_starved` hook; nice 0
+//! would hold the CPU for whole time slices again), while one that does get the CPU, such as a
+//! hostile loop next to a lightly loaded gateway, stays at nice 19 until its deadline stops it.
+//! Raising a priority needs CAP_SYS_NICE (or a permissive RLIMIT_NICE); without it decisions run
+//! at nice 9 throughout, which has never starved them in the test suite, and nothing is raised.
+//!
+//! How many decisions run here at once is bounded as well: see
+//! [`crate::scheduler::OffloadCapacity`].
+
+use std::sync::OnceLock;
 
 /// Runs `f` on tokio's blocking pool at a lower priority and waits for its result without
 /// blocking the caller's async worker. A panic in `f` is reported as an error. The blocking pool
@@ -41,24 +51,50 @@ pub enum OffloadError {
     Lost,
 }
 
-/// Runs `f` at nice 9, then restores nice 0. Without CAP_SYS_NICE (or a permissive RLIMIT_NICE)
-/// the kernel refuses to raise a priority again; the pool thread then stays at nice 9, which
-/// costs only the other blocking work it may run later (policy compiles, file reads).
+/// Raises the calling pool thread from nice 19 to nice 9: the starvation hook
+/// (`CallContext::on_starved`) of offloaded decisions. Does nothing where priorities cannot be
+/// raised (then they were only lowered to nice 9).
+pub fn raise_starved() {
+    if can_raise_priority() {
+        set_priority(LOW_PRIORITY);
+    }
+}
+
+/// Runs `f` at the low priority, then restores normal priority.
 fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    let set = |value: u8| {
-        ThreadPriorityValue::try_from(value)
-            .is_ok_and(|p| set_current_thread_priority(ThreadPriority::Crossplatform(p)).is_ok())
-    };
-    let lowered = set(LOW_PRIORITY);
+    let raisable = can_raise_priority();
+    set_priority(if raisable {
+        LOWEST_PRIORITY
+    } else {
+        LOW_PRIORITY
+    });
     let result = f();
-    if lowered {
-        set(NORMAL_PRIORITY);
+    if raisable {
+        set_priority(NORMAL_PRIORITY);
     }
     result
 }
 
-/// Nice 9 and nice 0 on the portable 0-99 scale (why not lower: see the module doc).
+/// Whether this process may raise a thread's priority again after lowering it, tried once on a
+/// throwaway thread. Without it a pool thread lowered to nice 9 stays there, which costs only the
+/// other blocking work it may run later (policy compiles, file reads).
+fn can_raise_priority() -> bool {
+    static RAISABLE: OnceLock<bool> = OnceLock::new();
+    *RAISABLE.get_or_init(|| {
+        std::thread::spawn(|| set_priority(LOWEST_PRIORITY) && set_priority(NORMAL_PRIORITY))
+            .join()
+            .unwrap_or(false)
+    })
+}
+
+fn set_priority(value: u8) -> bool {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    ThreadPriorityValue::try_from(value)
+        .is_ok_and(|p| set_current_thread_priority(ThreadPriority::Crossplatform(p)).is_ok())
+}
+
+/// Nice 19, nice 9 and nice 0 on the portable 0-99 scale.
+const LOWEST_PRIORITY: u8 = 0;
 const LOW_PRIORITY: u8 = 23;
 const NORMAL_PRIORITY: u8 = 47;
 
@@ -82,11 +118,33 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn slow_decisions_run_at_a_lower_priority_and_the_thread_is_restored() {
-        assert_eq!(run_slow(nice).await.unwrap(), 9);
+        let lowered = if can_raise_priority() { 19 } else { 9 };
+        assert_eq!(run_slow(nice).await.unwrap(), lowered);
         assert_eq!(nice(), 0, "the caller's own thread is left alone");
         // Blocking-pool threads are reused: the next plain blocking task runs at nice 0 again.
         let after = tokio::task::spawn_blocking(nice).await.unwrap();
         assert_eq!(after, 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_starved_decision_is_raised_to_nice_9() {
+        let (before, after) = run_slow(|| {
+            let before = nice();
+            raise_starved();
+            (before, nice())
+        })
+        .await
+        .unwrap();
+        if can_raise_priority() {
+            assert_eq!((before, after), (19, 9));
+        } else {
+            assert_eq!(
+                (before, after),
+                (9, 9),
+                "nothing is raised without CAP_SYS_NICE"
+            );
+        }
     }
 
     #[tokio::test]

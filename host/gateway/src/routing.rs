@@ -169,8 +169,10 @@ pub async fn decide(
                     limits: tenant.config.limits.sandbox.clone(),
                     capture_logs: false,
                     // Offloaded decisions run at low priority and must also give up their time
-                    // slice, or a waiting request can sit behind one for milliseconds.
+                    // slice, or a waiting request can sit behind one for milliseconds; one that
+                    // the lowest priority starves is raised a little.
                     yield_each_tick: offload,
+                    on_starved: offload.then_some(crate::offload::raise_starved as fn()),
                 };
                 let policy = tenant.clone();
                 let decide = move || policy.policy.compiled.decide(&ctx, &summary);
@@ -183,12 +185,21 @@ pub async fn decide(
                 // includes every wait for the CPU, which would keep even a fast policy that a
                 // busy moment pushed off the workers there for good.
                 let (result, time) = if offload {
-                    crate::offload::run_slow(move || {
-                        let started = cpu_time::ThreadTime::now();
-                        (decide(), started.elapsed())
-                    })
-                    .await
-                    .map_err(|e| GatewayError::Internal(e.to_string()))?
+                    match turn.offload_slot().await {
+                        None => (
+                            Err(PolicyFailure::new(
+                                FailureKind::Throttled,
+                                "no place on the pool for slow decisions in time",
+                            )),
+                            Duration::ZERO,
+                        ),
+                        Some(_place) => crate::offload::run_slow(move || {
+                            let started = cpu_time::ThreadTime::now();
+                            (decide(), started.elapsed())
+                        })
+                        .await
+                        .map_err(|e| GatewayError::Internal(e.to_string()))?,
+                    }
                 } else {
                     let started = Instant::now();
                     (decide(), started.elapsed())
