@@ -171,7 +171,6 @@ fn check(language: &str, component_name: &str) {
         },
         capture_logs: false,
         yield_each_tick: false,
-        on_starved: None,
     };
     let f = fixture();
     let mut failures = Vec::new();

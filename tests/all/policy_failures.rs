@@ -94,13 +94,13 @@ async fn broken_and_healthy_tenants_served_concurrently() {
         let gw = gw.clone();
         tasks.push(tokio::spawn(async move {
             let key = if i % 2 == 0 { KEY_A } else { KEY_B };
-            (key, chat(&gw, key, &user_says("auto", "hi")).await.status)
+            (key, chat(&gw, key, &user_says("auto", "hi")).await)
         }));
     }
     for t in tasks {
-        let (key, status) = t.await.unwrap();
+        let (key, r) = t.await.unwrap();
         let expected = if key == KEY_A { 200 } else { 503 };
-        assert_eq!(status, expected, "tenant with key {key}");
+        assert_eq!(r.status, expected, "tenant with key {key}: {}", r.text());
     }
 }
 

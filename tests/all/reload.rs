@@ -54,6 +54,7 @@ async fn swapping_a_policy_every_100ms_under_load_drops_nothing() {
                     Instant::now(),
                     r.status,
                     r.header("x-switchyard-policy").map(str::to_owned),
+                    (r.status != 200).then(|| r.text()),
                 ));
             }
             seen
@@ -82,9 +83,9 @@ async fn swapping_a_policy_every_100ms_under_load_drops_nothing() {
     let mut total = 0;
     let mut versions = std::collections::BTreeMap::<String, usize>::new();
     for c in clients {
-        for (started, _ended, status, header) in c.await.unwrap() {
+        for (started, _ended, status, header, error) in c.await.unwrap() {
             total += 1;
-            assert_eq!(status, 200, "no request may fail during reloads");
+            assert_eq!(status, 200, "no request may fail during reloads: {error:?}");
             let header = header.expect("every response names its policy version");
             assert!(header == a || header == b, "unknown version {header}");
             if started > last_swap + Duration::from_secs(1) {

@@ -11,35 +11,70 @@
 //! 1 ms ticks gave 2.0x, at 100 µs ticks 1.1x (1.3x at nice 19, about 2x at nice 9).
 //!
 //! The lowest priority starves, though: on a machine saturated by normal-priority work (the test
-//! suite on two cores) a decision sent here that is merely slow got almost no CPU and failed at
-//! its wall-clock cap. So a decision that has had less than a twentieth of its first 4 ms as CPU
-//! time is raised to nice 9 ([`raise_starved`], the policy crate's `on_starved` hook; nice 0
-//! would hold the CPU for whole time slices again), while one that does get the CPU, such as a
-//! hostile loop next to a lightly loaded gateway, stays at nice 19 until its deadline stops it.
-//! Raising a priority needs CAP_SYS_NICE (or a permissive RLIMIT_NICE); without it decisions run
-//! at nice 9 throughout, which has never starved them in the test suite, and nothing is raised.
+//! suite on two cores) a decision sent here that is merely slow got no CPU at all for 200 ms and
+//! failed at its wall-clock cap. It cannot notice that itself, since it does not run; so the
+//! request that waits for it looks: a decision that has had less than a twentieth of a
+//! [`STARVED_AFTER`] window as CPU time is raised to nice 9, which has never starved a
+//! decision in the test suite, while one that does get the CPU, such as a hostile loop next to a
+//! lightly loaded gateway, stays at nice 19 until its deadline stops it. Raising a priority needs
+//! CAP_SYS_NICE (or a permissive RLIMIT_NICE); without it decisions run at nice 9 throughout.
 //!
-//! How many decisions run here at once is bounded as well: see
+//! How many decisions of deadline-burning tenants run here at once is bounded as well: see
 //! [`crate::scheduler::OffloadCapacity`].
 
+use std::sync::Arc;
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use rustix::process::{Pid, getpriority_process, setpriority_process};
+
+/// How long an offloaded decision runs before it can count as starved.
+pub const STARVED_AFTER: Duration = Duration::from_millis(4);
+/// A starved decision has had less than one part in this many of [`STARVED_AFTER`] as CPU time.
+const STARVED_SHARE: u32 = 20;
 
 /// Runs `f` on tokio's blocking pool at a lower priority and waits for its result without
-/// blocking the caller's async worker. A panic in `f` is reported as an error. The blocking pool
-/// grows as needed, so one tenant's deadline-burning decisions never queue another's behind them
-/// (a fixed pool of one thread per core did, and a healthy tenant was throttled).
+/// blocking the caller's async worker, raising the priority if the machine starves it. A panic in
+/// `f` is reported as an error. The blocking pool grows as needed, so one tenant's
+/// deadline-burning decisions never queue another's behind them (a fixed pool of one thread per
+/// core did, and a healthy tenant was throttled).
 pub async fn run_slow<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, OffloadError> {
-    tokio::task::spawn_blocking(move || at_low_priority(f))
-        .await
-        .map_err(|e| {
-            if e.is_panic() {
-                OffloadError::Panicked
-            } else {
-                OffloadError::Lost
+    let worker = Arc::new(OnceLock::new());
+    let mut task = tokio::task::spawn_blocking({
+        let worker = worker.clone();
+        move || {
+            let _ = worker.set(PoolThread::current());
+            at_low_priority(f)
+        }
+    });
+    // Every STARVED_AFTER while it runs: has it had its share of the CPU in that window?
+    let mut cpu_before = None;
+    let joined = loop {
+        match tokio::time::timeout(STARVED_AFTER, &mut task).await {
+            Ok(joined) => break joined,
+            Err(_still_running) => {
+                let Some(thread) = worker.get() else { continue };
+                let cpu_now = cpu_time_of(thread.tid);
+                let before = cpu_before.or(thread.cpu_at_start);
+                if let (Some(before), Some(now)) = (before, cpu_now)
+                    && now.saturating_sub(before) * STARVED_SHARE < STARVED_AFTER
+                {
+                    thread.raise();
+                    break task.await;
+                }
+                cpu_before = cpu_now;
             }
-        })
+        }
+    };
+    joined.map_err(|e| {
+        if e.is_panic() {
+            OffloadError::Panicked
+        } else {
+            OffloadError::Lost
+        }
+    })
 }
 
 /// Why an offloaded decision produced no result.
@@ -51,26 +86,50 @@ pub enum OffloadError {
     Lost,
 }
 
-/// Raises the calling pool thread from nice 19 to nice 9: the starvation hook
-/// (`CallContext::on_starved`) of offloaded decisions. Does nothing where priorities cannot be
-/// raised (then they were only lowered to nice 9).
-pub fn raise_starved() {
-    if can_raise_priority() {
-        set_priority(LOW_PRIORITY);
+/// The pool thread running an offloaded decision, and its CPU clock when the decision started.
+struct PoolThread {
+    tid: Pid,
+    cpu_at_start: Option<Duration>,
+}
+
+impl PoolThread {
+    fn current() -> Self {
+        let tid = rustix::thread::gettid();
+        PoolThread {
+            tid,
+            cpu_at_start: cpu_time_of(tid),
+        }
     }
+
+    /// Raises the thread to nice 9. Should the decision end meanwhile, the raise lands on an
+    /// idle pool thread only if it is still at nice 19 (it is restored to nice 0 after each
+    /// decision), and the next offloaded decision lowers it again.
+    fn raise(&self) {
+        if can_raise_priority() && getpriority_process(Some(self.tid)).ok() == Some(LOWEST) {
+            let _ = setpriority_process(Some(self.tid), LOW);
+            tracing::debug!(
+                tid = self.tid.as_raw_nonzero().get(),
+                "raised a starved offloaded decision to nice 9"
+            );
+        }
+    }
+}
+
+/// CPU time a thread of this process has run, from `/proc` (its first `schedstat` field, in ns).
+fn cpu_time_of(tid: Pid) -> Option<Duration> {
+    let path = format!("/proc/self/task/{}/schedstat", tid.as_raw_nonzero());
+    let stat = std::fs::read_to_string(path).ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Runs `f` at the low priority, then restores normal priority.
 fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
     let raisable = can_raise_priority();
-    set_priority(if raisable {
-        LOWEST_PRIORITY
-    } else {
-        LOW_PRIORITY
-    });
+    set_own_nice(if raisable { LOWEST } else { LOW });
     let result = f();
     if raisable {
-        set_priority(NORMAL_PRIORITY);
+        set_own_nice(NORMAL);
     }
     result
 }
@@ -81,41 +140,29 @@ fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
 fn can_raise_priority() -> bool {
     static RAISABLE: OnceLock<bool> = OnceLock::new();
     *RAISABLE.get_or_init(|| {
-        std::thread::spawn(|| set_priority(LOWEST_PRIORITY) && set_priority(NORMAL_PRIORITY))
+        std::thread::spawn(|| set_own_nice(LOWEST) && set_own_nice(NORMAL))
             .join()
             .unwrap_or(false)
     })
 }
 
-fn set_priority(value: u8) -> bool {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    ThreadPriorityValue::try_from(value)
-        .is_ok_and(|p| set_current_thread_priority(ThreadPriority::Crossplatform(p)).is_ok())
+/// Sets the calling thread's nice value (on Linux, `PRIO_PROCESS` with no id is the thread).
+fn set_own_nice(nice: i32) -> bool {
+    setpriority_process(None, nice).is_ok()
 }
 
-/// Nice 19, nice 9 and nice 0 on the portable 0-99 scale.
-const LOWEST_PRIORITY: u8 = 0;
-const LOW_PRIORITY: u8 = 23;
-const NORMAL_PRIORITY: u8 = 47;
+const LOWEST: i32 = 19;
+const LOW: i32 = 9;
+const NORMAL: i32 = 0;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// This thread's nice value, from `/proc/thread-self/stat` (field 19).
-    #[cfg(target_os = "linux")]
     fn nice() -> i32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let after_name = stat.rsplit(')').next().unwrap();
-        after_name
-            .split_whitespace()
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap()
+        getpriority_process(None).unwrap()
     }
 
-    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn slow_decisions_run_at_a_lower_priority_and_the_thread_is_restored() {
         let lowered = if can_raise_priority() { 19 } else { 9 };
@@ -124,27 +171,6 @@ mod tests {
         // Blocking-pool threads are reused: the next plain blocking task runs at nice 0 again.
         let after = tokio::task::spawn_blocking(nice).await.unwrap();
         assert_eq!(after, 0);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn a_starved_decision_is_raised_to_nice_9() {
-        let (before, after) = run_slow(|| {
-            let before = nice();
-            raise_starved();
-            (before, nice())
-        })
-        .await
-        .unwrap();
-        if can_raise_priority() {
-            assert_eq!((before, after), (19, 9));
-        } else {
-            assert_eq!(
-                (before, after),
-                (9, 9),
-                "nothing is raised without CAP_SYS_NICE"
-            );
-        }
     }
 
     #[tokio::test]

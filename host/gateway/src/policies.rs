@@ -134,7 +134,6 @@ pub fn check_for_tenant(
         limits: tenant.limits.sandbox.clone(),
         capture_logs: false,
         yield_each_tick: false,
-        on_starved: None,
     };
     let unhealthy = |message: String| PolicyLoadError::Unhealthy {
         tenant: tenant.name.clone(),

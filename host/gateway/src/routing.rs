@@ -169,10 +169,8 @@ pub async fn decide(
                     limits: tenant.config.limits.sandbox.clone(),
                     capture_logs: false,
                     // Offloaded decisions run at low priority and must also give up their time
-                    // slice, or a waiting request can sit behind one for milliseconds; one that
-                    // the lowest priority starves is raised a little.
+                    // slice, or a waiting request can sit behind one for milliseconds.
                     yield_each_tick: offload,
-                    on_starved: offload.then_some(crate::offload::raise_starved as fn()),
                 };
                 let policy = tenant.clone();
                 let decide = move || policy.policy.compiled.decide(&ctx, &summary);
@@ -204,7 +202,9 @@ pub async fn decide(
                     let started = Instant::now();
                     (decide(), started.elapsed())
                 };
-                scheduler.charge(&tenant.name, time);
+                let hit_deadline =
+                    matches!(&result, Err(failure) if failure.kind == FailureKind::Deadline);
+                scheduler.charge(&tenant.name, time, hit_deadline);
                 drop(turn);
                 result
             }

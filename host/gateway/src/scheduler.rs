@@ -12,8 +12,9 @@
 //!   low-priority pool in [`crate::offload`], so they never hold up the async workers serving
 //!   everyone else and take little CPU that others wait for; fast decisions (a compiled policy
 //!   takes about ten microseconds) stay inline, where they are cheapest;
-//! - offloaded decisions leave a core to the async workers: at most one fewer than the cores run
-//!   at once, and one tenant takes at most half of those places (see [`OffloadCapacity`]).
+//! - decisions of a tenant that has recently run into its CPU deadline (a burner) leave a core
+//!   to the async workers: at most one fewer than the cores run at once, and one tenant takes at
+//!   most half of those places (see [`OffloadCapacity`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,7 +52,11 @@ impl Default for SchedulerSettings {
     }
 }
 
-/// How many offloaded decisions may run at once.
+/// How many offloaded decisions of burners (tenants whose decisions recently ran into their CPU
+/// deadline) may run at once. Other offloaded decisions run as they come: a tenant that is slow
+/// but within its budget (an interpreted policy; a compiled one with cold caches) must not wait
+/// in line behind one whose every decision burns its whole budget (in the test suite, a healthy
+/// tenant queued that way was throttled).
 ///
 /// Measured with the isolation bench on two cores (a well-behaved tenant's p99 next to a tenant
 /// whose every decision loops until its deadline, at nice 19 and yielding every 100 µs): with
@@ -89,6 +94,8 @@ struct TenantState {
     refilled: Instant,
     /// Exponentially weighted average decision time (each sample capped), nanoseconds.
     average_ns: f64,
+    /// When one of its decisions last ran into its CPU deadline.
+    burned_at: Option<Instant>,
 }
 
 impl TenantState {
@@ -100,6 +107,7 @@ impl TenantState {
             tokens: settings.cpu_per_second.as_nanos() as f64,
             refilled: Instant::now(),
             average_ns: 0.0,
+            burned_at: None,
         }
     }
 
@@ -113,21 +121,25 @@ impl TenantState {
     }
 }
 
+/// How long a tenant stays a burner after a decision ran into its CPU deadline.
+pub const BURNER_MEMORY: Duration = Duration::from_secs(10);
+
 /// A reserved turn to run one decision. Dropping it frees the slot.
 pub struct Turn {
     _permit: OwnedSemaphorePermit,
     pace: Pace,
     /// When waiting for this turn, and for a place on the pool, turns into `throttled`.
     deadline: Instant,
+    /// Whether the tenant is a burner, whose offloaded decisions need a place.
+    burner: bool,
     tenant_offload_slots: Arc<Semaphore>,
     offload_slots: Arc<Semaphore>,
 }
 
-/// A place on the low-priority pool for one decision (see [`OffloadCapacity`]); dropping it frees
-/// the place.
+/// Leave to run one decision on the low-priority pool: a place among the bounded ones for a
+/// burner (see [`OffloadCapacity`]), nothing for anyone else. Dropping it frees the place.
 pub struct OffloadSlot {
-    _tenant: OwnedSemaphorePermit,
-    _total: OwnedSemaphorePermit,
+    _place: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 /// How slow a tenant's decisions are on average, against `offload_above`.
@@ -155,17 +167,19 @@ impl Turn {
         }
     }
 
-    /// Waits for a place on the low-priority pool, first among the tenant's own, then among all;
-    /// `None` means the turn's wait limit passed first (throttled).
+    /// Waits for leave to run on the low-priority pool: a burner waits for a place, first among
+    /// its own, then among all; `None` means the turn's wait limit passed first (throttled).
     pub async fn offload_slot(&self) -> Option<OffloadSlot> {
+        if !self.burner {
+            return Some(OffloadSlot { _place: None });
+        }
         let wait = |slots: &Arc<Semaphore>| {
             tokio::time::timeout_at(self.deadline, slots.clone().acquire_owned())
         };
         let tenant = wait(&self.tenant_offload_slots).await.ok()?.ok()?;
         let total = wait(&self.offload_slots).await.ok()?.ok()?;
         Some(OffloadSlot {
-            _tenant: tenant,
-            _total: total,
+            _place: Some((tenant, total)),
         })
     }
 }
@@ -198,7 +212,7 @@ impl DecisionScheduler {
     pub async fn turn(&self, tenant: &str, settings: SchedulerSettings) -> Option<Turn> {
         let deadline = Instant::now() + settings.max_wait;
         let per_tenant = self.offload_capacity.per_tenant.max(1);
-        let (slots, tenant_offload_slots, wait, pace) = {
+        let (slots, tenant_offload_slots, wait, pace, burner) = {
             let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             let state = tenants
                 .entry(tenant.to_owned())
@@ -221,7 +235,16 @@ impl DecisionScheduler {
             } else {
                 Pace::Fast
             };
-            (state.slots.clone(), state.offload_slots.clone(), wait, pace)
+            let burner = state
+                .burned_at
+                .is_some_and(|at| at.elapsed() < BURNER_MEMORY);
+            (
+                state.slots.clone(),
+                state.offload_slots.clone(),
+                wait,
+                pace,
+                burner,
+            )
         };
         if Instant::now() + wait > deadline {
             return None;
@@ -237,6 +260,7 @@ impl DecisionScheduler {
             _permit: permit,
             pace,
             deadline,
+            burner,
             tenant_offload_slots,
             offload_slots: self.offload_slots.clone(),
         })
@@ -246,9 +270,14 @@ impl DecisionScheduler {
     /// the average that decides offloading sees at most four times `offload_above` per decision,
     /// so one decision the OS happened to preempt for milliseconds cannot push a fast policy onto
     /// the (slower) low-priority pool, while a policy that is really slow still crosses the lines.
-    pub fn charge(&self, tenant: &str, time: Duration) {
+    /// `hit_deadline` says the decision ran into its CPU deadline, which makes the tenant a burner
+    /// for [`BURNER_MEMORY`].
+    pub fn charge(&self, tenant: &str, time: Duration, hit_deadline: bool) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = tenants.get_mut(tenant) {
+            if hit_deadline {
+                state.burned_at = Some(Instant::now());
+            }
             let ns = time.as_nanos() as f64;
             state.tokens -= ns;
             let sample = ns.min(4.0 * state.settings.offload_above.as_nanos() as f64);
@@ -277,7 +306,7 @@ mod tests {
         let t = sched.turn("t", s).await.unwrap();
         assert!(!t.offload(true));
         drop(t);
-        sched.charge("t", Duration::from_millis(120)); // 20 ms overdrawn: a 200 ms wait
+        sched.charge("t", Duration::from_millis(120), false); // 20 ms overdrawn: a 200 ms wait
         assert!(
             sched.turn("t", s).await.is_none(),
             "would wait past max_wait"
@@ -306,14 +335,14 @@ mod tests {
         let sched = DecisionScheduler::default();
         drop(sched.turn("t", s).await.unwrap());
         for _ in 0..50 {
-            sched.charge("t", Duration::from_micros(20));
+            sched.charge("t", Duration::from_micros(20), false);
         }
         // The OS took the thread away for 5 ms in the middle of one decision.
-        sched.charge("t", Duration::from_millis(5));
+        sched.charge("t", Duration::from_millis(5), false);
         assert!(!sched.turn("t", s).await.unwrap().offload(true));
         // A policy that is slow every time still moves off the async workers.
         for _ in 0..50 {
-            sched.charge("t", Duration::from_millis(2));
+            sched.charge("t", Duration::from_millis(2), false);
         }
         let turn = sched.turn("t", s).await.unwrap();
         assert!(turn.offload(true) && turn.offload(false));
@@ -329,7 +358,7 @@ mod tests {
         drop(sched.turn("t", s).await.unwrap());
         // Cold-cache decisions of a fast policy at a low request rate.
         for _ in 0..50 {
-            sched.charge("t", Duration::from_micros(220));
+            sched.charge("t", Duration::from_micros(220), false);
         }
         let turn = sched.turn("t", s).await.unwrap();
         assert!(turn.offload(true), "others in flight: protect them");
@@ -364,7 +393,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn offloaded_decisions_take_turns_on_a_bounded_pool() {
+    async fn burners_take_turns_on_a_bounded_pool() {
         let s = SchedulerSettings {
             max_wait: Duration::from_millis(10),
             ..SchedulerSettings::default()
@@ -373,6 +402,10 @@ mod tests {
             total: 2,
             per_tenant: 1,
         });
+        for burner in ["t", "u", "v"] {
+            drop(sched.turn(burner, s).await.unwrap());
+            sched.charge(burner, Duration::from_millis(5), true);
+        }
         let t1 = sched.turn("t", s).await.unwrap();
         let held = t1.offload_slot().await.expect("a free place");
         let t2 = sched.turn("t", s).await.unwrap();
@@ -384,6 +417,11 @@ mod tests {
         let u_place = u.offload_slot().await.expect("another tenant's place");
         let v = sched.turn("v", s).await.unwrap();
         assert!(v.offload_slot().await.is_none(), "both places are taken");
+        let w = sched.turn("w", s).await.unwrap();
+        assert!(
+            w.offload_slot().await.is_some(),
+            "a tenant that is no burner needs no place"
+        );
         drop(held);
         let v = sched.turn("v", s).await.unwrap();
         assert!(v.offload_slot().await.is_some(), "a freed place is reused");

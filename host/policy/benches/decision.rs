@@ -98,7 +98,6 @@ fn run_n(
         limits,
         capture_logs: false,
         yield_each_tick: false,
-        on_starved: None,
     };
     for _ in 0..warmup {
         policy.decide(&ctx, s).expect("decides");

@@ -68,19 +68,7 @@ pub struct CallContext {
     /// threads: the OS lets such a thread finish its time slice (up to a few milliseconds) even
     /// while normal threads wait, unless it yields.
     pub yield_each_tick: bool,
-    /// Called once, on the calling thread, when a yielding call is starved: after
-    /// [`STARVED_AFTER`] of wall time it has had less than a twentieth of it as CPU time. A
-    /// caller that lowered the thread's priority for the call raises it here, so that a decision
-    /// that is merely slow still finishes on a machine that normal-priority work saturates (at
-    /// the lowest priority it would get almost no CPU and fail at its wall-clock cap), while a
-    /// deadline-burning one that does get CPU stays at the low priority until it is stopped.
-    pub on_starved: Option<fn()>,
 }
-
-/// How long a yielding call runs before it can count as starved (see [`CallContext::on_starved`]).
-pub const STARVED_AFTER: Duration = Duration::from_millis(4);
-/// A starved call has had less than one part in this many of its wall time as CPU time.
-const STARVED_SHARE: u32 = 20;
 
 /// What a successful call returned, with the lines the policy logged if they were captured.
 #[derive(Debug, Clone)]
@@ -210,9 +198,8 @@ impl CompiledPolicy {
         let yield_until = ctx
             .yield_each_tick
             .then(|| started + (budget * 4).min(wall_allowance / 2));
-        let mut on_starved = ctx.on_starved.filter(|_| ctx.yield_each_tick);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |mut store| {
             let yielding = yield_until.is_some_and(|until| Instant::now() < until);
             if yielding {
                 std::thread::yield_now();
@@ -222,13 +209,15 @@ impl CompiledPolicy {
                 *baseline.get_or_insert_with(|| (started.elapsed().min(tick), cpu_now));
             let used = before_first + cpu_now.saturating_sub(cpu_first);
             if used >= budget || Instant::now() >= wall_cap {
+                store.data_mut().stopped_because = Some(if used >= budget {
+                    format!("used its CPU budget of {budget:?}")
+                } else {
+                    format!(
+                        "reached its wall-clock cap of {wall_allowance:?} with {used:?} of CPU \
+                         (the machine gave it too little)"
+                    )
+                });
                 return Ok(UpdateDeadline::Interrupt);
-            }
-            if on_starved.is_some() {
-                let waited = started.elapsed();
-                if waited >= STARVED_AFTER && used * STARVED_SHARE < waited {
-                    on_starved.take().into_iter().for_each(|hook| hook());
-                }
             }
             if yielding {
                 return Ok(UpdateDeadline::Continue(1));
@@ -345,6 +334,9 @@ fn classify(err: wasmtime::Error, state: &PolicyState) -> PolicyFailure {
         }
     };
     let detail = match trap {
+        Some(Trap::Interrupt) if state.stopped_because.is_some() => {
+            state.stopped_because.clone().unwrap_or_default()
+        }
         Some(trap) => trap.to_string(),
         None => first_line(&format!("{err:#}")),
     };

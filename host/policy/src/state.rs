@@ -25,6 +25,8 @@ pub(crate) struct PolicyState {
     pub(crate) memory_refused: bool,
     pub(crate) log_limit_hit: bool,
     pub(crate) captured: Option<Vec<PolicyLogLine>>,
+    /// Why the epoch callback stopped the call, when it did: CPU budget or wall-clock cap.
+    pub(crate) stopped_because: Option<String>,
 }
 
 impl PolicyState {
@@ -45,6 +47,7 @@ impl PolicyState {
             memory_refused: false,
             log_limit_hit: false,
             captured: capture_logs.then(Vec::new),
+            stopped_because: None,
         }
     }
 }

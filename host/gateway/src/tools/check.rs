@@ -81,7 +81,6 @@ pub fn run(opts: &CheckOptions<'_>) -> anyhow::Result<bool> {
         limits: opts.limits.clone(),
         capture_logs: true,
         yield_each_tick: false,
-        on_starved: None,
     };
     let mut ok = true;
     match policy.validate_config(&ctx, opts.config) {

@@ -179,7 +179,6 @@ pub async fn run(opts: &SimulateOptions) -> anyhow::Result<Report> {
             limits: tenant.config.limits.sandbox.clone(),
             capture_logs: false,
             yield_each_tick: false,
-            on_starved: None,
         };
         let chooser = routing::Chooser {
             choice: snapshot.config.upstream_choice,

@@ -28,7 +28,6 @@ pub fn ctx(tenant: &str) -> CallContext {
         limits: SandboxLimits::default(),
         capture_logs: true,
         yield_each_tick: false,
-        on_starved: None,
     }
 }
 
