@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_tests::*;
 
-const GOOD_REQUESTS: usize = 3000;
+const GOOD_REQUESTS: usize = 10_000;
 const ATTACKERS: usize = 4;
 /// Requests per second each attacking client sends.
 const ATTACK_RATE: u64 = 25;

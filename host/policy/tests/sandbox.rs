@@ -122,7 +122,7 @@ fn every_failure_kind_is_classified() {
         fail_kind(&policy, r#"{"mode":"many-fallbacks","count":5000}"#),
         FailureKind::OversizedDecision
     );
-    // A 100 MB string cannot even be built under the 4 MiB memory cap.
+    // A 100 MB string cannot even be built under the 2 MiB memory cap.
     assert_eq!(fail_kind(&policy, "huge-string"), FailureKind::OutOfMemory);
 }
 
