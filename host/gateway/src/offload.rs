@@ -116,6 +116,10 @@ impl PoolThread {
 }
 
 /// CPU time a thread of this process has run, from `/proc` (its first `schedstat` field, in ns).
+/// The kernel brings that figure up to date at scheduler ticks and context switches, so a thread
+/// that ran through a whole window without either can look starved and be raised: it then runs at
+/// nice 9, which is what every offloaded decision did before nice 19. Reading it costs an open and
+/// a read (a few µs), once at the start of an offloaded decision and once per window after.
 fn cpu_time_of(tid: Pid) -> Option<Duration> {
     let path = format!("/proc/self/task/{}/schedstat", tid.as_raw_nonzero());
     let stat = std::fs::read_to_string(path).ok()?;
