@@ -101,11 +101,12 @@ impl PoolThread {
         }
     }
 
-    /// Raises the thread to nice 9. Should the decision end meanwhile, the raise lands on an
-    /// idle pool thread only if it is still at nice 19 (it is restored to nice 0 after each
-    /// decision), and the next offloaded decision lowers it again.
+    /// Raises the thread to nice 9 if it is at nice 19, which [`at_low_priority`] sets only where
+    /// priorities can be raised again. Should the decision end meanwhile, the thread is back at
+    /// nice 0 and left alone (or, in a narrow race, raised to nice 9 and lowered again by the
+    /// next offloaded decision).
     fn raise(&self) {
-        if can_raise_priority() && getpriority_process(Some(self.tid)).ok() == Some(LOWEST) {
+        if getpriority_process(Some(self.tid)).ok() == Some(LOWEST) {
             let _ = setpriority_process(Some(self.tid), LOW);
             tracing::debug!(
                 tid = self.tid.as_raw_nonzero().get(),
@@ -141,7 +142,7 @@ fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
 /// Whether this process may raise a thread's priority again after lowering it, tried once on a
 /// throwaway thread. Without it a pool thread lowered to nice 9 stays there, which costs only the
 /// other blocking work it may run later (policy compiles, file reads).
-fn can_raise_priority() -> bool {
+pub fn can_raise_priority() -> bool {
     static RAISABLE: OnceLock<bool> = OnceLock::new();
     *RAISABLE.get_or_init(|| {
         std::thread::spawn(|| set_own_nice(LOWEST) && set_own_nice(NORMAL))

@@ -12,7 +12,7 @@
 //!   low-priority pool in [`crate::offload`], so they never hold up the async workers serving
 //!   everyone else and take little CPU that others wait for; fast decisions (a compiled policy
 //!   takes about ten microseconds) stay inline, where they are cheapest;
-//! - decisions of a tenant that has recently run into its CPU deadline (a burner) leave a core
+//! - decisions of a tenant that was recently stopped at its deadline (a burner) leave a core
 //!   to the async workers: at most one fewer than the cores run at once, and one tenant takes at
 //!   most half of those places (see [`OffloadCapacity`]).
 
@@ -94,7 +94,7 @@ struct TenantState {
     refilled: Instant,
     /// Exponentially weighted average decision time (each sample capped), nanoseconds.
     average_ns: f64,
-    /// When one of its decisions last ran into its CPU deadline.
+    /// When one of its decisions was last stopped at its deadline (CPU budget or wall-clock cap).
     burned_at: Option<Instant>,
 }
 
@@ -270,8 +270,9 @@ impl DecisionScheduler {
     /// the average that decides offloading sees at most four times `offload_above` per decision,
     /// so one decision the OS happened to preempt for milliseconds cannot push a fast policy onto
     /// the (slower) low-priority pool, while a policy that is really slow still crosses the lines.
-    /// `hit_deadline` says the decision ran into its CPU deadline, which makes the tenant a burner
-    /// for [`BURNER_MEMORY`].
+    /// `hit_deadline` says the decision was stopped at its deadline, which makes the tenant a
+    /// burner for [`BURNER_MEMORY`]. That includes the wall-clock cap, which only a decision the
+    /// machine starved reaches (the failure kind does not tell the two apart).
     pub fn charge(&self, tenant: &str, time: Duration, hit_deadline: bool) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = tenants.get_mut(tenant) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::getpriority_process;
 use rustix::thread::{CpuSet, sched_setaffinity};
-use switchyard::offload::{STARVED_AFTER, run_slow};
+use switchyard::offload::{STARVED_AFTER, can_raise_priority, run_slow};
 
 fn pin_to_cpu0() {
     let mut cpu0 = CpuSet::new();
@@ -39,18 +39,9 @@ fn decision_burning(cpu: Duration) -> impl FnOnce() -> (i32, Duration) + Send + 
     }
 }
 
-fn may_raise_priority() -> bool {
-    std::thread::spawn(|| {
-        rustix::process::setpriority_process(None, 19).is_ok()
-            && rustix::process::setpriority_process(None, 0).is_ok()
-    })
-    .join()
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_starved_decision_is_raised_and_a_busy_one_is_not() {
-    if !may_raise_priority() {
+    if !can_raise_priority() {
         eprintln!("skipped: this process may not raise a priority again (no CAP_SYS_NICE)");
         return;
     }

@@ -334,9 +334,10 @@ fn classify(err: wasmtime::Error, state: &PolicyState) -> PolicyFailure {
         }
     };
     let detail = match trap {
-        Some(Trap::Interrupt) if state.stopped_because.is_some() => {
-            state.stopped_because.clone().unwrap_or_default()
-        }
+        Some(Trap::Interrupt) => state
+            .stopped_because
+            .clone()
+            .unwrap_or_else(|| Trap::Interrupt.to_string()),
         Some(trap) => trap.to_string(),
         None => first_line(&format!("{err:#}")),
     };

@@ -113,7 +113,7 @@ fn every_failure_kind_is_classified() {
     assert_eq!(fail_kind(&policy, "memory-bomb"), FailureKind::OutOfMemory);
     assert_eq!(fail_kind(&policy, "recursion"), FailureKind::StackOverflow);
     assert_eq!(fail_kind(&policy, "log-spam"), FailureKind::HostCallLimit);
-    // A million fallbacks do not fit in 4 MiB; five thousand do, but exceed the decision size cap.
+    // A million fallbacks do not fit in 2 MiB; five thousand do, but exceed the decision size cap.
     assert_eq!(
         fail_kind(&policy, "many-fallbacks"),
         FailureKind::OutOfMemory
@@ -138,6 +138,10 @@ fn the_deadline_stops_a_loop_within_a_few_ticks() {
         .unwrap_err();
     let took = started.elapsed();
     assert_eq!(err.kind, FailureKind::Deadline);
+    assert_eq!(
+        err.detail, "used its CPU budget of 20ms",
+        "says which limit stopped it"
+    );
     assert!(
         took >= Duration::from_millis(20),
         "stopped before its deadline: {took:?}"
