@@ -1,23 +1,27 @@
-//! Where slow policy decisions run: off the async workers, at the lowest CPU priority.
+//! Where slow policy decisions run: off the async workers, in the kernel's idle scheduling class.
 //!
 //! A tenant whose decisions are slow on average (an interpreted policy, or a hostile one that
 //! burns its whole deadline) must not take CPU from the async workers that serve every other
-//! tenant. Its decisions run on tokio's blocking pool at nice 19, and they give up the CPU at every
-//! epoch tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are
-//! needed, as measured with the isolation bench (a well-behaved tenant's p99 next to four
-//! concurrent deadline-burning decisions on two cores): the lowest priority alone (`SCHED_IDLE`)
-//! left it at 2.8x its latency alone, because the kernel let a running low-priority thread finish
-//! its time slice (up to a scheduler tick, 4 ms here) while a woken request waited; yielding at
-//! 1 ms ticks gave 2.0x, at 100 µs ticks 1.1x (1.3x at nice 19, about 2x at nice 9).
+//! tenant. Its decisions run on tokio's blocking pool in `SCHED_IDLE`, and they give up the CPU at
+//! every epoch tick (100 µs while they run, see `yield_each_tick` in the policy crate). Both are
+//! needed, as measured with the isolation bench (a well-behaved tenant's p99 next to a hostile
+//! tenant on two cores): `SCHED_IDLE` alone left it at 2.8x its latency alone next to four
+//! concurrent deadline-burning decisions, because a running low-priority thread kept its CPU
+//! until its time slice ended while a woken request waited; yielding at 1 ms ticks gave 2.0x, at
+//! 100 µs ticks 1.1x. Against the nice values the same yields were tried with: next to a tenant
+//! whose every decision is slow but within budget (0.9 ms), `SCHED_IDLE` measured 1.38-1.39x
+//! where nice 19 measured 1.51-1.62x (and nice 9 about 2x next to a loop): a waking normal thread
+//! preempts an idle-class one at once, where it waits for a nice-19 one's protected slice.
 //!
-//! The lowest priority starves, though: on a machine saturated by normal-priority work (the test
-//! suite on two cores) a decision sent here that is merely slow got no CPU at all for 200 ms and
-//! failed at its wall-clock cap. It cannot notice that itself, since it does not run; so the
-//! request that waits for it looks: a decision that has had less than a twentieth of a
-//! [`STARVED_AFTER`] window as CPU time is raised to nice 9, which has never starved a
+//! The idle class starves, though: on a machine saturated by normal-priority work (the test
+//! suite on two cores) a decision sent here that is merely slow gets no CPU at all and fails at
+//! its wall-clock cap. It cannot notice that itself, since it does not run; so the request that
+//! waits for it looks: a decision that has had less than a twentieth of a [`STARVED_AFTER`]
+//! window as CPU time is raised to the normal class at nice 9, which has never starved a
 //! decision in the test suite, while one that does get the CPU, such as a hostile loop next to a
-//! lightly loaded gateway, stays at nice 19 until its deadline stops it. Raising a priority needs
-//! CAP_SYS_NICE (or a permissive RLIMIT_NICE); without it decisions run at nice 9 throughout.
+//! lightly loaded gateway, stays in the idle class until its deadline stops it. Leaving the idle
+//! class needs CAP_SYS_NICE (or a permissive RLIMIT_NICE); without it decisions run at nice 9
+//! throughout.
 //!
 //! How many decisions of deadline-burning tenants run here at once is bounded as well: see
 //! [`crate::scheduler::OffloadCapacity`].
@@ -33,7 +37,7 @@ pub const STARVED_AFTER: Duration = Duration::from_millis(4);
 /// A starved decision has had less than one part in this many of [`STARVED_AFTER`] as CPU time.
 const STARVED_SHARE: u32 = 20;
 
-/// Runs `f` on tokio's blocking pool at a lower priority and waits for its result without
+/// Runs `f` on tokio's blocking pool at the lowest priority and waits for its result without
 /// blocking the caller's async worker, raising the priority if the machine starves it. A panic in
 /// `f` is reported as an error. The blocking pool grows as needed, so one tenant's
 /// deadline-burning decisions never queue another's behind them (a fixed pool of one thread per
@@ -101,13 +105,14 @@ impl PoolThread {
         }
     }
 
-    /// Raises the thread to nice 9 if it is at nice 19, which [`at_low_priority`] sets only where
-    /// priorities can be raised again. Should the decision end meanwhile, the thread is back at
-    /// nice 0 and left alone (or, in a narrow race, raised to nice 9 and lowered again by the
-    /// next offloaded decision).
+    /// Raises the thread to nice 9 in the normal class if it is in the idle class, where only
+    /// [`at_low_priority`] puts it, and only where it can leave again. Should the decision end
+    /// meanwhile, the thread is back at normal priority and left alone (or, in a narrow race,
+    /// raised to nice 9 and restored to nice 0 by the end of the next offloaded decision).
     fn raise(&self) {
-        if getpriority_process(Some(self.tid)).ok() == Some(LOWEST) {
+        if scheduling_class(Some(self.tid)) == Some(libc::SCHED_IDLE) {
             let _ = setpriority_process(Some(self.tid), LOW);
+            set_scheduling_class(Some(self.tid), libc::SCHED_OTHER);
             tracing::debug!(
                 tid = self.tid.as_raw_nonzero().get(),
                 "raised a starved offloaded decision to nice 9"
@@ -119,7 +124,7 @@ impl PoolThread {
 /// CPU time a thread of this process has run, from `/proc` (its first `schedstat` field, in ns).
 /// The kernel brings that figure up to date at scheduler ticks and context switches, so a thread
 /// that ran through a whole window without either can look starved and be raised: it then runs at
-/// nice 9, which is what every offloaded decision did before nice 19. Reading it costs an open and
+/// nice 9, which is what every offloaded decision did before the idle class. Reading it costs an open and
 /// a read (a few µs), once at the start of an offloaded decision and once per window after.
 fn cpu_time_of(tid: Pid) -> Option<Duration> {
     let path = format!("/proc/self/task/{}/schedstat", tid.as_raw_nonzero());
@@ -131,24 +136,48 @@ fn cpu_time_of(tid: Pid) -> Option<Duration> {
 /// Runs `f` at the low priority, then restores normal priority.
 fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
     let raisable = can_raise_priority();
-    set_own_nice(if raisable { LOWEST } else { LOW });
+    if raisable {
+        set_scheduling_class(None, libc::SCHED_IDLE);
+    } else {
+        set_own_nice(LOW);
+    }
     let result = f();
     if raisable {
+        set_scheduling_class(None, libc::SCHED_OTHER);
         set_own_nice(NORMAL);
     }
     result
 }
 
-/// Whether this process may raise a thread's priority again after lowering it, tried once on a
-/// throwaway thread. Without it a pool thread lowered to nice 9 stays there, which costs only the
-/// other blocking work it may run later (policy compiles, file reads).
+/// Whether this process may bring a thread back to normal priority after putting it in the idle
+/// class, tried once on a throwaway thread. Without it a pool thread lowered to nice 9 stays
+/// there, which costs only the other blocking work it may run later (policy compiles, file reads).
 pub fn can_raise_priority() -> bool {
     static RAISABLE: OnceLock<bool> = OnceLock::new();
     *RAISABLE.get_or_init(|| {
-        std::thread::spawn(|| set_own_nice(LOWEST) && set_own_nice(NORMAL))
-            .join()
-            .unwrap_or(false)
+        std::thread::spawn(|| {
+            set_scheduling_class(None, libc::SCHED_IDLE)
+                && set_scheduling_class(None, libc::SCHED_OTHER)
+        })
+        .join()
+        .unwrap_or(false)
     })
+}
+
+/// The calling thread's priority: in the idle class, or its nice value in the normal class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadPriority {
+    Idle,
+    Nice(i32),
+}
+
+/// The calling thread's [`ThreadPriority`].
+pub fn current_priority() -> ThreadPriority {
+    if scheduling_class(None) == Some(libc::SCHED_IDLE) {
+        ThreadPriority::Idle
+    } else {
+        ThreadPriority::Nice(getpriority_process(None).unwrap_or(NORMAL))
+    }
 }
 
 /// Sets the calling thread's nice value (on Linux, `PRIO_PROCESS` with no id is the thread).
@@ -156,7 +185,26 @@ fn set_own_nice(nice: i32) -> bool {
     setpriority_process(None, nice).is_ok()
 }
 
-const LOWEST: i32 = 19;
+/// Moves a thread of this process (`None`: the calling one) to a scheduling class (`SCHED_IDLE`
+/// or `SCHED_OTHER`, both with static priority 0); its nice value is kept. Rustix does not wrap
+/// this call.
+#[allow(unsafe_code)]
+fn set_scheduling_class(tid: Option<Pid>, class: libc::c_int) -> bool {
+    let tid = tid.map_or(0, |t| t.as_raw_nonzero().get());
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` that outlives the call, which only reads it.
+    unsafe { libc::sched_setscheduler(tid, class, &param) == 0 }
+}
+
+/// A thread's scheduling class (`None` for the calling thread); `None` if it cannot be read.
+#[allow(unsafe_code)]
+fn scheduling_class(tid: Option<Pid>) -> Option<libc::c_int> {
+    let tid = tid.map_or(0, |t| t.as_raw_nonzero().get());
+    // SAFETY: takes a thread id by value and touches no memory of ours.
+    let class = unsafe { libc::sched_getscheduler(tid) };
+    (class >= 0).then_some(class)
+}
+
 const LOW: i32 = 9;
 const NORMAL: i32 = 0;
 
@@ -164,18 +212,22 @@ const NORMAL: i32 = 0;
 mod tests {
     use super::*;
 
-    fn nice() -> i32 {
-        getpriority_process(None).unwrap()
-    }
-
     #[tokio::test]
     async fn slow_decisions_run_at_a_lower_priority_and_the_thread_is_restored() {
-        let lowered = if can_raise_priority() { 19 } else { 9 };
-        assert_eq!(run_slow(nice).await.unwrap(), lowered);
-        assert_eq!(nice(), 0, "the caller's own thread is left alone");
+        let lowered = if can_raise_priority() {
+            ThreadPriority::Idle
+        } else {
+            ThreadPriority::Nice(LOW)
+        };
+        assert_eq!(run_slow(current_priority).await.unwrap(), lowered);
+        assert_eq!(
+            current_priority(),
+            ThreadPriority::Nice(NORMAL),
+            "the caller's own thread is left alone"
+        );
         // Blocking-pool threads are reused: the next plain blocking task runs at nice 0 again.
-        let after = tokio::task::spawn_blocking(nice).await.unwrap();
-        assert_eq!(after, 0);
+        let after = tokio::task::spawn_blocking(current_priority).await.unwrap();
+        assert_eq!(after, ThreadPriority::Nice(NORMAL));
     }
 
     #[tokio::test]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::getpriority_process;
 use rustix::thread::{CpuSet, sched_setaffinity};
-use switchyard::offload::{STARVED_AFTER, can_raise_priority, run_slow};
+use switchyard::offload::{
+    STARVED_AFTER, ThreadPriority, can_raise_priority, current_priority, run_slow,
+};
 
 fn pin_to_cpu0() {
     let mut cpu0 = CpuSet::new();
@@ -23,9 +24,9 @@ fn unpin() {
     let _ = sched_setaffinity(None, &all);
 }
 
-/// Burns `cpu` of this thread's CPU time on CPU 0; returns the nice value it ended at and the
-/// wall time it took.
-fn decision_burning(cpu: Duration) -> impl FnOnce() -> (i32, Duration) + Send + 'static {
+/// Burns `cpu` of this thread's CPU time on CPU 0; returns the priority it ended at and the wall
+/// time it took.
+fn decision_burning(cpu: Duration) -> impl FnOnce() -> (ThreadPriority, Duration) + Send + 'static {
     move || {
         pin_to_cpu0();
         let wall = Instant::now();
@@ -33,9 +34,9 @@ fn decision_burning(cpu: Duration) -> impl FnOnce() -> (i32, Duration) + Send + 
         while start.elapsed() < cpu {
             std::hint::black_box(0u64);
         }
-        let nice = getpriority_process(None).unwrap();
+        let priority = current_priority();
         unpin();
-        (nice, wall.elapsed())
+        (priority, wall.elapsed())
     }
 }
 
@@ -46,14 +47,15 @@ async fn a_starved_decision_is_raised_and_a_busy_one_is_not() {
         return;
     }
     // Alone on CPU 0, a decision burning four times the starvation window gets the CPU and stays
-    // at nice 19 to the end.
-    let (nice, took) = run_slow(decision_burning(STARVED_AFTER * 4)).await.unwrap();
+    // in the idle class to the end.
+    let (priority, took) = run_slow(decision_burning(STARVED_AFTER * 4)).await.unwrap();
     assert_eq!(
-        nice, 19,
+        priority,
+        ThreadPriority::Idle,
         "a decision that gets the CPU is not raised (took {took:?})"
     );
 
-    // Next to three normal-priority threads spinning on CPU 0, nice 19 gets about a two-hundredth
+    // Next to three normal-priority threads spinning on CPU 0, the idle class gets next to none
     // of it: the waiting request raises the decision to nice 9.
     let stop = Arc::new(AtomicBool::new(false));
     let spinners: Vec<_> = (0..3)
@@ -71,7 +73,11 @@ async fn a_starved_decision_is_raised_and_a_busy_one_is_not() {
     let result = run_slow(decision_burning(Duration::from_millis(3))).await;
     stop.store(true, Ordering::Relaxed);
     spinners.into_iter().for_each(|s| s.join().unwrap());
-    let (nice, took) = result.unwrap();
+    let (priority, took) = result.unwrap();
     eprintln!("the starved decision took {took:?}");
-    assert_eq!(nice, 9, "the starved decision was raised (took {took:?})");
+    assert_eq!(
+        priority,
+        ThreadPriority::Nice(9),
+        "the starved decision was raised (took {took:?})"
+    );
 }
