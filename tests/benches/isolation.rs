@@ -122,7 +122,7 @@ async fn run(mode: Option<(&str, &str)>, attacker_limits: &str) -> Run {
 
 /// Rounds over every configuration; each figure is the median over the rounds, which are
 /// interleaved so that a passing stall of the machine lands in one round of one row, not in a row.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
