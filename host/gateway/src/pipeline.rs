@@ -489,7 +489,8 @@ async fn chat_completions(
         metrics: &shared.metrics,
         tenant: &tenant.name,
     };
-    let delivered = match execute(&plan.targets, &chat, &opts).await {
+    let call = execute(&plan.targets, &chat, &opts);
+    let delivered = match routing::while_upstream_starts(call, decided.teardown).await {
         Ok(d) => d,
         Err(e) => {
             if let GatewayError::AllAttemptsFailed { attempts, .. }

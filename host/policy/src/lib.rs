@@ -10,8 +10,8 @@
 //! - process: one [`PolicyEngine`] (wasmtime `Engine`, `Linker`, the epoch ticker thread);
 //! - load: one [`CompiledPolicy`] per policy file (compiled component and its `InstancePre`,
 //!   type-checked against the contract when it is loaded);
-//! - decision: a fresh `Store` and instance per call, thrown away afterwards, so nothing survives
-//!   between requests or crosses tenants.
+//! - decision: a fresh `Store` and instance per call, thrown away afterwards (when the caller
+//!   drops its [`SpentInstance`]), so nothing survives between requests or crosses tenants.
 
 mod bindings;
 mod cache;
@@ -26,5 +26,5 @@ pub use cache::ArtifactCache;
 pub use engine::{EngineSettings, PolicyEngine};
 pub use error::{FailureKind, LoadError, PolicyFailure};
 pub use limits::SandboxLimits;
-pub use policy::{CallContext, CompiledPolicy, Outcome, PolicyHash};
+pub use policy::{CallContext, CompiledPolicy, Outcome, PolicyHash, SpentInstance};
 pub use state::PolicyLogLine;

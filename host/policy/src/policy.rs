@@ -71,12 +71,39 @@ pub struct CallContext {
 }
 
 /// What a successful call returned, with the lines the policy logged if they were captured.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome<T> {
     /// The export's return value.
     pub value: T,
     /// Captured log lines (empty unless [`CallContext::capture_logs`]).
     pub logs: Vec<PolicyLogLine>,
+    /// The instance the call ran in, torn down when this is dropped.
+    pub instance: SpentInstance,
+}
+
+/// An instance whose call has returned. Nothing can call it again; dropping it tears it down:
+/// the `Store` goes and its pooled memory is reset for the next instance (dirty pages found with
+/// `PAGEMAP_SCAN` and zeroed), a third of a warm decision's time (about 4 of 10 µs) and more
+/// after an idle gap. A caller on a latency path keeps it until its own work has left (the
+/// gateway: until the upstream request is on its way) and tears it down then; the work is the
+/// same, it only stops delaying the request. Until then it holds a slot of the instance pool.
+pub struct SpentInstance(Store<PolicyState>);
+
+impl SpentInstance {
+    /// Tears the instance down now and says how long that took.
+    pub fn tear_down(self) -> Duration {
+        let started = Instant::now();
+        drop(self);
+        started.elapsed()
+    }
+}
+
+impl fmt::Debug for SpentInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpentInstance")
+            .field("tenant", &self.0.data().tenant)
+            .finish()
+    }
 }
 
 /// A policy component, compiled and type-checked against the contract, ready to instantiate.
@@ -260,7 +287,8 @@ impl CompiledPolicy {
         }
         Ok(Outcome {
             value: decision,
-            logs: store.into_data().captured.unwrap_or_default(),
+            logs: store.data_mut().captured.take().unwrap_or_default(),
+            instance: SpentInstance(store),
         })
     }
 
@@ -284,7 +312,8 @@ impl CompiledPolicy {
             })?;
         Ok(Outcome {
             value: verdict,
-            logs: store.into_data().captured.unwrap_or_default(),
+            logs: store.data_mut().captured.take().unwrap_or_default(),
+            instance: SpentInstance(store),
         })
     }
 }
