@@ -132,17 +132,18 @@ pub struct Decided<'a> {
 }
 
 /// An inline decision's spent instance and the tenant's turn, kept until the request has left for
-/// its upstream. Tearing an instance down (its pooled memory reset) takes 4 of a warm decision's
-/// 10 µs here and 40 of the 166 µs of one after an idle gap; on the request's path it delayed the
-/// upstream call by that much. The decision is charged to the tenant when the teardown is done,
-/// with the teardown's time included, so a policy whose instances are costly to tear down (one
-/// that dirties all of its memory) still crosses the offload line, and the tenant's turn is held
-/// until then, so its concurrency limit covers the teardown too. Offloaded decisions tear down on
-/// their pool thread instead, at low priority.
+/// its upstream. Then the instance is torn down (its pooled memory reset: 4 of a warm decision's
+/// 10 µs here, 40 of the 166 µs of one after an idle gap) and the policy's next instance made
+/// ([`switchyard_policy::CompiledPolicy::prepare`]: 2.7 µs warm, about 70 after an idle gap):
+/// on the request's path both delayed its upstream call. The decision is charged to the tenant
+/// then, with both included, so a policy whose instances are costly to make or tear down still
+/// crosses the offload line; the tenant's turn is held until then, so that its concurrency limit
+/// covers them too. Offloaded decisions do both on their pool thread instead, at low priority.
 pub struct PendingTeardown<'a> {
     instance: Option<SpentInstance>,
     scheduler: &'a DecisionScheduler,
-    tenant: Arc<str>,
+    tenant: Arc<Tenant>,
+    ctx: CallContext,
     call_time: Duration,
     _turn: Turn,
 }
@@ -153,8 +154,12 @@ impl Drop for PendingTeardown<'_> {
             .instance
             .take()
             .map_or(Duration::ZERO, SpentInstance::tear_down);
-        self.scheduler
-            .charge(&self.tenant, self.call_time + teardown, false);
+        let prepare = self.tenant.policy.compiled.prepare(&self.ctx);
+        self.scheduler.charge(
+            &self.tenant.name,
+            self.call_time + teardown + prepare,
+            false,
+        );
     }
 }
 
@@ -220,7 +225,8 @@ pub async fn decide<'a>(
                     yield_each_tick: offload,
                 };
                 let policy = tenant.clone();
-                let decide = move || policy.policy.compiled.decide(&ctx, &summary);
+                let call_ctx = ctx.clone();
+                let decide = move || policy.policy.compiled.decide(&call_ctx, &summary);
                 // An inline decision is charged by wall time, not the thread's CPU clock:
                 // reading that clock is a system call that cost 2-4 µs under load here (a fifth
                 // of a decision), while a synchronous decision's wall time equals its CPU time
@@ -238,15 +244,20 @@ pub async fn decide<'a>(
                             )),
                             Duration::ZERO,
                         ),
-                        Some(_place) => crate::offload::run_slow(move || {
-                            let started = cpu_time::ThreadTime::now();
-                            // Torn down here, at low priority, and charged with the call.
-                            let result = decide().map(|outcome| {
-                                outcome.instance.tear_down();
-                                outcome.value
-                            });
-                            (result, started.elapsed())
-                        })
+                        Some(_place) => {
+                            let policy = tenant.clone();
+                            crate::offload::run_slow(move || {
+                                let started = cpu_time::ThreadTime::now();
+                                // Torn down, and the next instance made, here at low priority;
+                                // charged with the call.
+                                let result = decide().map(|outcome| {
+                                    outcome.instance.tear_down();
+                                    policy.policy.compiled.prepare(&ctx);
+                                    outcome.value
+                                });
+                                (result, started.elapsed())
+                            })
+                        }
                         .await
                         .map_err(|e| GatewayError::Internal(e.to_string()))?,
                     };
@@ -266,7 +277,8 @@ pub async fn decide<'a>(
                             teardown = Some(PendingTeardown {
                                 instance: Some(instance),
                                 scheduler,
-                                tenant: tenant.name.clone(),
+                                tenant: tenant.clone(),
+                                ctx,
                                 call_time,
                                 _turn: turn,
                             });

@@ -12,7 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::bindings::{Policy, PolicyPre};
 use crate::cache::ArtifactCache;
 use crate::error::LoadError;
-use crate::policy::{CompiledPolicy, PolicyHash};
+use crate::policy::{CompiledPolicy, EngineParts, PolicyHash, ReadyPlaces};
 use crate::state::PolicyState;
 
 /// How the engine is built. One set per process.
@@ -179,6 +179,7 @@ struct EngineInner {
     settings: EngineSettings,
     cache: Option<ArtifactCache>,
     ticker: EpochTicker,
+    ready_places: Arc<ReadyPlaces>,
 }
 
 impl PolicyEngine {
@@ -234,9 +235,13 @@ impl PolicyEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
-                settings,
                 cache,
                 ticker,
+                // A quarter of the pool: the rest stays for decisions that find no instance
+                // waiting (another decision of the policy took it, or there are more policies
+                // than places).
+                ready_places: ReadyPlaces::new(settings.concurrent_instances as usize / 4),
+                settings,
             }),
         })
     }
@@ -289,10 +294,13 @@ impl PolicyEngine {
             name,
             hash,
             size,
-            self.inner.engine.clone(),
             pre,
-            self.inner.settings.epoch_tick,
-            self.inner.ticker.activity.clone(),
+            EngineParts {
+                engine: self.inner.engine.clone(),
+                epoch_tick: self.inner.settings.epoch_tick,
+                epoch_activity: self.inner.ticker.activity.clone(),
+                ready_places: self.inner.ready_places.clone(),
+            },
         ))
     }
 }

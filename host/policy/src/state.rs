@@ -50,6 +50,20 @@ impl PolicyState {
             stopped_because: None,
         }
     }
+
+    /// Makes a store that was instantiated ahead of time ready for a call: whose call it is and
+    /// whether to capture its log lines. What instantiation used (memory) stays counted.
+    pub(crate) fn begin_call(
+        &mut self,
+        tenant: Arc<str>,
+        request_id: Arc<str>,
+        capture_logs: bool,
+    ) {
+        self.tenant = tenant;
+        self.request_id = request_id;
+        self.captured = capture_logs.then(Vec::new);
+        self.stopped_because = None;
+    }
 }
 
 // === impl ResourceLimiter ===
