@@ -9,9 +9,11 @@
 //! concurrent deadline-burning decisions, because a running low-priority thread kept its CPU
 //! until its time slice ended while a woken request waited; yielding at 1 ms ticks gave 2.0x, at
 //! 100 µs ticks 1.1x. Against the nice values the same yields were tried with: next to a tenant
-//! whose every decision is slow but within budget (0.9 ms), `SCHED_IDLE` measured 1.38-1.39x
-//! where nice 19 measured 1.51-1.62x (and nice 9 about 2x next to a loop): a waking normal thread
-//! preempts an idle-class one at once, where it waits for a nice-19 one's protected slice.
+//! whose every decision is slow but within budget (0.9 ms at nice 19), paired runs of that row
+//! alone measured 1.38-1.39x in `SCHED_IDLE` against 1.51-1.53x at nice 19 (and nice 9 about 2x
+//! next to a loop): a waking normal thread preempts an idle-class one at once, where it waits for
+//! a nice-19 one's protected slice. (In full runs of the bench every row moves by ±0.2, so this
+//! is the better-founded choice more than a large measured gain.)
 //!
 //! The idle class starves, though: on a machine saturated by normal-priority work (the test
 //! suite on two cores) a decision sent here that is merely slow gets no CPU at all and fails at

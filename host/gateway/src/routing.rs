@@ -124,7 +124,7 @@ pub fn summarise(
 pub struct Decided<'a> {
     pub plan: RoutePlan,
     /// From the start of `decide` to the checked plan: waiting for a turn and the call, not the
-    /// teardown of the instance.
+    /// teardown of the instance nor the making of the next one.
     pub decision_time: Duration,
     /// The inline decision's instance, to tear down once the upstream call is on its way (see
     /// [`while_upstream_starts`]); dropping it anywhere is correct.

@@ -9,7 +9,7 @@
 //!   it waits for the refill, and one that would wait too long is refused as `throttled` (its
 //!   failure outcome applies);
 //! - a tenant whose decisions are slow on average (above `offload_above`) runs them on the
-//!   low-priority pool in [`crate::offload`], so they never hold up the async workers serving
+//!   lowest-priority pool in [`crate::offload`], so they never hold up the async workers serving
 //!   everyone else and take little CPU that others wait for; fast decisions (a compiled policy
 //!   takes about ten microseconds) stay inline, where they are cheapest;
 //! - decisions of a tenant that was recently stopped at its deadline (a burner) leave a core
@@ -59,7 +59,8 @@ impl Default for SchedulerSettings {
 /// tenant queued that way was throttled).
 ///
 /// Measured with the isolation bench on two cores (a well-behaved tenant's p99 next to a tenant
-/// whose every decision loops until its deadline, at nice 19 and yielding every 100 µs): with
+/// whose every decision loops until its deadline, at nice 19 then, now in the idle class, and
+/// yielding every 100 µs): with
 /// four of those decisions running at once, 6.6-8.1x its p99 alone; with two, 1.4x; with one,
 /// 1.1x. Once every core holds a low-priority thread, a woken request waits for one of them to
 /// reach the end of its protected time slice, up to a scheduler tick; with a core left, it runs

@@ -10,8 +10,9 @@ use std::time::Duration;
 pub struct SandboxLimits {
     /// Linear memory the instance may grow to, in bytes, summed over its memories.
     pub memory_bytes: usize,
-    /// CPU-time budget for one call (instantiation plus the export), measured on the calling
-    /// thread and checked at every epoch tick (so enforced within one tick).
+    /// CPU-time budget for one call (instantiation plus the export, or, for an instance made
+    /// ahead with `CompiledPolicy::prepare`, each on its own), measured on the calling thread and
+    /// checked at every epoch tick (so enforced within one tick).
     pub deadline: Duration,
     /// Calls to the `log` import per decision before the call traps.
     pub max_log_calls: u32,
