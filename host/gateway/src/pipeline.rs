@@ -385,229 +385,236 @@ async fn chat_completions(
     ))
     .await?;
     log.decision = Some(decided.decision_time);
+    let decision_time = decided.decision_time;
     let plan = decided.plan;
-    log.tags = plan.tags.clone();
+    // The rest of the request runs while the decision's instance waits to be torn down (and the
+    // policy's next one made): that happens as soon as the request first waits, for the cache,
+    // the budget store or the upstream, so neither a slow Redis nor a long upstream call keeps
+    // the tenant's turn or a pool slot.
+    let rest = async {
+        log.tags = plan.tags.clone();
 
-    // The cache, read side: an entry for any model of the route counts, in the route's order,
-    // so a response a fallback produced is reused while the primary keeps failing.
-    let primary = plan
-        .targets
-        .first()
-        .map(|t| t.model.clone())
-        .unwrap_or_default();
-    let reads = matches!(plan.cache, CacheMode::ReadOnly | CacheMode::ReadWrite);
-    let writes = matches!(plan.cache, CacheMode::WriteOnly | CacheMode::ReadWrite);
-    let key = if reads || writes {
-        CacheKey::new(&tenant.name, &primary, &chat, &plan.overrides)
-    } else {
-        None
-    };
-    if reads && key.is_some() {
-        log.cache = CacheOutcome::Miss;
-        let mut models: Vec<&str> = Vec::new();
-        for t in &plan.targets {
-            if !models.contains(&t.model.as_str()) {
-                models.push(&t.model);
-            }
-        }
-        for model in models {
-            let Some(k) = (if model == primary {
-                key
-            } else {
-                CacheKey::new(&tenant.name, model, &chat, &plan.overrides)
-            }) else {
-                continue;
-            };
-            let lookup = crate::stage_span!(
-                "cache.lookup",
-                model = model,
-                outcome = tracing::field::Empty,
-            );
-            let found = shared.cache.get(&k).instrument(lookup.clone()).await;
-            lookup.record(
-                "outcome",
-                match &found {
-                    Ok(Some(_)) => "hit",
-                    Ok(None) => "miss",
-                    Err(()) => "error",
-                },
-            );
-            match found {
-                Ok(Some(hit)) => {
-                    log.cache = CacheOutcome::Hit;
-                    return respond_from_cache(
-                        snapshot,
-                        &chat,
-                        &hit,
-                        &plan,
-                        decided.decision_time,
-                        log,
-                    );
-                }
-                Ok(None) => {}
-                Err(()) => {
-                    log.cache = CacheOutcome::Bypass;
-                    break;
+        // The cache, read side: an entry for any model of the route counts, in the route's order,
+        // so a response a fallback produced is reused while the primary keeps failing.
+        let primary = plan
+            .targets
+            .first()
+            .map(|t| t.model.clone())
+            .unwrap_or_default();
+        let reads = matches!(plan.cache, CacheMode::ReadOnly | CacheMode::ReadWrite);
+        let writes = matches!(plan.cache, CacheMode::WriteOnly | CacheMode::ReadWrite);
+        let key = if reads || writes {
+            CacheKey::new(&tenant.name, &primary, &chat, &plan.overrides)
+        } else {
+            None
+        };
+        if reads && key.is_some() {
+            log.cache = CacheOutcome::Miss;
+            let mut models: Vec<&str> = Vec::new();
+            for t in &plan.targets {
+                if !models.contains(&t.model.as_str()) {
+                    models.push(&t.model);
                 }
             }
-        }
-    }
-    let ttl = shared.cache.ttl(plan.cache_ttl_seconds);
-
-    // Hold the request's worst-case cost against the tenant's budgets until it is settled.
-    let output_tokens = plan
-        .overrides
-        .max_output_tokens
-        .map_or(output_tokens, |cap| cap.min(output_tokens));
-    let estimate = plan
-        .targets
-        .iter()
-        .filter_map(|t| snapshot.config.models.get(&t.model))
-        .map(|price| {
-            let usage = Usage {
-                prompt_tokens: chat.stats.estimated_input_tokens,
-                cached_prompt_tokens: 0,
-                completion_tokens: output_tokens,
-            };
-            cost_usd(&usage, price)
-        })
-        .fold(0.0, f64::max);
-    let reservation = shared
-        .accounts
-        .reserve(&tenant.name, quota, estimate)
-        .await
-        .map_err(GatewayError::Refused)?;
-
-    let opts = ExecOptions {
-        request_id: id,
-        overrides: plan.overrides.clone(),
-        deadline,
-        redactor: &snapshot.redactor,
-        incoming_headers: &headers,
-        breakers: &shared.breakers,
-        retry_budget: &shared.retry_budget,
-        metrics: &shared.metrics,
-        tenant: &tenant.name,
-    };
-    let call = execute(&plan.targets, &chat, &opts);
-    let delivered = match routing::while_upstream_starts(call, decided.teardown).await {
-        Ok(d) => d,
-        Err(e) => {
-            if let GatewayError::AllAttemptsFailed { attempts, .. }
-            | GatewayError::UpstreamRejected { attempts, .. } = &e
-            {
-                log.attempts = attempts.len();
-            }
-            return Err(e);
-        }
-    };
-    log.model = Some(delivered.model.clone());
-    log.upstream = Some(delivered.upstream.name.clone());
-    log.attempts = delivered.attempts.len();
-    log.upstream_wait = delivered.upstream_time;
-    log.first_byte = Some(log.started.elapsed());
-    // The cache, write side: the entry is filed under the model that actually answered.
-    let write_key = match (writes, &key) {
-        (false, _) => None,
-        (true, Some(k)) if delivered.model == primary => Some(*k),
-        (true, _) => CacheKey::new(&tenant.name, &delivered.model, &chat, &plan.overrides),
-    };
-
-    let mut builder = route_headers(
-        Response::builder().status(StatusCode::OK),
-        &plan,
-        decided.decision_time,
-    )
-    .header(headers::MODEL, delivered.model.as_str())
-    .header(headers::UPSTREAM, &*delivered.upstream.name)
-    .header(headers::ATTEMPTS, delivered.attempts.len())
-    .header(headers::CACHE, log.cache.as_str());
-    if delivered.upstream.is_simulated() {
-        builder = builder.header(headers::SIMULATED, "true");
-    }
-    let price = snapshot.config.models.get(&delivered.model).cloned();
-
-    match delivered.body {
-        DeliveredBody::Full { body, usage } => {
-            log.usage = usage;
-            if let (Some(usage), Some(price)) = (usage, &price) {
-                let cost = cost_usd(&usage, price);
-                log.cost_usd = Some(cost);
-                builder = builder.header(headers::COST_USD, format!("{cost:.10}"));
-            }
-            // Without usage from the provider, the estimate is what the tenant is charged.
-            reservation.settle(log.cost_usd.unwrap_or(estimate));
-            if let Some(key) = write_key {
-                let entry = CachedResponse {
-                    model: delivered.model.clone(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
+            for model in models {
+                let Some(k) = (if model == primary {
+                    key
+                } else {
+                    CacheKey::new(&tenant.name, model, &chat, &plan.overrides)
+                }) else {
+                    continue;
                 };
-                let shared = shared.clone();
-                let store = crate::stage_span!("cache.store", model = %entry.model);
-                tokio::spawn(
-                    async move { shared.cache.put(key, entry, ttl).instrument(store).await },
+                let lookup = crate::stage_span!(
+                    "cache.lookup",
+                    model = model,
+                    outcome = tracing::field::Empty,
                 );
-            }
-            builder
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(body).boxed_unsync())
-                .map_err(|e| GatewayError::Internal(e.to_string()))
-        }
-        DeliveredBody::Stream(start) => {
-            let limits = RelayLimits {
-                idle: delivered.upstream.config.idle_timeout,
-                deadline,
-                strip_usage_chunks: !chat.wants_stream_usage(),
-                assemble: write_key.is_some(),
-                drain_expired: shared.drain_expired.subscribe(),
-            };
-            shared.metrics.open_streams.inc();
-            let mut stream_log = log.defer();
-            stream_log.status = 200;
-            let (shared, upstream, model) = (
-                shared.clone(),
-                delivered.upstream.name.clone(),
-                delivered.model.clone(),
-            );
-            // The request's span stays open until the stream ends, so its duration in a trace is
-            // the stream's.
-            let request_span = tracing::Span::current();
-            let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
-                if matches!(end.outcome, relay::StreamOutcome::Failed(_)) {
-                    // A provider that breaks streams is failing, even if it started them fine.
-                    shared.breakers.record(&upstream, &model, true);
+                let found = shared.cache.get(&k).instrument(lookup.clone()).await;
+                lookup.record(
+                    "outcome",
+                    match &found {
+                        Ok(Some(_)) => "hit",
+                        Ok(None) => "miss",
+                        Err(()) => "error",
+                    },
+                );
+                match found {
+                    Ok(Some(hit)) => {
+                        log.cache = CacheOutcome::Hit;
+                        return respond_from_cache(
+                            snapshot,
+                            &chat,
+                            &hit,
+                            &plan,
+                            decision_time,
+                            log,
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(()) => {
+                        log.cache = CacheOutcome::Bypass;
+                        break;
+                    }
                 }
-                // Only a stream that finished is stored; a cut or failed one never is.
-                if let (Some(key), Some(completion)) = (write_key, &end.assembled) {
+            }
+        }
+        let ttl = shared.cache.ttl(plan.cache_ttl_seconds);
+
+        // Hold the request's worst-case cost against the tenant's budgets until it is settled.
+        let output_tokens = plan
+            .overrides
+            .max_output_tokens
+            .map_or(output_tokens, |cap| cap.min(output_tokens));
+        let estimate = plan
+            .targets
+            .iter()
+            .filter_map(|t| snapshot.config.models.get(&t.model))
+            .map(|price| {
+                let usage = Usage {
+                    prompt_tokens: chat.stats.estimated_input_tokens,
+                    cached_prompt_tokens: 0,
+                    completion_tokens: output_tokens,
+                };
+                cost_usd(&usage, price)
+            })
+            .fold(0.0, f64::max);
+        let reservation = shared
+            .accounts
+            .reserve(&tenant.name, quota, estimate)
+            .await
+            .map_err(GatewayError::Refused)?;
+
+        let opts = ExecOptions {
+            request_id: id,
+            overrides: plan.overrides.clone(),
+            deadline,
+            redactor: &snapshot.redactor,
+            incoming_headers: &headers,
+            breakers: &shared.breakers,
+            retry_budget: &shared.retry_budget,
+            metrics: &shared.metrics,
+            tenant: &tenant.name,
+        };
+        let delivered = match execute(&plan.targets, &chat, &opts).await {
+            Ok(d) => d,
+            Err(e) => {
+                if let GatewayError::AllAttemptsFailed { attempts, .. }
+                | GatewayError::UpstreamRejected { attempts, .. } = &e
+                {
+                    log.attempts = attempts.len();
+                }
+                return Err(e);
+            }
+        };
+        log.model = Some(delivered.model.clone());
+        log.upstream = Some(delivered.upstream.name.clone());
+        log.attempts = delivered.attempts.len();
+        log.upstream_wait = delivered.upstream_time;
+        log.first_byte = Some(log.started.elapsed());
+        // The cache, write side: the entry is filed under the model that actually answered.
+        let write_key = match (writes, &key) {
+            (false, _) => None,
+            (true, Some(k)) if delivered.model == primary => Some(*k),
+            (true, _) => CacheKey::new(&tenant.name, &delivered.model, &chat, &plan.overrides),
+        };
+
+        let mut builder = route_headers(
+            Response::builder().status(StatusCode::OK),
+            &plan,
+            decision_time,
+        )
+        .header(headers::MODEL, delivered.model.as_str())
+        .header(headers::UPSTREAM, &*delivered.upstream.name)
+        .header(headers::ATTEMPTS, delivered.attempts.len())
+        .header(headers::CACHE, log.cache.as_str());
+        if delivered.upstream.is_simulated() {
+            builder = builder.header(headers::SIMULATED, "true");
+        }
+        let price = snapshot.config.models.get(&delivered.model).cloned();
+
+        match delivered.body {
+            DeliveredBody::Full { body, usage } => {
+                log.usage = usage;
+                if let (Some(usage), Some(price)) = (usage, &price) {
+                    let cost = cost_usd(&usage, price);
+                    log.cost_usd = Some(cost);
+                    builder = builder.header(headers::COST_USD, format!("{cost:.10}"));
+                }
+                // Without usage from the provider, the estimate is what the tenant is charged.
+                reservation.settle(log.cost_usd.unwrap_or(estimate));
+                if let Some(key) = write_key {
                     let entry = CachedResponse {
-                        model: model.clone(),
-                        body: completion.to_string(),
+                        model: delivered.model.clone(),
+                        body: String::from_utf8_lossy(&body).into_owned(),
                     };
                     let shared = shared.clone();
-                    let store = crate::stage_span!(
-                        parent: &request_span,
-                        "cache.store",
-                        model = %entry.model,
-                    );
+                    let store = crate::stage_span!("cache.store", model = %entry.model);
                     tokio::spawn(async move {
                         shared.cache.put(key, entry, ttl).instrument(store).await
                     });
                 }
-                let cost = match (end.usage, &price) {
-                    (Some(u), Some(p)) => cost_usd(&u, p),
-                    _ => estimate,
+                builder
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body).boxed_unsync())
+                    .map_err(|e| GatewayError::Internal(e.to_string()))
+            }
+            DeliveredBody::Stream(start) => {
+                let limits = RelayLimits {
+                    idle: delivered.upstream.config.idle_timeout,
+                    deadline,
+                    strip_usage_chunks: !chat.wants_stream_usage(),
+                    assemble: write_key.is_some(),
+                    drain_expired: shared.drain_expired.subscribe(),
                 };
-                reservation.settle(cost);
-                stream_log.finish_stream(end, price.as_ref());
-                drop(request_span);
-            });
-            builder
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(body.boxed_unsync())
-                .map_err(|e| GatewayError::Internal(e.to_string()))
+                shared.metrics.open_streams.inc();
+                let mut stream_log = log.defer();
+                stream_log.status = 200;
+                let (shared, upstream, model) = (
+                    shared.clone(),
+                    delivered.upstream.name.clone(),
+                    delivered.model.clone(),
+                );
+                // The request's span stays open until the stream ends, so its duration in a trace is
+                // the stream's.
+                let request_span = tracing::Span::current();
+                let body = relay::into_body(start, limits, snapshot.redactor.clone(), move |end| {
+                    if matches!(end.outcome, relay::StreamOutcome::Failed(_)) {
+                        // A provider that breaks streams is failing, even if it started them fine.
+                        shared.breakers.record(&upstream, &model, true);
+                    }
+                    // Only a stream that finished is stored; a cut or failed one never is.
+                    if let (Some(key), Some(completion)) = (write_key, &end.assembled) {
+                        let entry = CachedResponse {
+                            model: model.clone(),
+                            body: completion.to_string(),
+                        };
+                        let shared = shared.clone();
+                        let store = crate::stage_span!(
+                            parent: &request_span,
+                            "cache.store",
+                            model = %entry.model,
+                        );
+                        tokio::spawn(async move {
+                            shared.cache.put(key, entry, ttl).instrument(store).await
+                        });
+                    }
+                    let cost = match (end.usage, &price) {
+                        (Some(u), Some(p)) => cost_usd(&u, p),
+                        _ => estimate,
+                    };
+                    reservation.settle(cost);
+                    stream_log.finish_stream(end, price.as_ref());
+                    drop(request_span);
+                });
+                builder
+                    .header(header::CONTENT_TYPE, "text/event-stream")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(body.boxed_unsync())
+                    .map_err(|e| GatewayError::Internal(e.to_string()))
+            }
         }
-    }
+    };
+    routing::tear_down_once_waiting(rest, decided.teardown).await
 }
 
 /// Headers that describe the route: decision time, tags, and a policy failure if one happened.

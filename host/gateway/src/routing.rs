@@ -123,22 +123,25 @@ pub fn summarise(
 /// A decided plan and how long the policy took.
 pub struct Decided<'a> {
     pub plan: RoutePlan,
-    /// From the start of `decide` to the checked plan: waiting for a turn and the call, not the
-    /// teardown of the instance nor the making of the next one.
+    /// From the start of `decide` to the policy's answer: waiting for a turn and the call; for an
+    /// inline decision not the teardown of the instance nor the making of the next one, which an
+    /// offloaded decision does on its pool thread before it answers.
     pub decision_time: Duration,
-    /// The inline decision's instance, to tear down once the upstream call is on its way (see
-    /// [`while_upstream_starts`]); dropping it anywhere is correct.
+    /// The inline decision's instance, to tear down once the request first waits (see
+    /// [`tear_down_once_waiting`]); dropping it anywhere is correct.
     pub teardown: Option<PendingTeardown<'a>>,
 }
 
-/// An inline decision's spent instance and the tenant's turn, kept until the request has left for
-/// its upstream. Then the instance is torn down (its pooled memory reset: 4 of a warm decision's
+/// An inline decision's spent instance and the tenant's turn, kept until the request first waits
+/// (normally for its upstream). Then the instance is torn down (its pooled memory reset: 4 of a warm decision's
 /// 10 µs here, 40 of the 166 µs of one after an idle gap) and the policy's next instance made
 /// ([`switchyard_policy::CompiledPolicy::prepare`]: 2.7 µs warm, about 70 after an idle gap):
 /// on the request's path both delayed its upstream call. The decision is charged to the tenant
 /// then, with both included, so a policy whose instances are costly to make or tear down still
 /// crosses the offload line; the tenant's turn is held until then, so that its concurrency limit
-/// covers them too. Offloaded decisions do both on their pool thread instead, at low priority.
+/// covers them too. Offloaded decisions do both on their pool thread instead, at low priority,
+/// before they answer: their requests still wait for it (an interpreted policy's next instance
+/// takes as long as its call), which handing the answer back first would save.
 pub struct PendingTeardown<'a> {
     instance: Option<SpentInstance>,
     scheduler: &'a DecisionScheduler,
@@ -154,27 +157,28 @@ impl Drop for PendingTeardown<'_> {
             .instance
             .take()
             .map_or(Duration::ZERO, SpentInstance::tear_down);
-        let prepare = self.tenant.policy.compiled.prepare(&self.ctx);
+        let prepared = self.tenant.policy.compiled.prepare(&self.ctx);
         self.scheduler.charge(
             &self.tenant.name,
-            self.call_time + teardown + prepare,
+            self.call_time + teardown + prepared.took,
             false,
         );
     }
 }
 
-/// Runs `call` (the upstream attempt) and meanwhile tears down the decision's instance (drops
-/// `teardown`, a [`PendingTeardown`]): after the call's first poll has handed the request to its
-/// connection task and yielded, which wakes that task ahead of this one, so the request is
-/// written before the teardown runs, and the teardown does not wait for the response.
-pub async fn while_upstream_starts<F: Future, T>(call: F, teardown: Option<T>) -> F::Output {
+/// Runs `work` (the rest of the request) and drops `teardown` (a [`PendingTeardown`]) as soon as
+/// `work` first waits: on the next pass of the scheduler after its first poll returned pending.
+/// When that wait is the upstream call, the request has been handed to its connection task, which
+/// that hand-over woke ahead of this task, so the request is written before the teardown runs;
+/// when it is the cache or the budget store (Redis), the teardown runs during that round trip.
+pub async fn tear_down_once_waiting<F: Future, T>(work: F, teardown: Option<T>) -> F::Output {
     let tear_down = async move {
         if let Some(teardown) = teardown {
             tokio::task::yield_now().await;
             drop(teardown);
         }
     };
-    tokio::join!(call, tear_down).0
+    tokio::join!(work, tear_down).0
 }
 
 /// Runs the tenant's policy and checks the result. A policy failure (or a decision the host
@@ -599,7 +603,7 @@ mod tests {
                     to_connection.send(reply).await.unwrap();
                     response.await.unwrap();
                 };
-                while_upstream_starts(call, Some(Marker(log, "torn down"))).await;
+                tear_down_once_waiting(call, Some(Marker(log, "torn down"))).await;
             }
         });
         request.await.unwrap();

@@ -118,7 +118,7 @@ fn run_n(
         let decided = t.elapsed();
         std::hint::black_box(&d.value);
         let teardown = d.instance.tear_down();
-        let prepare = policy.prepare(&ctx);
+        let prepare = policy.prepare(&ctx).took;
         samples.push(decided);
         teardowns.push(teardown);
         prepares.push(prepare);

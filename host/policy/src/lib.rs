@@ -26,5 +26,5 @@ pub use cache::ArtifactCache;
 pub use engine::{EngineSettings, PolicyEngine};
 pub use error::{FailureKind, LoadError, PolicyFailure};
 pub use limits::SandboxLimits;
-pub use policy::{CallContext, CompiledPolicy, Outcome, PolicyHash, SpentInstance};
+pub use policy::{CallContext, CompiledPolicy, Outcome, PolicyHash, Prepared, SpentInstance};
 pub use state::PolicyLogLine;

@@ -1,7 +1,7 @@
 //! A compiled policy and the per-decision call path.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,17 @@ pub struct CompiledPolicy {
     /// An instance made ahead of the next decision (see [`CompiledPolicy::prepare`]).
     ready: Mutex<Option<ReadyInstance>>,
     ready_places: Arc<ReadyPlaces>,
+    /// Decisions that ran on an instance made ahead.
+    ready_used: AtomicU64,
+}
+
+/// What [`CompiledPolicy::prepare`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    /// An instance was made and now waits for the next decision.
+    pub made: bool,
+    /// How long it took (an instantiation that failed included).
+    pub took: Duration,
 }
 
 /// A fresh instance, instantiated but never called, waiting for the next decision of its policy.
@@ -215,6 +226,7 @@ impl CompiledPolicy {
             from_cache: false,
             ready: Mutex::new(None),
             ready_places,
+            ready_used: AtomicU64::new(0),
         }
     }
 
@@ -330,32 +342,48 @@ impl CompiledPolicy {
     /// gateway, with the teardown of the decision's instance). The instance is as fresh as one
     /// made in the decision (never called; nothing of any request is in it) and serves exactly
     /// one decision, of any tenant with the same limits. Instantiating takes 2.7 of a warm
-    /// decision's 10 µs here and about 70 of the 166 µs of one after an idle gap. Returns how
-    /// long it took (zero if there was nothing to do); a failure is left for the decision to
-    /// meet and report.
-    pub fn prepare(&self, ctx: &CallContext) -> Duration {
+    /// decision's 10 µs here and about 70 of the 166 µs of one after an idle gap. Nothing is done
+    /// while an instance waits or every place is taken; a failed instantiation (which runs
+    /// under `ctx`'s deadline and memory cap) is left for the decision to meet and report.
+    pub fn prepare(&self, ctx: &CallContext) -> Prepared {
         let started = Instant::now();
+        let nothing = Prepared {
+            made: false,
+            took: Duration::ZERO,
+        };
         if self.lock_ready().is_some() {
-            return Duration::ZERO;
+            return nothing;
         }
         let Some(place) = self.ready_places.take() else {
-            return Duration::ZERO;
+            return nothing;
         };
         // Not under the lock: a decision that comes meanwhile instantiates its own instead of
         // waiting (an interpreted policy's instantiation takes milliseconds).
         let _ticking = self.epoch_activity.enter(ctx.yield_each_tick);
         let mut store = self.store(ctx);
-        if let Ok(policy) = self.pre.instantiate(&mut store) {
-            let instance = ReadyInstance {
-                store,
-                policy,
-                limits: ctx.limits.clone(),
-                _place: place,
-            };
-            // Another `prepare` may have filled it meanwhile; the later instance is then dropped.
-            self.lock_ready().get_or_insert(instance);
+        let made = match self.pre.instantiate(&mut store) {
+            Ok(policy) => {
+                let instance = ReadyInstance {
+                    store,
+                    policy,
+                    limits: ctx.limits.clone(),
+                    _place: place,
+                };
+                // Another `prepare` may have filled it meanwhile; this instance is then dropped.
+                self.lock_ready().get_or_insert(instance);
+                true
+            }
+            Err(_) => false,
+        };
+        Prepared {
+            made,
+            took: started.elapsed(),
         }
-        started.elapsed()
+    }
+
+    /// How many decisions so far ran on an instance [`Self::prepare`] made.
+    pub fn decisions_on_prepared_instances(&self) -> u64 {
+        self.ready_used.load(Ordering::Relaxed)
     }
 
     fn lock_ready(&self) -> std::sync::MutexGuard<'_, Option<ReadyInstance>> {
@@ -363,11 +391,18 @@ impl CompiledPolicy {
     }
 
     /// The waiting instance, ready for a call under `ctx`, if there is one made under its limits.
+    /// One made under other limits stays for the call it fits (tenants that share a policy can
+    /// have different limits; taking and dropping it would make them tear down each other's
+    /// instances on every decision).
     fn take_ready(&self, ctx: &CallContext) -> Option<(Store<PolicyState>, Policy)> {
-        let ready = self.lock_ready().take()?;
-        if ready.limits != ctx.limits {
-            return None;
-        }
+        let ready = {
+            let mut waiting = self.lock_ready();
+            if !waiting.as_ref().is_some_and(|r| r.limits == ctx.limits) {
+                return None;
+            }
+            waiting.take()?
+        };
+        self.ready_used.fetch_add(1, Ordering::Relaxed);
         let ReadyInstance {
             mut store, policy, ..
         } = ready;

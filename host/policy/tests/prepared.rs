@@ -40,8 +40,8 @@ fn one_instance_waits_and_serves_one_decision_with_that_decisions_context() {
         capture_logs: false,
         ..ctx("someone-else")
     };
-    assert!(policy.prepare(&quiet) > Duration::ZERO, "made one");
-    assert_eq!(policy.prepare(&quiet), Duration::ZERO, "one already waits");
+    assert!(policy.prepare(&quiet).made, "made one");
+    assert!(!policy.prepare(&quiet).made, "one already waits");
 
     // Nothing fits: the policy logs a warning and rejects. The call captures its log lines
     // although the instance was made without capturing.
@@ -50,10 +50,11 @@ fn one_instance_waits_and_serves_one_decision_with_that_decisions_context() {
     let out = policy.decide(&ctx("t"), &s).expect("decides");
     assert!(matches!(out.value, Decision::Reject(_)));
     assert_eq!(out.logs.len(), 1, "the decision's log line was captured");
+    assert_eq!(policy.decisions_on_prepared_instances(), 1, "it ran on it");
     drop(out);
 
     assert!(
-        policy.prepare(&quiet) > Duration::ZERO,
+        policy.prepare(&quiet).made,
         "the decision used the waiting instance, so another is made"
     );
 }
@@ -62,7 +63,7 @@ fn one_instance_waits_and_serves_one_decision_with_that_decisions_context() {
 fn an_instance_made_under_looser_limits_does_not_serve_a_tighter_call() {
     let engine = engine();
     let policy = compile(&engine, "flash-first");
-    assert!(policy.prepare(&ctx("t")) > Duration::ZERO);
+    assert!(policy.prepare(&ctx("t")).made);
     // The reference policy starts with 1.3 MiB of linear memory: under a 1 MiB cap it cannot
     // even be instantiated, which the waiting instance (made under 2 MiB) would have hidden.
     let mut tight = ctx("t");
@@ -77,6 +78,12 @@ fn an_instance_made_under_looser_limits_does_not_serve_a_tighter_call() {
         ),
         "{err:?}"
     );
+    assert_eq!(policy.decisions_on_prepared_instances(), 0);
+    // The waiting instance stays for a call it fits.
+    policy
+        .decide(&ctx("t"), &summary("t", ""))
+        .expect("decides");
+    assert_eq!(policy.decisions_on_prepared_instances(), 1);
 }
 
 #[test]
@@ -94,8 +101,13 @@ fn a_waiting_instance_holds_nothing_of_earlier_decisions() {
         );
         // As the gateway does: tear down, then make the next instance.
         out.instance.tear_down();
-        policy.prepare(&ctx(tenant));
+        assert!(policy.prepare(&ctx(tenant)).made);
     }
+    assert_eq!(
+        policy.decisions_on_prepared_instances(),
+        3,
+        "every decision after the first ran on an instance made ahead"
+    );
 }
 
 #[test]
@@ -104,7 +116,7 @@ fn a_waiting_instance_gets_its_deadline_from_the_call_not_from_when_it_was_made(
     let policy = compile(&engine, "hostile");
     // Made, then left waiting past the wall-clock cap (200 ms at the default 5 ms budget) that
     // instantiation ran under.
-    policy.prepare(&ctx("t"));
+    assert!(policy.prepare(&ctx("t")).made);
     std::thread::sleep(Duration::from_millis(250));
     let out = policy
         .decide(&ctx("t"), &summary("t", r#"{"mode":"slow","spin":100000}"#))
@@ -112,13 +124,18 @@ fn a_waiting_instance_gets_its_deadline_from_the_call_not_from_when_it_was_made(
     assert!(matches!(out.value, Decision::Route(_)));
     drop(out);
 
-    policy.prepare(&ctx("t"));
+    assert!(policy.prepare(&ctx("t")).made);
     std::thread::sleep(Duration::from_millis(250));
     let err = policy
         .decide(&ctx("t"), &summary("t", r#"{"mode":"loop"}"#))
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::Deadline);
     assert_eq!(err.detail, "used its CPU budget of 5ms");
+    assert_eq!(
+        policy.decisions_on_prepared_instances(),
+        2,
+        "both ran on them"
+    );
 }
 
 #[test]
@@ -126,10 +143,7 @@ fn waiting_instances_are_bounded_over_all_policies() {
     // 16 pool slots: a quarter may hold waiting instances.
     let engine = engine();
     let policies: Vec<_> = (0..5).map(|_| compile(&engine, "flash-first")).collect();
-    let made: Vec<bool> = policies
-        .iter()
-        .map(|p| p.prepare(&ctx("t")) > Duration::ZERO)
-        .collect();
+    let made: Vec<bool> = policies.iter().map(|p| p.prepare(&ctx("t")).made).collect();
     assert_eq!(made, [true, true, true, true, false]);
     // A decision takes its policy's instance and gives the place back.
     drop(
@@ -137,15 +151,11 @@ fn waiting_instances_are_bounded_over_all_policies() {
             .decide(&ctx("t"), &summary("t", ""))
             .expect("decides"),
     );
-    assert!(policies[4].prepare(&ctx("t")) > Duration::ZERO);
+    assert!(policies[4].prepare(&ctx("t")).made);
     // Dropping a policy with a waiting instance (a reload) gives its place back too.
     let another = compile(&engine, "flash-first");
-    assert_eq!(
-        another.prepare(&ctx("t")),
-        Duration::ZERO,
-        "all places held"
-    );
+    assert!(!another.prepare(&ctx("t")).made, "all places held");
     let mut policies = policies;
     drop(policies.remove(1));
-    assert!(another.prepare(&ctx("t")) > Duration::ZERO);
+    assert!(another.prepare(&ctx("t")).made);
 }
