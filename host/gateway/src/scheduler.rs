@@ -59,8 +59,8 @@ impl Default for SchedulerSettings {
 /// tenant queued that way was throttled).
 ///
 /// Measured with the isolation bench on two cores (a well-behaved tenant's p99 next to a tenant
-/// whose every decision loops until its deadline, at nice 19 then, now in the idle class, and
-/// yielding every 100 µs): with
+/// whose every decision loops until its deadline, at nice 19 (before the pool moved to the idle
+/// class) and yielding every 100 µs): with
 /// four of those decisions running at once, 6.6-8.1x its p99 alone; with two, 1.4x; with one,
 /// 1.1x. Once every core holds a low-priority thread, a woken request waits for one of them to
 /// reach the end of its protected time slice, up to a scheduler tick; with a core left, it runs
