@@ -384,8 +384,8 @@ async fn chat_completions(
         policy = %tenant.policy.name,
     ))
     .await?;
-    log.decision = Some(decided.decision_time);
     let decision_time = decided.decision_time;
+    log.decision = Some(decision_time);
     let plan = decided.plan;
     // The rest of the request runs while the decision's instance waits to be torn down (and the
     // policy's next one made): that happens as soon as the request first waits, for the cache,

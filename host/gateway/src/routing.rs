@@ -229,9 +229,6 @@ pub async fn decide<'a>(
                     // slice, or a waiting request can sit behind one for milliseconds.
                     yield_each_tick: offload,
                 };
-                let policy = tenant.clone();
-                let call_ctx = ctx.clone();
-                let decide = move || policy.policy.compiled.decide(&call_ctx, &summary);
                 // An inline decision is charged by wall time, not the thread's CPU clock:
                 // reading that clock is a system call that cost 2-4 µs under load here (a fifth
                 // of a decision), while a synchronous decision's wall time equals its CPU time
@@ -240,63 +237,67 @@ pub async fn decide<'a>(
                 // charged by CPU time: it is slow anyway, and at low priority its wall time
                 // includes every wait for the CPU, which would keep even a fast policy that a
                 // busy moment pushed off the workers there for good.
-                if offload {
-                    let (result, time) = match turn.offload_slot().await {
+                let (result, time, spent) = if offload {
+                    match turn.offload_slot().await {
                         None => (
                             Err(PolicyFailure::new(
                                 FailureKind::Throttled,
                                 "no place on the pool for slow decisions in time",
                             )),
                             Duration::ZERO,
+                            None,
                         ),
                         Some(_place) => {
-                            let policy = tenant.clone();
+                            let (policy, ctx) = (tenant.clone(), ctx.clone());
                             crate::offload::run_slow(move || {
                                 let started = cpu_time::ThreadTime::now();
+                                let compiled = &policy.policy.compiled;
                                 // Torn down, and the next instance made, here at low priority;
                                 // charged with the call.
-                                let result = decide().map(|outcome| {
+                                let result = compiled.decide(&ctx, &summary).map(|outcome| {
                                     outcome.instance.tear_down();
-                                    policy.policy.compiled.prepare(&ctx);
+                                    compiled.prepare(&ctx);
                                     outcome.value
                                 });
-                                (result, started.elapsed())
+                                (result, started.elapsed(), None)
                             })
+                            .await
+                            .map_err(|e| GatewayError::Internal(e.to_string()))?
                         }
-                        .await
-                        .map_err(|e| GatewayError::Internal(e.to_string()))?,
-                    };
-                    let hit_deadline =
-                        matches!(&result, Err(failure) if failure.kind == FailureKind::Deadline);
-                    scheduler.charge(&tenant.name, time, hit_deadline);
-                    drop(turn);
-                    result
+                    }
                 } else {
                     let started = Instant::now();
-                    let result = decide();
-                    let call_time = started.elapsed();
+                    let result = tenant.policy.compiled.decide(&ctx, &summary);
+                    let time = started.elapsed();
                     match result {
                         Ok(Outcome {
                             value, instance, ..
-                        }) => {
-                            teardown = Some(PendingTeardown {
-                                instance: Some(instance),
-                                scheduler,
-                                tenant: tenant.clone(),
-                                ctx,
-                                call_time,
-                                _turn: turn,
-                            });
-                            Ok(value)
-                        }
-                        Err(failure) => {
-                            let hit_deadline = failure.kind == FailureKind::Deadline;
-                            scheduler.charge(&tenant.name, call_time, hit_deadline);
-                            drop(turn);
-                            Err(failure)
-                        }
+                        }) => (Ok(value), time, Some(instance)),
+                        Err(failure) => (Err(failure), time, None),
+                    }
+                };
+                match spent {
+                    // Charged, and the turn given back, once the instance is torn down.
+                    Some(instance) => {
+                        teardown = Some(PendingTeardown {
+                            instance: Some(instance),
+                            scheduler,
+                            tenant: tenant.clone(),
+                            ctx,
+                            call_time: time,
+                            _turn: turn,
+                        })
+                    }
+                    None => {
+                        let hit_deadline = matches!(
+                            &result,
+                            Err(failure) if failure.kind == FailureKind::Deadline
+                        );
+                        scheduler.charge(&tenant.name, time, hit_deadline);
+                        drop(turn);
                     }
                 }
+                result
             }
         }
     };
