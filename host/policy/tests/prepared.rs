@@ -5,17 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{component, ctx, summary};
+use common::{component, ctx, engine, summary};
 use switchyard_policy::types::Decision;
-use switchyard_policy::{CompiledPolicy, EngineSettings, FailureKind, PolicyEngine};
-
-fn engine() -> PolicyEngine {
-    PolicyEngine::new(EngineSettings {
-        concurrent_instances: 16,
-        ..EngineSettings::default()
-    })
-    .expect("engine")
-}
+use switchyard_policy::{CompiledPolicy, FailureKind, PolicyEngine};
 
 fn compile(engine: &PolicyEngine, name: &str) -> CompiledPolicy {
     engine.compile(name, &component(name)).expect("compiles")

@@ -5,17 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{component, ctx, summary};
+use common::{component, ctx, engine, summary};
 use switchyard_policy::types::Decision;
 use switchyard_policy::{CompiledPolicy, EngineSettings, FailureKind, LoadError, PolicyEngine};
-
-fn engine() -> PolicyEngine {
-    PolicyEngine::new(EngineSettings {
-        concurrent_instances: 16,
-        ..EngineSettings::default()
-    })
-    .expect("engine")
-}
 
 fn hostile(engine: &PolicyEngine) -> CompiledPolicy {
     engine

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use switchyard_policy::types::{Budget, Candidate, Endpoint, Health, RequestSummary};
-use switchyard_policy::{CallContext, SandboxLimits};
+use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, SandboxLimits};
 
 /// A component built by `scripts/build-policies.sh` into `target/policies`.
 pub fn component(name: &str) -> Vec<u8> {
@@ -18,6 +18,15 @@ pub fn component(name: &str) -> Vec<u8> {
             path.display()
         )
     })
+}
+
+/// An engine with a small pool (16 instance slots), so that tests run light.
+pub fn engine() -> PolicyEngine {
+    PolicyEngine::new(EngineSettings {
+        concurrent_instances: 16,
+        ..EngineSettings::default()
+    })
+    .expect("engine")
 }
 
 /// A call for `tenant` under the default limits, capturing logs.
