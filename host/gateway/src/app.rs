@@ -48,7 +48,7 @@ pub struct Shared {
     /// Policy failures per tenant, and quarantines.
     pub quarantine: Quarantine,
     /// Fair scheduling of policy decisions between tenants.
-    pub scheduler: DecisionScheduler,
+    pub scheduler: Arc<DecisionScheduler>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// True from the start of a shutdown: `/readyz` answers 503.
@@ -166,7 +166,7 @@ impl Gateway {
             accounts,
             round_robin: std::sync::atomic::AtomicU64::new(0),
             quarantine: Quarantine::default(),
-            scheduler: DecisionScheduler::default(),
+            scheduler: Arc::default(),
             metrics: Arc::new(Metrics::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_expired: watch::channel(false).0,

@@ -84,8 +84,48 @@ pub async fn run_slow<T: Send + 'static>(
     })
 }
 
+/// Runs `f` like [`run_slow`], but hands back what `f` gives its [`EarlyAnswer`] as soon as it is
+/// given, while `f` goes on with work its caller need not wait for (an offloaded decision tears
+/// its instance down and makes the policy's next one: for a Python policy 0.77 ms after a 0.6 ms
+/// call). `finished` gets `f`'s own result when it ends, on a task of its own, so whatever it
+/// holds (the tenant's turn, its place on the pool) is held until then, even when the caller has
+/// gone away meanwhile; the starvation watch of [`run_slow`] covers that work too.
+///
+/// If `f` panics, or ends without answering, the caller gets the error.
+pub async fn answer_early<A, T>(
+    f: impl FnOnce(EarlyAnswer<A>) -> T + Send + 'static,
+    finished: impl FnOnce(Result<T, OffloadError>) + Send + 'static,
+) -> Result<A, OffloadError>
+where
+    A: Send + 'static,
+    T: Send + 'static,
+{
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let done = tokio::spawn(async move {
+        let result = run_slow(move || f(EarlyAnswer(answer))).await;
+        let error = result.as_ref().err().copied();
+        finished(result);
+        error
+    });
+    match answered.await {
+        Ok(answer) => Ok(answer),
+        // `f` dropped its answer: it panicked (the task reports how), or ended without one.
+        Err(_) => Err(done.await.ok().flatten().unwrap_or(OffloadError::Lost)),
+    }
+}
+
+/// Where an offloaded function puts the answer its caller waits for (see [`answer_early`]).
+pub struct EarlyAnswer<A>(tokio::sync::oneshot::Sender<A>);
+
+impl<A> EarlyAnswer<A> {
+    /// Hands `answer` to the caller, which may have gone away (then it is dropped here).
+    pub fn send(self, answer: A) {
+        let _ = self.0.send(answer);
+    }
+}
+
 /// Why an offloaded decision produced no result.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OffloadError {
     #[error("the offloaded decision panicked")]
     Panicked,
@@ -231,6 +271,54 @@ mod tests {
         // Blocking-pool threads are reused: the next plain blocking task runs at nice 0 again.
         let after = tokio::task::spawn_blocking(current_priority).await.unwrap();
         assert_eq!(after, ThreadPriority::Nice(NORMAL));
+    }
+
+    /// The answer arrives while the function is still running: here it cannot end before the
+    /// test has the answer in hand, so an implementation that answered at the end would hang.
+    #[tokio::test]
+    async fn an_early_answer_arrives_before_the_work_after_it_ends() {
+        let (go_on, may_go_on) = std::sync::mpsc::channel::<()>();
+        let (ended, has_ended) = tokio::sync::oneshot::channel();
+        let answer = answer_early(
+            move |answer| {
+                answer.send("routed");
+                may_go_on.recv().expect("the test lets it go on");
+                current_priority()
+            },
+            move |result| {
+                let _ = ended.send(result);
+            },
+        );
+        let answer = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("answered before the work after the answer ended");
+        assert_eq!(answer, Ok("routed"));
+        go_on.send(()).unwrap();
+        let lowered = if can_raise_priority() {
+            ThreadPriority::Idle
+        } else {
+            ThreadPriority::Nice(LOW)
+        };
+        assert_eq!(
+            has_ended.await.unwrap(),
+            Ok(lowered),
+            "the work after the answer ends, at low priority, and `finished` gets its result"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_function_that_panics_or_never_answers_is_an_error() {
+        let panicked = answer_early(|_answer: EarlyAnswer<u32>| panic!("hostile"), |_| {});
+        assert_eq!(panicked.await, Err(OffloadError::Panicked));
+        let (ended, has_ended) = tokio::sync::oneshot::channel();
+        let silent = answer_early(
+            |answer: EarlyAnswer<u32>| drop(answer),
+            move |result| {
+                let _ = ended.send(result);
+            },
+        );
+        assert_eq!(silent.await, Err(OffloadError::Lost));
+        assert_eq!(has_ended.await.unwrap(), Ok(()));
     }
 
     #[tokio::test]

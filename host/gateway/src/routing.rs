@@ -123,9 +123,8 @@ pub fn summarise(
 /// A decided plan and how long the policy took.
 pub struct Decided<'a> {
     pub plan: RoutePlan,
-    /// From the start of `decide` to the policy's answer: waiting for a turn and the call; for an
-    /// inline decision not the teardown of the instance nor the making of the next one, which an
-    /// offloaded decision does on its pool thread before it answers.
+    /// From the start of `decide` to the policy's answer: waiting for a turn and the call, not the
+    /// teardown of the instance nor the making of the next one, which come after the answer.
     pub decision_time: Duration,
     /// The inline decision's instance, to tear down once the request first waits (see
     /// [`tear_down_once_waiting`]); dropping it anywhere is correct.
@@ -140,8 +139,7 @@ pub struct Decided<'a> {
 /// then, with both included, so a policy whose instances are costly to make or tear down still
 /// crosses the offload line; the tenant's turn is held until then, so that its concurrency limit
 /// covers them too. Offloaded decisions do both on their pool thread instead, at low priority,
-/// before they answer: their requests still wait for it (an interpreted policy's next instance
-/// takes as long as its call), which handing the answer back first would save.
+/// after they answered (see [`decide_offloaded`]).
 pub struct PendingTeardown<'a> {
     instance: Option<SpentInstance>,
     scheduler: &'a DecisionScheduler,
@@ -181,6 +179,46 @@ pub async fn tear_down_once_waiting<F: Future, T>(work: F, teardown: Option<T>) 
     tokio::join!(work, tear_down).0
 }
 
+/// Runs an offloaded decision on the low-priority pool and hands its answer back as soon as the
+/// policy has answered; the instance is torn down and the policy's next one made after that, on
+/// the same pool thread, and only then is the decision charged (call, teardown and next instance,
+/// in CPU time) and are the tenant's turn and its place on the pool (`hold`) given back.
+async fn decide_offloaded(
+    tenant: &Arc<Tenant>,
+    ctx: CallContext,
+    summary: RequestSummary,
+    scheduler: Arc<DecisionScheduler>,
+    hold: (Turn, crate::scheduler::OffloadSlot),
+) -> Result<Result<Decision, PolicyFailure>, crate::offload::OffloadError> {
+    let (policy, name) = (tenant.clone(), tenant.name.clone());
+    crate::offload::answer_early(
+        move |answer| {
+            let started = cpu_time::ThreadTime::now();
+            let compiled = &policy.policy.compiled;
+            match compiled.decide(&ctx, &summary) {
+                Ok(outcome) => {
+                    answer.send(Ok(outcome.value));
+                    outcome.instance.tear_down();
+                    compiled.prepare(&ctx);
+                    (started.elapsed(), false)
+                }
+                Err(failure) => {
+                    let hit_deadline = failure.kind == FailureKind::Deadline;
+                    answer.send(Err(failure));
+                    (started.elapsed(), hit_deadline)
+                }
+            }
+        },
+        move |finished| {
+            if let Ok((time, hit_deadline)) = finished {
+                scheduler.charge(&name, time, hit_deadline);
+            }
+            drop(hold);
+        },
+    )
+    .await
+}
+
 /// Runs the tenant's policy and checks the result. A policy failure (or a decision the host
 /// refuses) gets the tenant's configured outcome.
 #[allow(
@@ -194,7 +232,7 @@ pub async fn decide<'a>(
     summary: RequestSummary,
     chooser: &Chooser<'_>,
     quarantine: &Quarantine,
-    scheduler: &'a DecisionScheduler,
+    scheduler: &'a Arc<DecisionScheduler>,
     metrics: &Metrics,
 ) -> Result<Decided<'a>, GatewayError> {
     let started = Instant::now();
@@ -237,32 +275,19 @@ pub async fn decide<'a>(
                 // charged by CPU time: it is slow anyway, and at low priority its wall time
                 // includes every wait for the CPU, which would keep even a fast policy that a
                 // busy moment pushed off the workers there for good.
-                let (result, time, spent) = if offload {
+                if offload {
                     match turn.offload_slot().await {
-                        None => (
+                        None => {
+                            scheduler.charge(&tenant.name, Duration::ZERO, false);
                             Err(PolicyFailure::new(
                                 FailureKind::Throttled,
                                 "no place on the pool for slow decisions in time",
-                            )),
-                            Duration::ZERO,
-                            None,
-                        ),
-                        Some(_place) => {
-                            let (policy, ctx) = (tenant.clone(), ctx.clone());
-                            crate::offload::run_slow(move || {
-                                let started = cpu_time::ThreadTime::now();
-                                let compiled = &policy.policy.compiled;
-                                // Torn down, and the next instance made, here at low priority;
-                                // charged with the call.
-                                let result = compiled.decide(&ctx, &summary).map(|outcome| {
-                                    outcome.instance.tear_down();
-                                    compiled.prepare(&ctx);
-                                    outcome.value
-                                });
-                                (result, started.elapsed(), None)
-                            })
-                            .await
-                            .map_err(|e| GatewayError::Internal(e.to_string()))?
+                            ))
+                        }
+                        Some(place) => {
+                            decide_offloaded(tenant, ctx, summary, scheduler.clone(), (turn, place))
+                                .await
+                                .map_err(|e| GatewayError::Internal(e.to_string()))?
                         }
                     }
                 } else {
@@ -270,34 +295,27 @@ pub async fn decide<'a>(
                     let result = tenant.policy.compiled.decide(&ctx, &summary);
                     let time = started.elapsed();
                     match result {
+                        // Charged, and the turn given back, once the instance is torn down.
                         Ok(Outcome {
                             value, instance, ..
-                        }) => (Ok(value), time, Some(instance)),
-                        Err(failure) => (Err(failure), time, None),
-                    }
-                };
-                match spent {
-                    // Charged, and the turn given back, once the instance is torn down.
-                    Some(instance) => {
-                        teardown = Some(PendingTeardown {
-                            instance: Some(instance),
-                            scheduler,
-                            tenant: tenant.clone(),
-                            ctx,
-                            call_time: time,
-                            _turn: turn,
-                        })
-                    }
-                    None => {
-                        let hit_deadline = matches!(
-                            &result,
-                            Err(failure) if failure.kind == FailureKind::Deadline
-                        );
-                        scheduler.charge(&tenant.name, time, hit_deadline);
-                        drop(turn);
+                        }) => {
+                            teardown = Some(PendingTeardown {
+                                instance: Some(instance),
+                                scheduler,
+                                tenant: tenant.clone(),
+                                ctx,
+                                call_time: time,
+                                _turn: turn,
+                            });
+                            Ok(value)
+                        }
+                        Err(failure) => {
+                            let hit_deadline = failure.kind == FailureKind::Deadline;
+                            scheduler.charge(&tenant.name, time, hit_deadline);
+                            Err(failure)
+                        }
                     }
                 }
-                result
             }
         }
     };
