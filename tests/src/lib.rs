@@ -384,6 +384,46 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A client that keeps its connections open between requests, as an SDK does (the helpers here
+/// open a connection per request, which suits tests but would dominate a latency measurement).
+/// Use it on one runtime: its idle connections belong to the runtime that opened them.
+pub struct KeepAliveClient(Client<HttpConnector, Full<Bytes>>);
+
+impl Default for KeepAliveClient {
+    fn default() -> Self {
+        KeepAliveClient(Client::builder(TokioExecutor::new()).build_http())
+    }
+}
+
+impl KeepAliveClient {
+    /// `POST {base_url}/v1/chat/completions` with `body`, read whole.
+    pub async fn chat(&self, base_url: &str, key: &str, body: Bytes) -> TestResponse {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("{base_url}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(body))
+            .unwrap();
+        let response = self
+            .0
+            .request(req)
+            .await
+            .expect("request reaches the gateway");
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        TestResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
 /// Sends a request and returns its head with the body still streaming.
 pub async fn send(
     method: &str,
