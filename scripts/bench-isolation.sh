@@ -10,4 +10,4 @@ cd "$ROOT"
 "$ROOT/scripts/install-toolchain.sh"
 "$ROOT/scripts/build-policies.sh"
 cargo build --locked --release -p switchyard --bin switchyard
-cargo bench --locked -p switchyard-tests --bench isolation "$@"
+cargo bench --locked -p switchyard-tests --bench isolation
