@@ -177,37 +177,44 @@ fn run(rt: &Runtimes, mode: Option<(&str, &str)>, other_limits: &str) -> Run {
     }
 }
 
-/// Warns when a source file of the gateway is newer than its release binary (then the figures
-/// would be a stale build's): `scripts/bench-isolation.sh` builds it first.
-fn warn_if_stale() {
-    fn newest(dir: &std::path::Path) -> Option<std::time::SystemTime> {
-        std::fs::read_dir(dir)
+/// Stops when the release gateway is missing or older than anything it is built from (then the
+/// figures would be a stale build's): `scripts/bench-isolation.sh` builds it first.
+/// `ISOLATION_ALLOW_STALE=1` runs anyway.
+fn refuse_stale_binary() {
+    fn newest(path: &std::path::Path) -> Option<std::time::SystemTime> {
+        if !path.is_dir() {
+            return std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        }
+        std::fs::read_dir(path)
             .ok()?
             .flatten()
-            .filter_map(|entry| {
-                let path = entry.path();
-                if path.is_dir() {
-                    newest(&path)
-                } else {
-                    entry.metadata().and_then(|m| m.modified()).ok()
-                }
-            })
+            .filter_map(|entry| newest(&entry.path()))
             .max()
     }
-    let built = std::fs::metadata(binary()).and_then(|m| m.modified()).ok();
-    let sources = newest(&repo_root().join("host"));
-    if let (Some(built), Some(sources)) = (built, sources)
-        && built < sources
-    {
+    let root = repo_root();
+    let bin = root.join("target/release/switchyard");
+    let built = newest(&bin);
+    let sources = ["host", "wit", "Cargo.toml", "Cargo.lock"]
+        .iter()
+        .filter_map(|p| newest(&root.join(p)))
+        .max();
+    let stale = match (built, sources) {
+        (None, _) => true,
+        (Some(built), Some(sources)) => built < sources,
+        (Some(_), None) => false,
+    };
+    if stale && std::env::var_os("ISOLATION_ALLOW_STALE").is_none() {
         eprintln!(
-            "warning: {} is older than the gateway's sources; `cargo build --release -p switchyard` (or scripts/bench-isolation.sh) first",
-            binary().display()
+            "{} is missing or older than the gateway's sources: run `cargo build --release -p switchyard` \
+             (scripts/bench-isolation.sh does), or set ISOLATION_ALLOW_STALE=1",
+            bin.display()
         );
+        std::process::exit(2);
     }
 }
 
 fn main() {
-    warn_if_stale();
+    refuse_stale_binary();
     let modes: [(&str, &str); 10] = [
         ("ok (well-behaved neighbour, for scale)", ""),
         ("loop", ""),

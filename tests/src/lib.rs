@@ -159,6 +159,14 @@ type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 pub struct MockUpstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// The accept loop, stopped when the mock is dropped (connections already open finish).
+    accept: tokio::task::AbortHandle,
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
 
 impl MockUpstream {
@@ -171,7 +179,7 @@ impl MockUpstream {
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let handler: Handler = Arc::new(handler);
         let recorded = requests.clone();
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
@@ -201,7 +209,11 @@ impl MockUpstream {
                 });
             }
         });
-        MockUpstream { addr, requests }
+        MockUpstream {
+            addr,
+            requests,
+            accept: accept.abort_handle(),
+        }
     }
 
     /// A mock that answers every request with a completion naming the model it was sent.

@@ -91,7 +91,8 @@ pub async fn run_slow<T: Send + 'static>(
 /// holds (the tenant's turn, its place on the pool) is held until then, even when the caller has
 /// gone away meanwhile; the starvation watch of [`run_slow`] covers that work too.
 ///
-/// If `f` panics, or ends without answering, the caller gets the error.
+/// If `f` panics or ends before answering, the caller gets the error; after answering, only
+/// `finished` sees it.
 pub async fn answer_early<A, T>(
     f: impl FnOnce(EarlyAnswer<A>) -> T + Send + 'static,
     finished: impl FnOnce(Result<T, OffloadError>) + Send + 'static,
@@ -176,20 +177,25 @@ fn cpu_time_of(tid: Pid) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// Runs `f` at the low priority, then restores normal priority.
+/// Runs `f` at the low priority, then restores normal priority, also when `f` panics: the pool
+/// thread goes on to run other blocking work.
 fn at_low_priority<T>(f: impl FnOnce() -> T) -> T {
-    let raisable = can_raise_priority();
-    if raisable {
+    /// Restores the calling thread's normal priority when dropped.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_scheduling_class(None, libc::SCHED_OTHER);
+            set_own_nice(NORMAL);
+        }
+    }
+    let _restore = if can_raise_priority() {
         set_scheduling_class(None, libc::SCHED_IDLE);
+        Some(Restore)
     } else {
         set_own_nice(LOW);
-    }
-    let result = f();
-    if raisable {
-        set_scheduling_class(None, libc::SCHED_OTHER);
-        set_own_nice(NORMAL);
-    }
-    result
+        None
+    };
+    f()
 }
 
 /// Whether this process may bring a thread back to normal priority after putting it in the idle
@@ -325,6 +331,15 @@ mod tests {
     async fn a_panicking_decision_is_an_error_not_a_crash() {
         let r = run_slow(|| -> u32 { panic!("hostile") }).await;
         assert!(matches!(r, Err(OffloadError::Panicked)));
+        if can_raise_priority() {
+            // This runtime's pool has the one thread the panic ran on, now idle: it runs this.
+            let after = tokio::task::spawn_blocking(current_priority).await.unwrap();
+            assert_eq!(
+                after,
+                ThreadPriority::Nice(NORMAL),
+                "restored after the panic"
+            );
+        }
         assert_eq!(run_slow(|| 7).await.unwrap(), 7, "the pool still works");
     }
 }

@@ -182,7 +182,11 @@ pub async fn tear_down_once_waiting<F: Future, T>(work: F, teardown: Option<T>) 
 /// Runs an offloaded decision on the low-priority pool and hands its answer back as soon as the
 /// policy has answered; the instance is torn down and the policy's next one made after that, on
 /// the same pool thread, and only then is the decision charged (call, teardown and next instance,
-/// in CPU time) and are the tenant's turn and its place on the pool (`hold`) given back.
+/// in CPU time) and are the tenant's turn and its place on the pool (`hold`) given back. The
+/// charge thus lands after the answer: a request of the same tenant that comes meanwhile sees the
+/// budget and pace before it, which the next charge evens out (and the turn still bounds how many
+/// decisions run at once). A panic after the answer (in the teardown or the next instance) has
+/// served its request already; it is logged here.
 async fn decide_offloaded(
     tenant: &Arc<Tenant>,
     ctx: CallContext,
@@ -210,8 +214,13 @@ async fn decide_offloaded(
             }
         },
         move |finished| {
-            if let Ok((time, hit_deadline)) = finished {
-                scheduler.charge(&name, time, hit_deadline);
+            match finished {
+                Ok((time, hit_deadline)) => scheduler.charge(&name, time, hit_deadline),
+                Err(error) => tracing::error!(
+                    tenant = %name,
+                    %error,
+                    "an offloaded decision failed after it answered (tearing its instance down or making the next one)"
+                ),
             }
             drop(hold);
         },
