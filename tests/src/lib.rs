@@ -403,36 +403,57 @@ pub struct KeepAliveClient(Client<HttpConnector, Full<Bytes>>);
 
 impl Default for KeepAliveClient {
     fn default() -> Self {
-        KeepAliveClient(Client::builder(TokioExecutor::new()).build_http())
+        KeepAliveClient(client())
     }
 }
 
 impl KeepAliveClient {
     /// `POST {base_url}/v1/chat/completions` with `body`, read whole.
     pub async fn chat(&self, base_url: &str, key: &str, body: Bytes) -> TestResponse {
-        let req = Request::builder()
-            .method("POST")
-            .uri(format!("{base_url}/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {key}"))
-            .body(Full::new(body))
-            .unwrap();
+        let url = format!("{base_url}/v1/chat/completions");
+        let req = build_request("POST", &url, Some(key), &[], body);
         let response = self
             .0
             .request(req)
             .await
             .expect("request reaches the gateway");
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        TestResponse {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        }
+        read_whole(response).await
+    }
+}
+
+/// A JSON request with an optional bearer key and extra headers.
+fn build_request(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(body.into())).unwrap()
+}
+
+/// Reads a response's body whole.
+async fn read_whole(response: Response<Incoming>) -> TestResponse {
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    TestResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
     }
 }
 
@@ -444,18 +465,8 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Response<Incoming> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json");
-    if let Some(key) = key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
     client()
-        .request(req.body(Full::new(body.into())).unwrap())
+        .request(build_request(method, url, key, headers, body))
         .await
         .expect("request reaches the gateway")
 }
@@ -468,18 +479,7 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> TestResponse {
-    let response = send(method, url, key, headers, body).await;
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    TestResponse {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    }
+    read_whole(send(method, url, key, headers, body).await).await
 }
 
 /// `POST /v1/chat/completions` with `body`.
