@@ -179,6 +179,41 @@ pub async fn tear_down_once_waiting<F: Future, T>(work: F, teardown: Option<T>) 
     tokio::join!(work, tear_down).0
 }
 
+/// Runs a decision on the calling async worker. A routed decision comes back with its
+/// [`PendingTeardown`], which charges it and gives the turn back once the instance is torn down;
+/// a failed one is charged now and its turn given back here.
+fn decide_inline<'a>(
+    tenant: &Arc<Tenant>,
+    ctx: CallContext,
+    summary: &RequestSummary,
+    scheduler: &'a DecisionScheduler,
+    turn: Turn,
+) -> (Result<Decision, PolicyFailure>, Option<PendingTeardown<'a>>) {
+    let started = Instant::now();
+    let result = tenant.policy.compiled.decide(&ctx, summary);
+    let time = started.elapsed();
+    match result {
+        Ok(Outcome {
+            value, instance, ..
+        }) => {
+            let pending = PendingTeardown {
+                instance: Some(instance),
+                scheduler,
+                tenant: tenant.clone(),
+                ctx,
+                call_time: time,
+                _turn: turn,
+            };
+            (Ok(value), Some(pending))
+        }
+        Err(failure) => {
+            let hit_deadline = failure.kind == FailureKind::Deadline;
+            scheduler.charge(&tenant.name, time, hit_deadline);
+            (Err(failure), None)
+        }
+    }
+}
+
 /// Runs an offloaded decision on the low-priority pool and hands its answer back as soon as the
 /// policy has answered; the instance is torn down and the policy's next one made after that, on
 /// the same pool thread, and only then is the decision charged (call, teardown and next instance,
@@ -300,30 +335,9 @@ pub async fn decide<'a>(
                         }
                     }
                 } else {
-                    let started = Instant::now();
-                    let result = tenant.policy.compiled.decide(&ctx, &summary);
-                    let time = started.elapsed();
-                    match result {
-                        // Charged, and the turn given back, once the instance is torn down.
-                        Ok(Outcome {
-                            value, instance, ..
-                        }) => {
-                            teardown = Some(PendingTeardown {
-                                instance: Some(instance),
-                                scheduler,
-                                tenant: tenant.clone(),
-                                ctx,
-                                call_time: time,
-                                _turn: turn,
-                            });
-                            Ok(value)
-                        }
-                        Err(failure) => {
-                            let hit_deadline = failure.kind == FailureKind::Deadline;
-                            scheduler.charge(&tenant.name, time, hit_deadline);
-                            Err(failure)
-                        }
-                    }
+                    let (result, pending) = decide_inline(tenant, ctx, &summary, scheduler, turn);
+                    teardown = pending;
+                    result
                 }
             }
         }

@@ -369,9 +369,19 @@ impl CompiledPolicy {
                     limits: ctx.limits.clone(),
                     _place: place,
                 };
-                // Another `prepare` may have filled it meanwhile; this instance is then dropped.
-                self.lock_ready().get_or_insert(instance);
-                true
+                // Another `prepare` may have filled it meanwhile; this instance is then dropped
+                // (after the lock is released) and counts as not made.
+                let unused = {
+                    let mut ready = self.lock_ready();
+                    match *ready {
+                        None => {
+                            *ready = Some(instance);
+                            None
+                        }
+                        Some(_) => Some(instance),
+                    }
+                };
+                unused.is_none()
             }
             Err(_) => false,
         };
