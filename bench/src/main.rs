@@ -7,7 +7,6 @@ mod load;
 mod mock;
 mod procs;
 mod run;
-mod svg;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

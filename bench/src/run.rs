@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::bodies;
 use crate::load::{self, Latency, OhaRun, Streams};
 use crate::procs::{Memory, Proc, wait_until_up};
-use crate::svg;
+use switchyard_tools::svg;
 
 const MOCK: &str = "127.0.0.1:18180";
 const SLOW_MOCK: &str = "127.0.0.1:18182";

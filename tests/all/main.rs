@@ -7,6 +7,7 @@ mod budgets;
 mod caching;
 mod clients;
 mod conformance;
+mod disconnects;
 mod errors;
 mod fallback;
 mod hostile;

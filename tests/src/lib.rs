@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use switchyard::{Config, Gateway};
+use switchyard_gateway::{Config, Gateway};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -51,7 +51,7 @@ pub const KEY_B: &str = "sk-test-tenant-b";
 
 /// The hex SHA-256 of a key.
 pub fn key_hash(key: &str) -> String {
-    switchyard::auth::hash_key(key)
+    switchyard_gateway::hash_key(key)
 }
 
 // === mock upstreams ===

@@ -1,15 +1,37 @@
-//! Every way a request can fail, and the one place those failures become HTTP responses.
+//! Every way a request can fail, and how each becomes an error body the client's library
+//! understands ([`crate::response::error_response`] is where it becomes a response).
 
+use bytes::Bytes;
 use http::StatusCode;
+use serde::Serialize;
 use switchyard_policy::FailureKind;
+use switchyard_upstream::{AttemptSummary, ExecError};
 
-use crate::budget::Refusal;
-use crate::openai::error::{AttemptSummary, ErrorObject, error_body};
+use crate::accounts::Refusal;
+
+/// The `error` object of an OpenAI-style error body, `{"error": {"message", "type", "param",
+/// "code"}}`, which the official clients turn into their matching exception classes.
+#[derive(Debug, Serialize)]
+struct ErrorObject<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+    /// Switchyard extension: what each upstream attempt did, when there were any.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    attempts: &'a [AttemptSummary],
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: ErrorObject<'a>,
+}
 
 /// A request that cannot be served. [`GatewayError::status`] and [`GatewayError::to_body`] turn
 /// it into an OpenAI-style error that the official clients map to their exception classes.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     #[error("missing API key: send it as `Authorization: Bearer <key>`")]
     MissingKey,
     #[error("invalid API key")]
@@ -52,6 +74,31 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, path: String },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the client closed the connection before the request was complete")]
+    ClientGone,
+}
+
+impl From<ExecError> for GatewayError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Rejected {
+                status,
+                message,
+                attempts,
+            } => GatewayError::UpstreamRejected {
+                status,
+                message,
+                attempts,
+            },
+            ExecError::AllFailed {
+                attempts,
+                all_timed_out,
+            } => GatewayError::AllAttemptsFailed {
+                attempts,
+                all_timed_out,
+            },
+        }
+    }
 }
 
 fn describe_refusal(r: &Refusal) -> String {
@@ -100,6 +147,7 @@ impl GatewayError {
             } => 504,
             GatewayError::AllAttemptsFailed { .. } => 502,
             GatewayError::Internal(_) => 500,
+            GatewayError::ClientGone => 499,
             GatewayError::Refused(_) => 429,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -137,6 +185,7 @@ impl GatewayError {
             GatewayError::NotFound { .. } => "not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::Internal(_) => "internal_error",
+            GatewayError::ClientGone => "client_gone",
             GatewayError::Refused(Refusal::Budget { .. }) => "budget_exceeded",
             GatewayError::Refused(Refusal::Rate { .. }) => "rate_limit_exceeded",
         }
@@ -153,7 +202,7 @@ impl GatewayError {
     }
 
     /// The JSON body.
-    pub fn to_body(&self) -> bytes::Bytes {
+    pub fn to_body(&self) -> Bytes {
         let message = self.to_string();
         let (param, attempts): (Option<&str>, &[AttemptSummary]) = match self {
             GatewayError::InvalidRequest { param, .. } => (param.as_deref(), &[]),
@@ -164,13 +213,15 @@ impl GatewayError {
             | GatewayError::AllAttemptsFailed { attempts, .. } => (None, attempts),
             _ => (None, &[]),
         };
-        error_body(ErrorObject {
+        let error = ErrorObject {
             message: &message,
             kind: self.error_type(),
             param,
             code: self.code(),
             attempts,
-        })
+        };
+        // Serialising this struct of strings cannot fail.
+        Bytes::from(serde_json::to_vec(&Envelope { error }).unwrap_or_default())
     }
 }
 

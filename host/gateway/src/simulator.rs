@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -156,7 +157,7 @@ impl Simulator {
         model.hash(&mut hasher);
         let mut hit = 0;
         let mut running = 0;
-        let mut seen = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.prefixes.lock();
         if seen.len() > MAX_CACHED_PREFIXES {
             seen.clear();
         }

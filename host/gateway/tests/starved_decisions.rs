@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::{CpuSet, sched_setaffinity};
-use switchyard::offload::{
+use switchyard_gateway::sandbox_testing::{
     STARVED_AFTER, ThreadPriority, can_raise_priority, current_priority, run_slow,
 };
 

@@ -11,73 +11,15 @@
 //! entry), or Redis so replicas share one cache; when Redis fails the cache is bypassed with a
 //! warning and the request goes upstream.
 
-pub mod assemble;
-pub mod replay;
+mod key;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::openai::request::ChatRequest;
-use crate::openai::rewrite::Overrides;
-
-/// Request fields that only say how to deliver the response, not what it is.
-const TRANSPORT_FIELDS: &[&str] = &["stream", "stream_options"];
-
-/// A cache key: SHA-256 over tenant, model and the canonical request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheKey([u8; 32]);
-
-impl CacheKey {
-    /// The key for `chat` served by `model` for `tenant`, with `overrides` applied as they are
-    /// applied upstream.
-    pub fn new(
-        tenant: &str,
-        model: &str,
-        chat: &ChatRequest,
-        overrides: &Overrides,
-    ) -> Option<CacheKey> {
-        let mut body: Value = serde_json::from_slice(&chat.body).ok()?;
-        let obj = body.as_object_mut()?;
-        for field in TRANSPORT_FIELDS {
-            obj.remove(*field);
-        }
-        obj.insert("model".into(), Value::String(model.to_owned()));
-        if let Some(effort) = &overrides.reasoning_effort {
-            obj.insert("reasoning_effort".into(), Value::String(effort.clone()));
-        }
-        if let Some(cap) = overrides.max_output_tokens {
-            let field = if obj.contains_key("max_completion_tokens") {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
-            let current = obj.get(field).and_then(Value::as_u64);
-            obj.insert(
-                field.into(),
-                Value::from(current.map_or(cap, |c| c.min(cap))),
-            );
-        }
-        // serde_json's map is ordered by key, so this serialisation is canonical.
-        let canonical = serde_json::to_vec(&body).ok()?;
-        let mut h = Sha256::new();
-        h.update(tenant.as_bytes());
-        h.update([0]);
-        h.update(model.as_bytes());
-        h.update([0]);
-        h.update(&canonical);
-        Some(CacheKey(h.finalize().into()))
-    }
-
-    fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
+pub(crate) use key::{CacheKey, CacheKeys};
 
 /// A stored response: a complete chat completion and the model that produced it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -205,11 +147,6 @@ impl ResponseCache {
         })
     }
 
-    /// The settings the cache was built with.
-    pub fn settings(&self) -> &CacheSettings {
-        &self.settings
-    }
-
     /// The TTL for a decision's request (`None`: the default), capped.
     pub fn ttl(&self, requested_seconds: Option<u32>) -> Duration {
         requested_seconds
@@ -230,10 +167,13 @@ impl ResponseCache {
         }
     }
 
-    /// Looks `key` up. `Err(())` means the store is unavailable: treat as a bypass.
-    pub async fn get(&self, key: &CacheKey) -> Result<Option<Arc<CachedResponse>>, ()> {
+    /// Looks `key` up.
+    pub async fn get(&self, key: &CacheKey) -> Lookup {
         match &self.store {
-            Store::Memory(m) => Ok(m.get(key).await.map(|e| e.value)),
+            Store::Memory(m) => m
+                .get(key)
+                .await
+                .map_or(Lookup::Miss, |e| Lookup::Hit(e.value)),
             Store::Redis(conn) => {
                 let mut conn = conn.clone();
                 let name = format!("switchyard:cache:{}", key.hex());
@@ -241,17 +181,16 @@ impl ResponseCache {
                 cmd.arg(&name);
                 let op = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
                 match tokio::time::timeout(self.settings.redis_timeout, op).await {
-                    Ok(Ok(None)) => Ok(None),
-                    Ok(Ok(Some(bytes))) => Ok(serde_json::from_slice::<CachedResponse>(&bytes)
-                        .ok()
-                        .map(Arc::new)),
+                    Ok(Ok(None)) => Lookup::Miss,
+                    Ok(Ok(Some(bytes))) => serde_json::from_slice::<CachedResponse>(&bytes)
+                        .map_or(Lookup::Miss, |r| Lookup::Hit(Arc::new(r))),
                     Ok(Err(e)) => {
                         self.redis_failed("get", &e.to_string());
-                        Err(())
+                        Lookup::Unavailable
                     }
                     Err(_) => {
                         self.redis_failed("get", "timed out");
-                        Err(())
+                        Lookup::Unavailable
                     }
                 }
             }
@@ -293,83 +232,33 @@ impl ResponseCache {
     }
 }
 
-/// The body of a cached response as `Bytes`, for the JSON path.
-pub fn body_bytes(r: &CachedResponse) -> Bytes {
-    Bytes::copy_from_slice(r.body.as_bytes())
+/// What a look-up found.
+pub(crate) enum Lookup {
+    Hit(Arc<CachedResponse>),
+    Miss,
+    /// The store did not answer (Redis down or slow): the cache is bypassed.
+    Unavailable,
+}
+
+impl Lookup {
+    /// For the `cache.lookup` span.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Lookup::Hit(_) => "hit",
+            Lookup::Miss => "miss",
+            Lookup::Unavailable => "error",
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chat(body: &str) -> ChatRequest {
-        ChatRequest::parse(Bytes::from(body.to_owned()), 100).unwrap()
-    }
-
-    #[test]
-    fn the_key_ignores_transport_fields_and_key_order_but_not_content() {
-        let o = Overrides::default();
-        let a = CacheKey::new(
-            "t",
-            "m",
-            &chat(
-                r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
-            ),
-            &o,
-        );
-        let b = CacheKey::new(
-            "t",
-            "m",
-            &chat(
-                r#"{"temperature":0,"stream":true,"stream_options":{"include_usage":true},"messages":[{"content":"hi","role":"user"}],"model":"other"}"#,
-            ),
-            &o,
-        );
-        assert_eq!(
-            a, b,
-            "stream flags, key order and the requested alias do not matter"
-        );
-        let c = CacheKey::new(
-            "t",
-            "m",
-            &chat(
-                r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":1}"#,
-            ),
-            &o,
-        );
-        assert_ne!(a, c, "every other field matters");
-        let d = CacheKey::new(
-            "t",
-            "m",
-            &chat(
-                r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0,"some_new_field":1}"#,
-            ),
-            &o,
-        );
-        assert_ne!(a, d, "including fields the gateway has never heard of");
-        let body =
-            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0}"#;
-        assert_ne!(
-            a,
-            CacheKey::new("other-tenant", "m", &chat(body), &o),
-            "tenants never share entries"
-        );
-        assert_ne!(a, CacheKey::new("t", "m2", &chat(body), &o), "nor models");
-        let capped = Overrides {
-            max_output_tokens: Some(10),
-            ..Overrides::default()
-        };
-        assert_ne!(
-            a,
-            CacheKey::new("t", "m", &chat(body), &capped),
-            "overrides change what is asked upstream"
-        );
-    }
-
     #[tokio::test]
     async fn memory_entries_expire_after_their_ttl() {
         let cache = ResponseCache::new(CacheSettings::default()).unwrap();
-        let key = CacheKey([7; 32]);
+        let key = CacheKey::from_bytes([7; 32]);
         let value = CachedResponse {
             model: "m".into(),
             body: "{}".into(),
@@ -377,9 +266,9 @@ mod tests {
         cache
             .put(key, value.clone(), Duration::from_millis(100))
             .await;
-        assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some(&value));
+        assert!(matches!(cache.get(&key).await, Lookup::Hit(v) if *v == value));
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(cache.get(&key).await.unwrap(), None);
+        assert!(matches!(cache.get(&key).await, Lookup::Miss));
     }
 
     #[test]

@@ -10,17 +10,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use switchyard_policy::SandboxLimits;
 
-use crate::budget::TenantQuota;
+use switchyard_upstream::{BreakerSettings, RetryBudgetSettings, Usage};
+
+use crate::accounts::TenantQuota;
 use crate::cache::CacheSettings;
-use crate::quarantine::QuarantineSettings;
-use crate::scheduler::SchedulerSettings;
-use crate::upstream::health::{BreakerSettings, RetryBudgetSettings};
+use crate::sandbox::{QuarantineSettings, SchedulerSettings};
+
+pub use switchyard_upstream::Secret;
 
 use raw::{RawConfig, RawFailureOutcome, RawModel, RawSandbox, RawUpstream};
 
@@ -43,29 +45,6 @@ impl ConfigError {
             path: path.into(),
             message: message.into(),
         }
-    }
-}
-
-/// A secret read from the environment. Its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    /// The secret itself; only for building the upstream `Authorization` header and redaction.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// A secret built from a literal, for tests.
-    #[cfg(test)]
-    pub fn for_tests(value: &str) -> Self {
-        Secret(value.into())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -132,10 +111,18 @@ fn resilience(r: &raw::RawResilience) -> Result<Resilience, ConfigError> {
             "must be at least 1",
         ));
     }
+    let max_open = ms(r.breaker_open_ms, 5_000, "resilience.breaker_open_ms")?;
+    let probe_after = ms(
+        r.breaker_probe_after_ms,
+        1_000,
+        "resilience.breaker_probe_after_ms",
+    )?
+    .min(max_open);
     Ok(Resilience {
         breaker: BreakerSettings {
             failures,
-            open_for: ms(r.breaker_open_ms, 30_000, "resilience.breaker_open_ms")?,
+            probe_after,
+            max_open,
         },
         retry_budget: RetryBudgetSettings {
             ratio,
@@ -285,6 +272,25 @@ impl ModelInfo {
     /// The prices in force now.
     pub fn prices_now(&self) -> Prices {
         self.prices_at(std::time::SystemTime::now())
+    }
+
+    /// USD for `usage` at the prices in force now (time-of-day windows included): cache-hit input
+    /// at the cache-hit price, the rest of the input at the miss price.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let price = self.prices_now();
+        (usage.uncached_prompt_tokens() as f64 * price.input_usd_per_mtok
+            + usage.cached_prompt_tokens as f64 * price.cached_input_usd_per_mtok
+            + usage.completion_tokens as f64 * price.output_usd_per_mtok)
+            / 1_000_000.0
+    }
+
+    /// The worst case for `input` and `output` tokens now: every input token a cache miss.
+    pub fn estimate(&self, input: u64, output: u64) -> f64 {
+        self.cost(&Usage {
+            prompt_tokens: input,
+            cached_prompt_tokens: 0,
+            completion_tokens: output,
+        })
     }
 }
 
@@ -814,7 +820,7 @@ fn upstream(
     let api_key = match &up.api_key_env {
         None => None,
         Some(var) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Some(Secret(v.trim().into())),
+            Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
             _ => {
                 return Err(ConfigError::new(
                     format!("{path}.api_key_env"),

@@ -99,8 +99,11 @@ pub struct RawCache {
 pub struct RawResilience {
     /// Consecutive failures of a model on an upstream that open its circuit.
     pub breaker_failures: Option<u32>,
-    /// How long an open circuit stays open before a probe, milliseconds.
+    /// The longest an open circuit stays open before a probe, milliseconds (each failed probe
+    /// doubles the open period up to this).
     pub breaker_open_ms: Option<u64>,
+    /// How long a circuit that just opened waits before its first probe, milliseconds.
+    pub breaker_probe_after_ms: Option<u64>,
     /// Extra attempts allowed as a share of recent requests (0.2 = 20%).
     pub retry_budget_ratio: Option<f64>,
     /// Extra attempts always allowed per second.

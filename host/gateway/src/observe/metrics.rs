@@ -1,0 +1,241 @@
+//! Prometheus metrics (`prometheus-client`), served at `/metrics` on the admin listener.
+//!
+//! Labels are bounded by the configuration (tenants, models, upstreams) and by small fixed sets
+//! (status codes, cache outcomes, failure classes), never by request content.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub tenant: String,
+    pub model: String,
+    pub status: u16,
+    pub cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantModelLabels {
+    pub tenant: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub tenant: String,
+    pub model: String,
+    /// `input` (cache misses), `cached_input` or `output`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub upstream: String,
+    pub model: String,
+    /// `ok` or the failure class (`connect`, `timeout`, `status_5xx`, ...).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    pub upstream: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub tenant: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+type Usd = Counter<f64, AtomicU64>;
+
+/// All of the gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<TenantLabels, Histogram>,
+    pub first_byte_seconds: Family<TenantLabels, Histogram>,
+    pub added_latency_seconds: Family<TenantLabels, Histogram>,
+    pub decision_seconds: Family<TenantLabels, Histogram>,
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    pub fallbacks: Family<TenantLabels, Counter>,
+    /// 0 closed, 1 half-open, 2 open.
+    pub circuit_state: Family<CircuitLabels, Gauge>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub cost_usd: Family<TenantModelLabels, Usd>,
+    pub saved_usd: Family<TenantModelLabels, Usd>,
+    pub policy_failures: Family<FailureLabels, Counter>,
+    pub policy_reloads: Family<ReloadLabels, Counter>,
+    pub in_flight: Gauge,
+    pub open_streams: Gauge,
+}
+
+fn latency_histograms() -> Family<TenantLabels, Histogram> {
+    // 50 us to about 13 min, doubling.
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 24)))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let m = Metrics {
+            requests: Family::default(),
+            request_seconds: latency_histograms(),
+            first_byte_seconds: latency_histograms(),
+            added_latency_seconds: latency_histograms(),
+            decision_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_002, 2.0, 20))
+            }),
+            upstream_attempts: Family::default(),
+            fallbacks: Family::default(),
+            circuit_state: Family::default(),
+            tokens: Family::default(),
+            cost_usd: Family::default(),
+            saved_usd: Family::default(),
+            policy_failures: Family::default(),
+            policy_reloads: Family::default(),
+            in_flight: Gauge::default(),
+            open_streams: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests by tenant, model, HTTP status and cache outcome",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Total request time, until the last byte",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "time_to_first_byte_seconds",
+            "Time until the response (or the first stream event) is sent",
+            m.first_byte_seconds.clone(),
+        );
+        registry.register(
+            "added_latency_seconds",
+            "Time to first byte spent in the gateway rather than waiting on upstreams",
+            m.added_latency_seconds.clone(),
+        );
+        registry.register(
+            "policy_decision_seconds",
+            "Time a policy decision took",
+            m.decision_seconds.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by outcome (`ok` or the failure class)",
+            m.upstream_attempts.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Requests served by a target after the first",
+            m.fallbacks.clone(),
+        );
+        registry.register(
+            "circuit_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            m.circuit_state.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens by kind: input (cache miss), cached_input, output",
+            m.tokens.clone(),
+        );
+        registry.register("cost_usd", "Upstream cost in USD", m.cost_usd.clone());
+        registry.register(
+            "saved_usd",
+            "Cost avoided by response-cache hits, USD",
+            m.saved_usd.clone(),
+        );
+        registry.register(
+            "policy_failures",
+            "Policy failures by tenant and kind",
+            m.policy_failures.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Reload attempts by result",
+            m.policy_reloads.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "open_streams",
+            "Streams being relayed",
+            m.open_streams.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Counts each upstream attempt by outcome, as the fallback loop reports them.
+pub(crate) struct AttemptCounter<'a>(pub &'a Metrics);
+
+impl switchyard_upstream::AttemptObserver for AttemptCounter<'_> {
+    fn attempt(&self, upstream: &str, model: &str, outcome: &'static str) {
+        self.0
+            .upstream_attempts
+            .get_or_create(&AttemptLabels {
+                upstream: upstream.to_owned(),
+                model: model.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+impl Metrics {
+    /// Counts a request that a target after the first served.
+    pub fn fallback(&self, tenant: &str) {
+        self.fallbacks
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Observes a latency on a per-tenant histogram.
+    pub fn observe(family: &Family<TenantLabels, Histogram>, tenant: &str, d: Duration) {
+        family
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .observe(d.as_secs_f64());
+    }
+}

@@ -1,0 +1,450 @@
+//! One request's context: what the access-log line and the metrics will say, the budget it holds,
+//! and how far its upstream call got. Whatever path the request takes, dropping the context
+//! finishes it exactly once: the in-flight gauge comes down, the metrics are recorded, the line is
+//! written, and a reservation still held is charged (when a provider started work for it) or
+//! released. That includes a client that hangs up, which drops the request's future at whatever
+//! await it was in; the line then says status 499, as nginx logs it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, Method};
+use switchyard_upstream::{Progress, StreamEnd, StreamOutcome, Usage};
+
+use crate::accounts::Reservation;
+use crate::cache::CacheOutcome;
+use crate::observe::metrics::{Metrics, RequestLabels, TenantModelLabels, TokenLabels};
+use crate::response::headers;
+
+/// The status logged for a request whose client went away before its response was sent.
+pub(crate) const CLIENT_GONE: u16 = 499;
+
+/// The request id and the seed a policy gets: the client's `x-request-id` when it is short and
+/// plain, otherwise a new one; the seed is derived from the id (XXH3-64 of its bytes), so a
+/// replayed `x-request-id` replays the policy's sampled choices.
+pub(crate) fn request_id(headers: &HeaderMap) -> (Arc<str>, u64) {
+    let id: Arc<str> = match headers
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.into()
+        }
+        _ => format!("req_{:016x}", fastrand::u64(..)).into(),
+    };
+    let seed = seed_of(&id);
+    (id, seed)
+}
+
+/// The seed of request `id`.
+pub(crate) fn seed_of(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+/// How a relayed stream ended, for the log.
+#[derive(Debug, Clone, Default)]
+struct StreamRecord {
+    outcome: &'static str,
+    events: u64,
+}
+
+/// Everything one access-log line says. Never holds a key or prompt text (but the prompt excerpt
+/// when `server.log_prompts` is on).
+#[derive(Debug)]
+pub(crate) struct RequestCtx {
+    pub id: Arc<str>,
+    pub seed: u64,
+    method: Method,
+    path: String,
+    pub started: Instant,
+    pub span: tracing::Span,
+    pub tenant: Option<Arc<str>>,
+    pub policy_header: Option<HeaderValue>,
+    pub model: Option<String>,
+    pub upstream: Option<Arc<str>>,
+    pub attempts: usize,
+    pub decision: Option<Duration>,
+    pub stream: bool,
+    pub status: u16,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    /// The cost is the host's estimate: the provider reported no usage, or the request ended
+    /// before it could.
+    pub cost_estimated: bool,
+    /// What a cache hit saved: the cost of the stored response at today's prices.
+    pub saved_usd: Option<f64>,
+    pub cache: CacheOutcome,
+    pub tags: Vec<(String, String)>,
+    pub error: Option<String>,
+    /// The start of the last user message, only when `server.log_prompts` is on.
+    pub prompt: Option<String>,
+    /// When the response head (or a stream's first event) went out, from `started`.
+    pub first_byte: Option<Duration>,
+    /// Time spent waiting on upstreams before the first byte.
+    pub upstream_wait: Duration,
+    /// How far the upstream call got (read when the request is dropped in the middle of it).
+    pub progress: Arc<Progress>,
+    /// The route's models and upstreams, in order, to name the target of an abandoned attempt.
+    pub route: Vec<(String, Arc<str>)>,
+    /// The budget held for this request, and the estimate it was reserved at.
+    reservation: Option<(Reservation, f64)>,
+    stream_end: Option<StreamRecord>,
+    metrics: Arc<Metrics>,
+    /// False once the record has been written (or handed to a stream that will write it).
+    live: bool,
+}
+
+impl RequestCtx {
+    /// A new request: counted in flight from now until the context is dropped.
+    pub fn start(
+        id: Arc<str>,
+        seed: u64,
+        method: Method,
+        path: &str,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.in_flight.inc();
+        let span = request_span(&id, &method, path);
+        RequestCtx {
+            id,
+            seed,
+            method,
+            path: path.to_owned(),
+            started: Instant::now(),
+            span,
+            tenant: None,
+            policy_header: None,
+            model: None,
+            upstream: None,
+            attempts: 0,
+            decision: None,
+            stream: false,
+            status: CLIENT_GONE,
+            usage: None,
+            cost_usd: None,
+            cost_estimated: false,
+            saved_usd: None,
+            cache: CacheOutcome::Bypass,
+            tags: Vec::new(),
+            error: None,
+            prompt: None,
+            first_byte: None,
+            upstream_wait: Duration::ZERO,
+            progress: Arc::default(),
+            route: Vec::new(),
+            reservation: None,
+            stream_end: None,
+            metrics,
+            live: true,
+        }
+    }
+
+    /// Holds `reservation` (reserved at `estimate` USD) until the request settles it.
+    pub fn hold(&mut self, reservation: Reservation, estimate: f64) {
+        self.reservation = Some((reservation, estimate));
+    }
+
+    /// The estimate the held reservation was made at (zero when nothing is held).
+    pub fn estimate(&self) -> f64 {
+        self.reservation.as_ref().map_or(0.0, |(_, e)| *e)
+    }
+
+    /// Settles the held reservation with the cost of the response: `usage` at `price`, or the
+    /// estimate when the provider reported no usage (marked as estimated).
+    pub fn charge(&mut self, usage: Option<Usage>, cost: Option<f64>) {
+        self.usage = usage;
+        let cost = match cost {
+            Some(c) => c,
+            None => {
+                self.cost_estimated = true;
+                self.estimate()
+            }
+        };
+        self.cost_usd = Some(cost);
+        if let Some((reservation, _)) = self.reservation.take() {
+            reservation.settle(cost);
+        }
+    }
+
+    /// Records how a relayed stream ended.
+    pub fn stream_ended(&mut self, end: &StreamEnd) {
+        let outcome = match &end.outcome {
+            StreamOutcome::Completed => "completed",
+            StreamOutcome::ClientGone => "client-gone",
+            StreamOutcome::Failed(reason) => {
+                self.error = Some(reason.clone());
+                "failed"
+            }
+        };
+        self.stream_end = Some(StreamRecord {
+            outcome,
+            events: end.events,
+        });
+    }
+
+    /// Moves this request's record into a new context that a stream body owns and drops when the
+    /// stream ends; this one is left silent.
+    pub fn hand_over(&mut self) -> RequestCtx {
+        self.live = false;
+        RequestCtx {
+            id: self.id.clone(),
+            seed: self.seed,
+            method: self.method.clone(),
+            path: std::mem::take(&mut self.path),
+            started: self.started,
+            span: self.span.clone(),
+            tenant: self.tenant.take(),
+            policy_header: self.policy_header.clone(),
+            model: self.model.take(),
+            upstream: self.upstream.take(),
+            attempts: self.attempts,
+            decision: self.decision,
+            stream: self.stream,
+            status: self.status,
+            usage: self.usage.take(),
+            cost_usd: self.cost_usd.take(),
+            cost_estimated: self.cost_estimated,
+            saved_usd: self.saved_usd.take(),
+            cache: self.cache,
+            tags: std::mem::take(&mut self.tags),
+            error: self.error.take(),
+            prompt: self.prompt.take(),
+            first_byte: self.first_byte,
+            upstream_wait: self.upstream_wait,
+            progress: self.progress.clone(),
+            route: std::mem::take(&mut self.route),
+            reservation: self.reservation.take(),
+            stream_end: None,
+            metrics: self.metrics.clone(),
+            live: true,
+        }
+    }
+
+    /// Settles whatever is still held as an abandoned request: a provider that received the
+    /// request is paid the estimate; otherwise the reservation is released.
+    fn settle_abandoned(&mut self) {
+        if self.model.is_none()
+            && let Some(i) = self.progress.last_target()
+            && let Some((model, upstream)) = self.route.get(i)
+        {
+            self.model = Some(model.clone());
+            self.upstream = Some(upstream.clone());
+        }
+        if self.attempts == 0 {
+            self.attempts = self.progress.sent() as usize;
+        }
+        if let Some((reservation, estimate)) = self.reservation.take() {
+            if self.progress.sent() > 0 {
+                self.cost_usd = Some(estimate);
+                self.cost_estimated = true;
+                reservation.settle(estimate);
+            } else {
+                drop(reservation); // released: nothing was sent, nothing was spent
+            }
+        }
+    }
+
+    fn record_metrics(&self) {
+        let m = &self.metrics;
+        let tenant = self.tenant.as_deref().unwrap_or("-").to_owned();
+        let model = self.model.clone().unwrap_or_else(|| "-".into());
+        m.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.clone(),
+                model: model.clone(),
+                status: self.status,
+                cache: self.cache.as_str(),
+            })
+            .inc();
+        let total = self.started.elapsed();
+        Metrics::observe(&m.request_seconds, &tenant, total);
+        let first_byte = self.first_byte.unwrap_or(total);
+        Metrics::observe(&m.first_byte_seconds, &tenant, first_byte);
+        Metrics::observe(
+            &m.added_latency_seconds,
+            &tenant,
+            first_byte.saturating_sub(self.upstream_wait),
+        );
+        if let Some(d) = self.decision {
+            Metrics::observe(&m.decision_seconds, &tenant, d);
+        }
+        if let Some(u) = self.usage
+            && self.cache != CacheOutcome::Hit
+        {
+            for (kind, n) in [
+                ("input", u.uncached_prompt_tokens()),
+                ("cached_input", u.cached_prompt_tokens),
+                ("output", u.completion_tokens),
+            ] {
+                m.tokens
+                    .get_or_create(&TokenLabels {
+                        tenant: tenant.clone(),
+                        model: model.clone(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+        let labels = TenantModelLabels { tenant, model };
+        if let Some(c) = self.cost_usd.filter(|c| *c > 0.0) {
+            m.cost_usd.get_or_create(&labels).inc_by(c);
+        }
+        if let Some(s) = self.saved_usd.filter(|s| *s > 0.0) {
+            m.saved_usd.get_or_create(&labels).inc_by(s);
+        }
+    }
+
+    fn record_on_span(&self) {
+        let span = &self.span;
+        if let Some(t) = &self.tenant {
+            span.record("tenant", &**t);
+        }
+        if let Some(p) = self.policy_header.as_ref().and_then(|h| h.to_str().ok()) {
+            span.record("policy", p);
+        }
+        if let Some(m) = &self.model {
+            span.record("model", m.as_str());
+        }
+        if let Some(d) = self.decision {
+            span.record("decision_us", d.as_micros() as u64);
+        }
+        span.record("attempts", self.attempts);
+        span.record("status", self.status);
+        span.record("latency_ms", self.started.elapsed().as_secs_f64() * 1000.0);
+        if self.status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+
+    fn write_line(&self) {
+        let usage = self.usage.unwrap_or_default();
+        let tags = self
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let stream = self.stream_end.clone().unwrap_or_default();
+        tracing::info!(
+            target: "switchyard::access",
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            tenant = self.tenant.as_deref().unwrap_or("-"),
+            policy = self.policy_header.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
+            model = self.model.as_deref().unwrap_or("-"),
+            upstream = self.upstream.as_deref().unwrap_or("-"),
+            attempts = self.attempts,
+            stream = self.stream,
+            stream_outcome = stream.outcome,
+            stream_events = stream.events,
+            decision_us = self.decision.map_or(0, |d| d.as_micros() as u64),
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            prompt_tokens = usage.prompt_tokens,
+            cached_prompt_tokens = usage.cached_prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            cost_usd = self.cost_usd.unwrap_or(0.0),
+            cost_estimated = self.cost_estimated,
+            saved_usd = self.saved_usd.unwrap_or(0.0),
+            cache = self.cache.as_str(),
+            tags = %tags,
+            error = self.error.as_deref().unwrap_or(""),
+            prompt = self.prompt.as_deref(),
+            "request"
+        );
+    }
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.live {
+            return;
+        }
+        self.live = false;
+        self.settle_abandoned();
+        if self.status == CLIENT_GONE && self.error.is_none() {
+            self.error = Some("the client went away before the response was sent".into());
+        }
+        self.metrics.in_flight.dec();
+        self.record_metrics();
+        self.record_on_span();
+        self.write_line();
+    }
+}
+
+/// The request's span. With export on it also carries OpenTelemetry's name, kind and status;
+/// without it those fields would only clutter the log lines that print the span.
+fn request_span(id: &str, method: &Method, path: &str) -> tracing::Span {
+    macro_rules! request_span {
+        ($($otel:tt)*) => {
+            tracing::info_span!(
+                "request",
+                $($otel)*
+                id = %id,
+                tenant = tracing::field::Empty,
+                policy = tracing::field::Empty,
+                model = tracing::field::Empty,
+                attempts = tracing::field::Empty,
+                decision_us = tracing::field::Empty,
+                status = tracing::field::Empty,
+                latency_ms = tracing::field::Empty,
+            )
+        };
+    }
+    if crate::observe::telemetry::exporting() {
+        request_span!(
+            otel.name = %format_args!("{method} {path}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+        )
+    } else {
+        request_span!()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_is_derived_from_the_request_id() {
+        let mut h = HeaderMap::new();
+        h.insert(headers::REQUEST_ID, "replay-me-1".parse().unwrap());
+        let (id, seed) = request_id(&h);
+        assert_eq!(&*id, "replay-me-1");
+        assert_eq!(seed, request_id(&h).1, "the same id, the same seed");
+        assert_eq!(seed, xxhash_rust::xxh3::xxh3_64(b"replay-me-1"));
+        h.insert(headers::REQUEST_ID, "replay-me-2".parse().unwrap());
+        assert_ne!(seed, request_id(&h).1);
+        // A generated id's seed is derived from it too.
+        let (generated, seed) = request_id(&HeaderMap::new());
+        assert!(generated.starts_with("req_"));
+        assert_eq!(seed, seed_of(&generated));
+    }
+
+    #[test]
+    fn a_dropped_context_counts_down_once() {
+        let metrics = Arc::new(Metrics::default());
+        let ctx = RequestCtx::start(
+            "r".into(),
+            1,
+            Method::POST,
+            "/v1/chat/completions",
+            metrics.clone(),
+        );
+        assert_eq!(metrics.in_flight.get(), 1);
+        let mut ctx = ctx;
+        let handed = ctx.hand_over();
+        drop(ctx);
+        assert_eq!(metrics.in_flight.get(), 1, "the stream still holds it");
+        drop(handed);
+        assert_eq!(metrics.in_flight.get(), 0);
+    }
+}

@@ -1,0 +1,449 @@
+//! The request path, phase by phase. Read this file first.
+//!
+//! ```text
+//! handle ─► authenticate ─► parse ─► summarise ─► decide (sandbox) ─► serve:
+//!             │ 401, 429     │ 400, 413, 403, 404     │ policy's 4xx/503   lookup cache ─► hit: respond_cached
+//!                                                                          reserve budget ─► 429
+//!                                                                          execute (fallback loop, commit point) ─► 502/504
+//!                                                                          respond: whole, or streamed
+//! every path ─► the request context is dropped: access line, metrics, budget, in-flight gauge
+//! ```
+//!
+//! Every phase is a method of [`Pipeline`] that reads or fills the request's [`RequestCtx`]; every
+//! failure is a [`GatewayError`], turned into a response in one place
+//! ([`crate::response::error_response`]). A client that hangs up drops the request's future
+//! wherever it waits, and the context's `Drop` finishes it (see [`ctx`]).
+
+mod body;
+mod ctx;
+mod respond;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+use switchyard_policy::types::{Budget, RequestSummary};
+use switchyard_upstream::chat::{ChatRequest, ParseError};
+use switchyard_upstream::{Delivered, ExecOptions, execute};
+use tracing::Instrument;
+
+pub(crate) use ctx::{RequestCtx, seed_of};
+
+use crate::auth;
+use crate::cache::{CacheKeys, CacheOutcome, CachedResponse};
+use crate::error::GatewayError;
+use crate::live::snapshot::Snapshot;
+use crate::live::tenant::Tenant;
+use crate::response::{self, ResponseBody, headers};
+use crate::routing::{self, Chooser, RoutePlan};
+use crate::sandbox::{self, Teardown};
+use crate::services::Services;
+
+/// Handles one request on the main listener.
+pub(crate) async fn handle(
+    services: Arc<Services>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let (id, seed) = ctx::request_id(req.headers());
+    let ctx = RequestCtx::start(
+        id,
+        seed,
+        req.method().clone(),
+        req.uri().path(),
+        services.metrics.clone(),
+    );
+    crate::observe::telemetry::adopt_remote_parent(&ctx.span, req.headers());
+    let span = ctx.span.clone();
+    let mut pipeline = Pipeline {
+        snapshot: services.snapshot.load_full(),
+        services: &services,
+        ctx,
+    };
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
+            pipeline.chat(req).instrument(span).await
+        }
+        (&Method::GET, "/v1/models" | "/models") => pipeline.models(req.headers()),
+        (&Method::GET, "/healthz") => Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/readyz") => Ok(response::readiness(services.is_draining())),
+        (
+            _,
+            path @ ("/v1/chat/completions"
+            | "/chat/completions"
+            | "/v1/models"
+            | "/models"
+            | "/healthz"
+            | "/readyz"),
+        ) => Err(GatewayError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: path.to_owned(),
+        }),
+        (_, path) => Err(GatewayError::NotFound {
+            path: path.to_owned(),
+        }),
+    };
+    pipeline.finish(result)
+}
+
+/// One request on its way through the phases.
+struct Pipeline<'a> {
+    services: &'a Arc<Services>,
+    /// The config version the whole request runs on.
+    snapshot: Arc<Snapshot>,
+    ctx: RequestCtx,
+}
+
+impl Pipeline<'_> {
+    /// `POST /v1/chat/completions`.
+    async fn chat(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let tenant = self.authenticate(req.headers()).await?;
+        let headers = req.headers().clone();
+        let chat = self.parse(&tenant, req).await?;
+        let summary = self.summarise(&tenant, &chat, &headers).await;
+        let (plan, teardown) = self.decide(&tenant, summary, chat.stats.prefix_key).await?;
+        // The decision's instance is torn down once the request first waits (see `Teardown`).
+        teardown
+            .after_first_wait(self.serve(&tenant, &chat, &headers, plan))
+            .await
+    }
+
+    /// From a checked plan to a response: the cache, the budget, the upstreams.
+    async fn serve(
+        &mut self,
+        tenant: &Tenant,
+        chat: &ChatRequest,
+        headers: &HeaderMap,
+        plan: RoutePlan,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let keys = CacheKeys::for_plan(tenant, chat, &plan);
+        if let Some(hit) = self.lookup(keys.as_ref(), &plan).await {
+            return respond::cached(&self.snapshot, &mut self.ctx, chat, &plan, &hit);
+        }
+        self.reserve(tenant, chat, &plan).await?;
+        let delivered = self.execute(tenant, chat, headers, &plan).await?;
+        respond::delivered(
+            self.services,
+            &self.snapshot,
+            &mut self.ctx,
+            chat,
+            &plan,
+            keys,
+            delivered,
+        )
+    }
+
+    /// Phase 1: who is calling. Before the body is read, so an unauthenticated client cannot
+    /// make the gateway buffer 32 MB; then the tenant's request rate.
+    async fn authenticate(&mut self, headers: &HeaderMap) -> Result<Arc<Tenant>, GatewayError> {
+        let tenant = auth::authenticate(headers, &self.snapshot.keys)?;
+        self.ctx.tenant = Some(tenant.name.clone());
+        self.ctx.policy_header = Some(tenant.policy.header.clone());
+        self.services
+            .accounts
+            .check_request(&tenant.name, &tenant.config.quota)
+            .await
+            .map_err(GatewayError::Refused)?;
+        Ok(tenant)
+    }
+
+    /// Phase 2: read the body (size-capped) and parse it once; the requested model must be the
+    /// tenant's or one of its aliases; the request's tokens count against its rate.
+    async fn parse(
+        &mut self,
+        tenant: &Tenant,
+        req: Request<Incoming>,
+    ) -> Result<ChatRequest, GatewayError> {
+        let server = &self.snapshot.config.server;
+        let body = body::read(req, server.max_body_bytes).await?;
+        let chat = ChatRequest::parse(body, server.max_messages).map_err(invalid_request)?;
+        self.ctx.stream = chat.stream;
+        if server.log_prompts {
+            self.ctx.prompt = Some(chat.stats.last_user_excerpt.clone());
+        }
+        check_requested_model(
+            &self.snapshot,
+            tenant,
+            self.snapshot.config.canonical(&chat.model.value),
+        )?;
+        let output_tokens = chat
+            .max_output_tokens()
+            .unwrap_or(server.reserve_output_tokens);
+        self.services
+            .accounts
+            .check_tokens(
+                &tenant.name,
+                &tenant.config.quota,
+                chat.stats.estimated_input_tokens + output_tokens,
+            )
+            .await
+            .map_err(GatewayError::Refused)?;
+        Ok(chat)
+    }
+
+    /// Phase 3: the policy's view of the request.
+    async fn summarise(
+        &mut self,
+        tenant: &Tenant,
+        chat: &ChatRequest,
+        headers: &HeaderMap,
+    ) -> RequestSummary {
+        let quota = &tenant.config.quota;
+        // Policies see the spend only when the tenant has budgets (it costs a Redis round trip
+        // when shared).
+        let spend = if quota.daily_budget_usd.is_some() || quota.monthly_budget_usd.is_some() {
+            self.services.accounts.spend(&tenant.name).await
+        } else {
+            Default::default()
+        };
+        let budget = Budget {
+            spent_today_usd: spend.today_usd,
+            daily_limit_usd: quota.daily_budget_usd,
+            spent_month_usd: spend.month_usd,
+            monthly_limit_usd: quota.monthly_budget_usd,
+        };
+        let mut summary = routing::summarise(
+            &self.ctx.id,
+            self.ctx.seed,
+            tenant,
+            chat,
+            routing::hints(headers, chat),
+            &self.services.breakers,
+            budget,
+        );
+        summary.requested_model = self.snapshot.config.canonical(&chat.model.value).to_owned();
+        summary
+    }
+
+    /// Phase 4: the tenant's policy decides in its sandbox, and the host checks the decision.
+    async fn decide(
+        &mut self,
+        tenant: &Arc<Tenant>,
+        summary: RequestSummary,
+        prefix_key: u64,
+    ) -> Result<(RoutePlan, Teardown), GatewayError> {
+        let decided = sandbox::decide(self.services, tenant, &self.ctx.id, summary)
+            .instrument(crate::stage_span!("policy.decide", policy = %tenant.policy.name))
+            .await?;
+        self.ctx.decision = Some(decided.time);
+        let chooser = self.chooser(tenant, prefix_key);
+        let checked = decided
+            .result
+            .and_then(|decision| routing::check(&self.snapshot, tenant, decision, &chooser));
+        let plan = match checked {
+            Ok(routing::Checked::Route(plan)) => plan,
+            Ok(routing::Checked::Reject {
+                status,
+                code,
+                message,
+            }) => {
+                return Err(GatewayError::PolicyRejected {
+                    status,
+                    code,
+                    message,
+                });
+            }
+            Err(failure) => {
+                sandbox::record_failure(self.services, tenant, &self.ctx.id, &failure);
+                routing::failure_route(&self.snapshot, tenant, failure.kind, &chooser)?
+            }
+        };
+        self.ctx.tags = plan.tags.clone();
+        self.ctx.route = plan
+            .targets
+            .iter()
+            .map(|t| (t.model.clone(), t.upstream.name.clone()))
+            .collect();
+        Ok((plan, decided.teardown))
+    }
+
+    /// Phase 5: the response cache, read side. An entry for any model of the route counts, in
+    /// the route's order, so a response a fallback produced is reused while the primary keeps
+    /// failing.
+    async fn lookup(
+        &mut self,
+        keys: Option<&CacheKeys>,
+        plan: &RoutePlan,
+    ) -> Option<Arc<CachedResponse>> {
+        let keys = keys.filter(|_| plan.cache_reads())?;
+        self.ctx.cache = CacheOutcome::Miss;
+        for (model, key) in keys.in_route_order(plan) {
+            let lookup = crate::stage_span!(
+                "cache.lookup",
+                model = model,
+                outcome = tracing::field::Empty
+            );
+            let found = self
+                .services
+                .cache
+                .get(&key)
+                .instrument(lookup.clone())
+                .await;
+            lookup.record("outcome", found.label());
+            match found {
+                crate::cache::Lookup::Hit(hit) => {
+                    self.ctx.cache = CacheOutcome::Hit;
+                    return Some(hit);
+                }
+                crate::cache::Lookup::Miss => {}
+                crate::cache::Lookup::Unavailable => {
+                    self.ctx.cache = CacheOutcome::Bypass;
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Phase 6: hold the request's worst-case cost against the tenant's budgets until it is
+    /// settled (the most expensive target's prices, the estimated input plus the output cap).
+    async fn reserve(
+        &mut self,
+        tenant: &Tenant,
+        chat: &ChatRequest,
+        plan: &RoutePlan,
+    ) -> Result<(), GatewayError> {
+        let server = &self.snapshot.config.server;
+        let output_tokens = chat
+            .max_output_tokens()
+            .unwrap_or(server.reserve_output_tokens);
+        let output_tokens = plan
+            .overrides
+            .max_output_tokens
+            .map_or(output_tokens, |cap| cap.min(output_tokens));
+        let estimate = plan
+            .targets
+            .iter()
+            .filter_map(|t| self.snapshot.config.models.get(&t.model))
+            .map(|price| price.estimate(chat.stats.estimated_input_tokens, output_tokens))
+            .fold(0.0, f64::max);
+        let reservation = self
+            .services
+            .accounts
+            .reserve(&tenant.name, &tenant.config.quota, estimate)
+            .await
+            .map_err(GatewayError::Refused)?;
+        self.ctx.hold(reservation, estimate);
+        Ok(())
+    }
+
+    /// Phase 7: the fallback loop, up to its commit point (a whole response, or a stream's first
+    /// substantive event).
+    async fn execute(
+        &mut self,
+        tenant: &Tenant,
+        chat: &ChatRequest,
+        headers: &HeaderMap,
+        plan: &RoutePlan,
+    ) -> Result<Delivered, GatewayError> {
+        let observer = crate::observe::metrics::AttemptCounter(&self.services.metrics);
+        let opts = ExecOptions {
+            request_id: &self.ctx.id,
+            overrides: plan.overrides.clone(),
+            deadline: tokio::time::Instant::from_std(
+                self.ctx.started + self.snapshot.config.server.request_deadline,
+            ),
+            redactor: &self.snapshot.redactor,
+            breakers: &self.services.breakers,
+            retry_budget: &self.services.retry_budget,
+            observer: &observer,
+            trace: &crate::observe::telemetry::Propagation(headers),
+            progress: &self.ctx.progress,
+        };
+        let result = execute(&plan.targets, chat, &opts).await;
+        let delivered = result.inspect_err(|e| self.ctx.attempts = e.attempts().len())?;
+        if delivered.attempts.len() > 1 {
+            self.services.metrics.fallback(&tenant.name);
+        }
+        self.ctx.model = Some(delivered.model.clone());
+        self.ctx.upstream = Some(delivered.upstream.name.clone());
+        self.ctx.attempts = delivered.attempts.len();
+        self.ctx.upstream_wait = delivered.upstream_time;
+        self.ctx.first_byte = Some(self.ctx.started.elapsed());
+        Ok(delivered)
+    }
+
+    /// `GET /v1/models`: the tenant's models and aliases.
+    fn models(&mut self, headers: &HeaderMap) -> Result<Response<ResponseBody>, GatewayError> {
+        let tenant = auth::authenticate(headers, &self.snapshot.keys)?;
+        self.ctx.tenant = Some(tenant.name.clone());
+        let data: Vec<_> = tenant
+            .config
+            .models
+            .iter()
+            .chain(&tenant.config.model_aliases)
+            .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "switchyard"}))
+            .collect();
+        Ok(response::json(
+            StatusCode::OK,
+            &json!({"object": "list", "data": data}),
+        ))
+    }
+
+    /// The last step of every request: an error becomes its response, and every response gets
+    /// the request id, the policy version and the cache outcome. Dropping the pipeline (and its
+    /// context) then writes the access line, unless a stream took it over.
+    fn finish(
+        mut self,
+        result: Result<Response<ResponseBody>, GatewayError>,
+    ) -> Response<ResponseBody> {
+        let mut response = result.unwrap_or_else(|e| {
+            self.ctx.error = Some(e.to_string());
+            response::error_response(&e)
+        });
+        let h = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.ctx.id) {
+            h.insert(headers::REQUEST_ID, v);
+        }
+        if let Some(policy) = &self.ctx.policy_header {
+            h.insert(headers::POLICY, policy.clone());
+        }
+        if !h.contains_key(headers::CACHE) {
+            h.insert(headers::CACHE, HeaderValue::from_static("bypass"));
+        }
+        self.ctx.status = response.status().as_u16();
+        response
+    }
+
+    fn chooser<'c>(&'c self, tenant: &'c Tenant, prefix_key: u64) -> Chooser<'c> {
+        Chooser {
+            choice: self.snapshot.config.upstream_choice,
+            prefix_key,
+            tenant: &tenant.name,
+            round_robin: &self.services.round_robin,
+            breakers: &self.services.breakers,
+        }
+    }
+}
+
+fn invalid_request(e: ParseError) -> GatewayError {
+    GatewayError::InvalidRequest {
+        param: e.param().map(str::to_owned),
+        message: match &e {
+            ParseError::Malformed(m) => m.clone(),
+            ParseError::Invalid { .. } => e.to_string(),
+        },
+    }
+}
+
+fn check_requested_model(
+    snapshot: &Snapshot,
+    tenant: &Tenant,
+    model: &str,
+) -> Result<(), GatewayError> {
+    if tenant.allows(model) || tenant.config.model_aliases.iter().any(|a| a == model) {
+        return Ok(());
+    }
+    if snapshot.config.models.contains_key(model) {
+        Err(GatewayError::ModelNotAllowed {
+            model: model.to_owned(),
+        })
+    } else {
+        Err(GatewayError::ModelNotFound {
+            model: model.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,238 @@
+//! The last phase: the response, whole or streamed, with the headers that describe its route,
+//! and what settles when it ends (cost, the budget, the cache, the breaker, the access line).
+//! A whole response settles here; a stream hands the request's context to its body, which
+//! settles when the stream ends or the client leaves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
+use switchyard_upstream::chat::{ChatRequest, replay};
+use switchyard_upstream::{
+    Delivered, DeliveredBody, RelayLimits, StreamEnd, StreamFinish, StreamOutcome, into_body,
+    usage_of,
+};
+use tracing::Instrument;
+
+use super::RequestCtx;
+use crate::cache::{CacheKey, CacheKeys, CachedResponse};
+use crate::config::ModelInfo;
+use crate::error::GatewayError;
+use crate::live::snapshot::Snapshot;
+use crate::response::{ResponseBody, headers};
+use crate::routing::{PlanSource, RoutePlan};
+use crate::services::Services;
+
+/// Headers that describe the route: decision time, tags, and a policy failure if one happened.
+fn route_headers(
+    mut builder: http::response::Builder,
+    plan: &RoutePlan,
+    ctx: &RequestCtx,
+) -> http::response::Builder {
+    builder = builder.header(
+        headers::DECISION_US,
+        ctx.decision.unwrap_or_default().as_micros() as u64,
+    );
+    if !plan.tags.is_empty() {
+        let tags = plan
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Ok(v) = http::HeaderValue::from_str(&tags) {
+            builder = builder.header(headers::TAGS, v);
+        }
+    }
+    if let PlanSource::FailureDefault(kind) = plan.source {
+        builder = builder.header(headers::POLICY_FAILURE, kind.as_str());
+    }
+    builder
+}
+
+fn built(
+    r: Result<Response<ResponseBody>, http::Error>,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    r.map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// Serves a cache hit: as JSON, or replayed as an SSE stream if the client asked for one. It costs
+/// nothing upstream; what it would have cost is reported as saved.
+pub(super) fn cached(
+    snapshot: &Snapshot,
+    ctx: &mut RequestCtx,
+    chat: &ChatRequest,
+    plan: &RoutePlan,
+    hit: &CachedResponse,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    ctx.model = Some(hit.model.clone());
+    ctx.upstream = Some("cache".into());
+    let usage = usage_of(hit.body.as_bytes());
+    ctx.usage = usage;
+    ctx.cost_usd = Some(0.0);
+    let saved = match (usage, snapshot.config.models.get(&hit.model)) {
+        (Some(u), Some(price)) => price.cost(&u),
+        _ => 0.0,
+    };
+    ctx.saved_usd = Some(saved);
+    ctx.first_byte = Some(ctx.started.elapsed());
+    let builder = route_headers(Response::builder().status(StatusCode::OK), plan, ctx)
+        .header(headers::MODEL, hit.model.as_str())
+        .header(headers::ATTEMPTS, 0)
+        .header(headers::CACHE, ctx.cache.as_str())
+        .header(headers::COST_USD, format!("{:.10}", 0.0))
+        .header(headers::SAVED_USD, format!("{saved:.10}"));
+    if chat.stream {
+        let completion: serde_json::Value = serde_json::from_str(&hit.body)
+            .map_err(|e| GatewayError::Internal(format!("cached entry: {e}")))?;
+        let frames = replay::sse_frames(&completion, chat.wants_stream_usage());
+        let body = StreamBody::new(futures_util::stream::iter(
+            frames.into_iter().map(|f| Ok(Frame::data(f))),
+        ));
+        built(
+            builder
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(body.boxed_unsync()),
+        )
+    } else {
+        built(
+            builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::copy_from_slice(hit.body.as_bytes())).boxed_unsync()),
+        )
+    }
+}
+
+/// Serves what the winning attempt delivered.
+pub(super) fn delivered(
+    services: &Arc<Services>,
+    snapshot: &Snapshot,
+    ctx: &mut RequestCtx,
+    chat: &ChatRequest,
+    plan: &RoutePlan,
+    keys: Option<CacheKeys>,
+    delivered: Delivered,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    // The cache, write side: the entry is filed under the model that actually answered.
+    let cache_write = keys.filter(|_| plan.cache_writes()).map(|k| {
+        (
+            k.for_model(&delivered.model),
+            services.cache.ttl(plan.cache_ttl_seconds),
+        )
+    });
+    let mut builder = route_headers(Response::builder().status(StatusCode::OK), plan, ctx)
+        .header(headers::MODEL, delivered.model.as_str())
+        .header(headers::UPSTREAM, &*delivered.upstream.name)
+        .header(headers::ATTEMPTS, delivered.attempts.len())
+        .header(headers::CACHE, ctx.cache.as_str());
+    if delivered.upstream.is_simulated() {
+        builder = builder.header(headers::SIMULATED, "true");
+    }
+    let price = snapshot.config.models.get(&delivered.model).cloned();
+    match delivered.body {
+        DeliveredBody::Full { body, usage } => {
+            let cost = usage.zip(price.as_ref()).map(|(u, p)| p.cost(&u));
+            // Without usage from the provider, the estimate is what the tenant is charged.
+            ctx.charge(usage, cost);
+            builder = builder.header(
+                headers::COST_USD,
+                format!("{:.10}", ctx.cost_usd.unwrap_or(0.0)),
+            );
+            if ctx.cost_estimated {
+                builder = builder.header(headers::COST_ESTIMATED, "true");
+            }
+            if let Some((key, ttl)) = cache_write {
+                let entry = CachedResponse {
+                    model: delivered.model.clone(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
+                store(services, key, entry, ttl, &ctx.span);
+            }
+            built(
+                builder
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body).boxed_unsync()),
+            )
+        }
+        DeliveredBody::Stream(start) => {
+            let limits = RelayLimits {
+                idle: delivered.upstream.settings.timeouts.idle,
+                deadline: tokio::time::Instant::from_std(
+                    ctx.started + snapshot.config.server.request_deadline,
+                ),
+                strip_usage_chunks: !chat.wants_stream_usage(),
+                assemble: cache_write.is_some(),
+                drain_expired: services.drain_expired.subscribe(),
+            };
+            services.metrics.open_streams.inc();
+            ctx.status = 200;
+            let finisher = StreamFinisher {
+                ctx: ctx.hand_over(),
+                services: services.clone(),
+                upstream: delivered.upstream.name.clone(),
+                model: delivered.model.clone(),
+                price,
+                cache_write,
+            };
+            let body = into_body(start, limits, snapshot.redactor.clone(), finisher);
+            built(
+                builder
+                    .header(header::CONTENT_TYPE, "text/event-stream")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(body.boxed_unsync()),
+            )
+        }
+    }
+}
+
+/// Writes a cache entry off the response's path; failures are logged by the cache.
+fn store(
+    services: &Arc<Services>,
+    key: CacheKey,
+    entry: CachedResponse,
+    ttl: Duration,
+    parent: &tracing::Span,
+) {
+    let services = services.clone();
+    let span = crate::stage_span!(parent: parent, "cache.store", model = %entry.model);
+    tokio::spawn(async move { services.cache.put(key, entry, ttl).instrument(span).await });
+}
+
+/// Settles a streamed request when its stream ends, or when the client leaves and the body is
+/// dropped: the breaker hears of a stream the provider broke, a finished stream is cached, the
+/// budget is charged, and the request's context (dropped at the end) writes the access line.
+struct StreamFinisher {
+    ctx: RequestCtx,
+    services: Arc<Services>,
+    upstream: Arc<str>,
+    model: String,
+    price: Option<ModelInfo>,
+    cache_write: Option<(CacheKey, Duration)>,
+}
+
+impl StreamFinish for StreamFinisher {
+    fn finish(mut self, end: StreamEnd) {
+        self.services.metrics.open_streams.dec();
+        if matches!(end.outcome, StreamOutcome::Failed(_)) {
+            // A provider that breaks streams is failing, even if it started them fine.
+            self.services
+                .breakers
+                .record(&self.upstream, &self.model, true);
+        }
+        // Only a stream that finished is stored; a cut or failed one never is.
+        if let (Some((key, ttl)), Some(completion)) = (self.cache_write, &end.assembled) {
+            let entry = CachedResponse {
+                model: self.model.clone(),
+                body: completion.to_string(),
+            };
+            store(&self.services, key, entry, ttl, &self.ctx.span);
+        }
+        let cost = end.usage.zip(self.price.as_ref()).map(|(u, p)| p.cost(&u));
+        self.ctx.charge(end.usage, cost);
+        self.ctx.stream_ended(&end);
+    }
+}

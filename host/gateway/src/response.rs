@@ -1,0 +1,77 @@
+//! What every response the gateway sends is made of: one body type, the headers it adds, and the
+//! one place a [`GatewayError`] becomes a response.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+
+use crate::error::GatewayError;
+
+/// The body of every response the gateway sends.
+pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Response headers the gateway adds.
+pub mod headers {
+    pub const REQUEST_ID: &str = "x-request-id";
+    pub const MODEL: &str = "x-switchyard-model";
+    pub const UPSTREAM: &str = "x-switchyard-upstream";
+    pub const POLICY: &str = "x-switchyard-policy";
+    pub const ATTEMPTS: &str = "x-switchyard-attempts";
+    pub const DECISION_US: &str = "x-switchyard-decision-us";
+    pub const COST_USD: &str = "x-switchyard-cost-usd";
+    /// Set (`true`) when the cost is an estimate (the provider reported no usage).
+    pub const COST_ESTIMATED: &str = "x-switchyard-cost-estimated";
+    pub const SIMULATED: &str = "x-switchyard-simulated";
+    /// The policy failed this way and the tenant's default route served the request.
+    pub const POLICY_FAILURE: &str = "x-switchyard-policy-failure";
+    pub const TAGS: &str = "x-switchyard-tags";
+    pub const CACHE: &str = "x-switchyard-cache";
+    pub const SAVED_USD: &str = "x-switchyard-saved-usd";
+}
+
+/// A whole response with `content_type`.
+pub fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body).boxed_unsync());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<ResponseBody> {
+    full(status, "application/json", Bytes::from(body.to_string()))
+}
+
+/// The one place a [`GatewayError`] becomes a response.
+pub(crate) fn error_response(err: &GatewayError) -> Response<ResponseBody> {
+    let mut response = full(err.status(), "application/json", err.to_body());
+    if let Some(wait) = err.retry_after() {
+        // Whole seconds, rounded up: a client that waits this long will get through.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
+}
+
+/// `/readyz`: 200 while serving, 503 from the start of a shutdown's drain, so load balancers stop
+/// sending new requests while the in-flight ones finish.
+pub fn readiness(draining: bool) -> Response<ResponseBody> {
+    let body: &'static [u8] = if draining {
+        b"{\"ready\":false,\"reason\":\"draining\"}"
+    } else {
+        b"{\"ready\":true}"
+    };
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    full(status, "application/json", Bytes::from_static(body))
+}

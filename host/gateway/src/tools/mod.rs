@@ -1,8 +1,0 @@
-//! Offline tools for policy authors, behind `switchyard policy ...`: check a component against the
-//! contract and some sample requests, and simulate a trace of requests through it to see the
-//! model mix and what it would cost.
-
-pub mod check;
-pub mod samples;
-pub mod simulate;
-pub mod svg;

@@ -1,0 +1,440 @@
+//! The fallback loop: try each target of the route in order until one starts a response.
+//!
+//! The commit point is the first byte sent to the client. Before it, any retryable failure moves
+//! on to the next target; after it, nothing is retried. For non-streaming requests the whole
+//! upstream response is read before committing (it is small and carries the usage); for streams,
+//! [`super::relay::start`] reads up to the first substantive event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
+
+use crate::chat::{ChatRequest, Overrides, rewrite};
+use crate::client::UpstreamClient;
+use crate::failure::{
+    FailureClass, UpstreamFailure, client_status_for, error_message, is_context_length_error,
+    retry_after,
+};
+use crate::health::{Admission, Breakers, RetryBudget};
+use crate::redact::Redactor;
+use crate::relay::{self, StreamStart};
+use crate::usage::{Usage, usage_of};
+
+/// Largest non-streaming response read from an upstream.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Largest error body read to explain a failure.
+const MAX_ERROR_BYTES: usize = 64 << 10;
+/// First wait before trying the same upstream and model again; doubles each time.
+const SAME_TARGET_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait before trying the same upstream and model again.
+const MAX_SAME_TARGET_BACKOFF: Duration = Duration::from_secs(2);
+
+/// One resolved target: a model on a specific upstream.
+#[derive(Debug, Clone)]
+pub struct PlannedTarget {
+    pub model: String,
+    pub upstream: Arc<UpstreamClient>,
+    pub context_window: u64,
+}
+
+/// What the winning attempt produced.
+pub enum DeliveredBody {
+    /// A complete JSON response.
+    Full { body: Bytes, usage: Option<Usage> },
+    /// A stream past its commit point.
+    Stream(StreamStart),
+}
+
+/// The successful outcome of the loop.
+pub struct Delivered {
+    pub model: String,
+    pub upstream: Arc<UpstreamClient>,
+    /// Every attempt, failures first, in order (the last one succeeded).
+    pub attempts: Vec<AttemptSummary>,
+    pub body: DeliveredBody,
+    /// Time spent in upstream attempts up to the commit (the rest of the time to first byte is
+    /// the gateway's own).
+    pub upstream_time: Duration,
+}
+
+/// One upstream attempt, as reported in error bodies and logs.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct AttemptSummary {
+    pub model: String,
+    pub upstream: String,
+    pub outcome: String,
+}
+
+/// Why no target answered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecError {
+    /// An upstream refused the request in a way every other would too (a client error); the
+    /// status is what the client should see.
+    #[error("{message}")]
+    Rejected {
+        status: u16,
+        message: String,
+        attempts: Vec<AttemptSummary>,
+    },
+    /// Every target failed, was skipped or was not tried.
+    #[error("all upstream attempts failed")]
+    AllFailed {
+        attempts: Vec<AttemptSummary>,
+        all_timed_out: bool,
+    },
+}
+
+impl ExecError {
+    /// Every attempt, in order.
+    pub fn attempts(&self) -> &[AttemptSummary] {
+        match self {
+            ExecError::Rejected { attempts, .. } | ExecError::AllFailed { attempts, .. } => {
+                attempts
+            }
+        }
+    }
+}
+
+/// Told about every attempt as it ends (the gateway counts them in its metrics).
+pub trait AttemptObserver: Send + Sync {
+    /// `outcome` is `ok` or the failure class's label.
+    fn attempt(&self, upstream: &str, model: &str, outcome: &'static str);
+}
+
+/// How attempts join the request's trace.
+pub trait TracePropagation: Send + Sync {
+    /// Whether each attempt gets a span of its own.
+    fn spans(&self) -> bool;
+    /// The trace-context headers to send upstream for an attempt running in `span`.
+    fn headers(&self, span: &tracing::Span) -> Vec<(&'static str, HeaderValue)>;
+}
+
+/// How far the loop got, readable while it runs: a request dropped in the middle (its client
+/// left) still knows whether a provider started work for it, and where.
+#[derive(Debug, Default)]
+pub struct Progress {
+    sent: AtomicU32,
+    /// Index of the target of the attempt last sent, plus one.
+    target: AtomicUsize,
+}
+
+impl Progress {
+    /// Attempts sent to an upstream so far.
+    pub fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Index in the route of the target last sent to.
+    pub fn last_target(&self) -> Option<usize> {
+        self.target.load(Ordering::Acquire).checked_sub(1)
+    }
+}
+
+/// Per-request inputs of the loop.
+pub struct ExecOptions<'a> {
+    pub request_id: &'a str,
+    pub overrides: Overrides,
+    pub deadline: Instant,
+    pub redactor: &'a Redactor,
+    pub breakers: &'a Breakers,
+    pub retry_budget: &'a RetryBudget,
+    pub observer: &'a dyn AttemptObserver,
+    pub trace: &'a dyn TracePropagation,
+    pub progress: &'a Progress,
+}
+
+/// Tries `targets` in order. Returns the first success, or an error listing every attempt.
+pub async fn execute(
+    targets: &[PlannedTarget],
+    chat: &ChatRequest,
+    opts: &ExecOptions<'_>,
+) -> Result<Delivered, ExecError> {
+    let mut attempts: Vec<AttemptSummary> = Vec::with_capacity(targets.len());
+    let mut failures: Vec<UpstreamFailure> = Vec::with_capacity(targets.len());
+    let mut tried: HashMap<(&str, &str), u32> = HashMap::new();
+    let mut needs_context_above: u64 = 0;
+    let mut sent = 0usize;
+    let mut upstream_time = Duration::ZERO;
+    opts.retry_budget.record_request();
+    for (index, target) in targets.iter().enumerate() {
+        let summary = |outcome: String| AttemptSummary {
+            model: target.model.clone(),
+            upstream: target.upstream.name.to_string(),
+            outcome,
+        };
+        if target.context_window <= needs_context_above {
+            attempts.push(summary(format!(
+                "skipped: its {}-token context window is too small",
+                target.context_window
+            )));
+            continue;
+        }
+        // A probe is handed back if this attempt ends any way but with a result recorded.
+        let probe = match opts.breakers.admit(&target.upstream.name, &target.model) {
+            Admission::Rejected => {
+                attempts.push(summary("skipped: circuit open".into()));
+                continue;
+            }
+            Admission::Allowed => None,
+            Admission::Probe(p) => Some(p),
+        };
+        // Every attempt after the first sent one spends the shared retry budget.
+        if sent > 0 && !opts.retry_budget.try_extra_attempt() {
+            attempts.push(summary("not tried: retry budget exhausted".into()));
+            break;
+        }
+        // Never hit the same upstream and model again straight after it failed.
+        let key = (target.model.as_str(), &*target.upstream.name);
+        if let Some(n) = tried.get(&key) {
+            let hinted = failures
+                .last()
+                .and_then(|f| f.retry_after)
+                .unwrap_or_default();
+            let backoff = (SAME_TARGET_BACKOFF * 2u32.saturating_pow(*n - 1))
+                .max(hinted)
+                .min(MAX_SAME_TARGET_BACKOFF);
+            if Instant::now() + backoff >= opts.deadline {
+                let f = UpstreamFailure::new(FailureClass::DeadlineExceeded, "");
+                attempts.push(summary(f.outcome()));
+                failures.push(f);
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+        }
+        *tried.entry(key).or_default() += 1;
+        if Instant::now() >= opts.deadline {
+            let f = UpstreamFailure::new(FailureClass::DeadlineExceeded, "");
+            attempts.push(summary(f.outcome()));
+            failures.push(f);
+            break;
+        }
+        sent += 1;
+        opts.progress.target.store(index + 1, Ordering::Release);
+        opts.progress.sent.fetch_add(1, Ordering::AcqRel);
+        let attempt_started = Instant::now();
+        let span = if opts.trace.spans() {
+            tracing::info_span!(
+                "upstream.attempt",
+                otel.kind = "client",
+                upstream = %target.upstream.name,
+                model = %target.model,
+                attempt = sent,
+                outcome = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let trace_headers = opts.trace.headers(&span);
+        let result = attempt(target, chat, opts, &trace_headers)
+            .instrument(span.clone())
+            .await;
+        upstream_time += attempt_started.elapsed();
+        let provider_failed = result
+            .as_ref()
+            .err()
+            .is_some_and(UpstreamFailure::is_provider_failure);
+        match probe {
+            Some(p) => p.record(provider_failed),
+            None => opts
+                .breakers
+                .record(&target.upstream.name, &target.model, provider_failed),
+        }
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(f) => f.class.label(),
+        };
+        span.record("outcome", outcome);
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        drop(span);
+        opts.observer
+            .attempt(&target.upstream.name, &target.model, outcome);
+        match result {
+            Ok(body) => {
+                attempts.push(summary("ok".into()));
+                return Ok(Delivered {
+                    model: target.model.clone(),
+                    upstream: target.upstream.clone(),
+                    attempts,
+                    body,
+                    upstream_time,
+                });
+            }
+            Err(failure) => {
+                tracing::warn!(
+                    request_id = opts.request_id,
+                    model = %target.model,
+                    upstream = %target.upstream.name,
+                    outcome = %failure.outcome(),
+                    "upstream attempt failed"
+                );
+                attempts.push(summary(failure.outcome()));
+                if failure.class == FailureClass::ContextLength {
+                    needs_context_above = needs_context_above.max(target.context_window);
+                }
+                if !failure.retryable() {
+                    let code = match failure.class {
+                        FailureClass::Status(code) => code,
+                        _ => 502,
+                    };
+                    return Err(ExecError::Rejected {
+                        status: client_status_for(code),
+                        message: format!(
+                            "upstream {} refused the request: {}",
+                            target.upstream.name,
+                            failure.outcome()
+                        ),
+                        attempts,
+                    });
+                }
+                failures.push(failure);
+            }
+        }
+    }
+    let all_timed_out = !failures.is_empty() && failures.iter().all(UpstreamFailure::is_timeout);
+    Err(ExecError::AllFailed {
+        attempts,
+        all_timed_out,
+    })
+}
+
+async fn attempt(
+    target: &PlannedTarget,
+    chat: &ChatRequest,
+    opts: &ExecOptions<'_>,
+    trace_headers: &[(&'static str, HeaderValue)],
+) -> Result<DeliveredBody, UpstreamFailure> {
+    let up = &target.upstream;
+    let started = Instant::now();
+    let attempt_deadline = opts.deadline.min(started + up.settings.timeouts.request);
+    let first_byte_deadline = attempt_deadline.min(started + up.settings.timeouts.first_byte);
+    let body = rewrite(chat, up.provider_model(&target.model), &opts.overrides);
+
+    let response = match timeout_at(
+        first_byte_deadline,
+        up.send(body, opts.request_id, trace_headers),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(UpstreamFailure::new(
+                FailureClass::Timeout,
+                format!(
+                    "no response within {} ms",
+                    (first_byte_deadline - started).as_millis()
+                ),
+            ));
+        }
+        Ok(Err(e)) => return Err(client_failure(&e, opts.redactor)),
+        Ok(Ok(r)) => r,
+    };
+
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(response.into_body(), MAX_ERROR_BYTES, attempt_deadline)
+            .await
+            .unwrap_or_default();
+        let message = opts.redactor.redact(&error_message(&body));
+        let class = if status == StatusCode::BAD_REQUEST && is_context_length_error(&message) {
+            FailureClass::ContextLength
+        } else {
+            FailureClass::Status(status.as_u16())
+        };
+        return Err(UpstreamFailure {
+            class,
+            detail: message,
+            retry_after,
+        });
+    }
+
+    if chat.stream {
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let start = relay::start(
+            content_type.as_deref(),
+            response.into_body(),
+            first_byte_deadline,
+            opts.redactor,
+        )
+        .await?;
+        return Ok(DeliveredBody::Stream(start));
+    }
+
+    let bytes = match read_capped(response.into_body(), MAX_RESPONSE_BYTES, attempt_deadline).await
+    {
+        Ok(b) => b,
+        Err(ReadError::Timeout) => {
+            return Err(UpstreamFailure::new(
+                FailureClass::Timeout,
+                "response body did not complete before the deadline",
+            ));
+        }
+        Err(ReadError::Failed(e)) => {
+            return Err(UpstreamFailure::new(
+                FailureClass::Broken,
+                opts.redactor.redact(&e),
+            ));
+        }
+    };
+    // DeepSeek holds slow non-streaming responses open with blank lines before the JSON.
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let bytes = bytes.slice(start..);
+    if !bytes.starts_with(b"{") || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
+    {
+        return Err(UpstreamFailure::new(
+            FailureClass::Broken,
+            "upstream sent a response that is not a JSON object",
+        ));
+    }
+    let usage = usage_of(&bytes);
+    Ok(DeliveredBody::Full { body: bytes, usage })
+}
+
+enum ReadError {
+    Timeout,
+    Failed(String),
+}
+
+async fn read_capped(
+    body: hyper::body::Incoming,
+    cap: usize,
+    deadline: Instant,
+) -> Result<Bytes, ReadError> {
+    match timeout_at(deadline, Limited::new(body, cap).collect()).await {
+        Err(_) => Err(ReadError::Timeout),
+        Ok(Err(e)) => Err(ReadError::Failed(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn client_failure(e: &hyper_util::client::legacy::Error, redactor: &Redactor) -> UpstreamFailure {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    let class = if e.is_connect() {
+        FailureClass::Connect
+    } else {
+        FailureClass::Broken
+    };
+    UpstreamFailure::new(class, redactor.redact(&detail))
+}

@@ -1,0 +1,32 @@
+//! Talking to LLM providers: one HTTP client per upstream, the chat-completions wire format
+//! (parsed once, spliced, never re-serialised), the fallback loop with its commit point, the
+//! stream relay, and the health of each model on each upstream (circuit breakers, retry budget).
+//!
+//! This crate knows HTTP and the providers' wire formats, not the sandbox: it takes a list of
+//! [`PlannedTarget`]s and returns what the first one that answered [`Delivered`], or an
+//! [`ExecError`] listing every attempt. The gateway maps its errors and [`Health`] into its own
+//! vocabulary.
+
+pub mod chat;
+mod client;
+mod failure;
+mod fallback;
+mod health;
+mod redact;
+pub mod relay;
+pub mod sse;
+mod usage;
+
+pub use client::{Timeouts, UpstreamClient, UpstreamSettings};
+pub use failure::{FailureClass, UpstreamFailure, retry_after};
+pub use fallback::{
+    AttemptObserver, AttemptSummary, Delivered, DeliveredBody, ExecError, ExecOptions,
+    PlannedTarget, Progress, TracePropagation, execute,
+};
+pub use health::{
+    Admission, BreakerSettings, BreakerState, Breakers, Health, Probe, RetryBudget,
+    RetryBudgetSettings,
+};
+pub use redact::{Redactor, Secret};
+pub use relay::{RelayLimits, StreamEnd, StreamFinish, StreamOutcome, StreamStart, into_body};
+pub use usage::{Usage, usage_of};
