@@ -35,8 +35,11 @@ pub struct OneShotArena {
     next: Cell<usize>,
 }
 
-// SAFETY: WebAssembly policy instances are single-threaded: the host never calls into one
-// instance from two threads, and the arena is only installed on `wasm32`.
+// SAFETY: only where there are no threads: on wasm32 without the `atomics` target feature
+// (threads need it), an instance runs on one thread, and the host never calls into one instance
+// from two threads. Anywhere else the arena is not `Sync`, so it cannot be installed as a global
+// allocator or shared, and its `Cell` cannot race.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 unsafe impl Sync for OneShotArena {}
 
 impl OneShotArena {
@@ -142,6 +145,9 @@ mod tests {
     use super::*;
 
     /// A heap-allocated arena: building one on a test thread's stack would overflow it.
+    // Natively (threads exist) the arena must not be shareable between threads.
+    static_assertions::assert_not_impl_any!(OneShotArena: Sync);
+
     fn fresh() -> Box<OneShotArena> {
         // SAFETY: all-zero bytes are a valid empty arena (zeroed storage, `next` = 0).
         unsafe { Box::from_raw(std::alloc::alloc_zeroed(Layout::new::<OneShotArena>()).cast()) }

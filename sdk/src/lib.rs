@@ -70,7 +70,11 @@ pub mod testing;
 
 /// On WebAssembly, with the default `arena` feature, policies allocate from a one-shot bump arena
 /// (see [`arena`]): each instance makes one decision and is thrown away.
-#[cfg(all(feature = "arena", target_arch = "wasm32"))]
+#[cfg(all(
+    feature = "arena",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: arena::OneShotArena = arena::OneShotArena::new();
 

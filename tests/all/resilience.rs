@@ -102,3 +102,37 @@ async fn the_retry_budget_bounds_amplification_during_an_outage() {
         "most requests were refused extra attempts ({exhausted})"
     );
 }
+
+#[tokio::test]
+async fn a_model_is_as_healthy_as_its_healthiest_upstream() {
+    // Flash on two upstreams; the first (in name order) fails and opens its circuit.
+    let broken = MockUpstream::start(|_| Reply::error(503, "overloaded")).await;
+    let working = MockUpstream::echo().await;
+    let pro = MockUpstream::echo().await;
+    let toml = "[resilience]\nbreaker_failures = 1\nbreaker_open_ms = 60000\nbreaker_probe_after_ms = 60000\n[routing]\nupstream_choice = \"first\"\n".to_string()
+        + &upstream_toml("a-broken", &broken.url(), &[FLASH], "")
+        + &upstream_toml("b-working", &working.url(), &[FLASH], "")
+        + &upstream_toml("c-pro", &pro.url(), &[PRO], "")
+        + &policy_toml("ff", "flash-first")
+        + &tenant_toml("a", KEY_A, "ff", &[FLASH, PRO], "");
+    let gw = start_gateway(&toml).await;
+    let r = chat(&gw, KEY_A, &user_says("auto", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-model"), Some(FLASH));
+    assert_eq!(r.header("x-switchyard-upstream"), Some("b-working"));
+    assert_eq!(broken.count(), 1);
+    // Flash's first upstream is open, its second healthy: flash-first still leads with Flash (it
+    // would lead with Pro if Flash looked unavailable), and the open upstream is not tried.
+    for _ in 0..3 {
+        let r = chat(&gw, KEY_A, &user_says("auto", "hi")).await;
+        assert_eq!(
+            r.header("x-switchyard-model"),
+            Some(FLASH),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.header("x-switchyard-upstream"), Some("b-working"));
+    }
+    assert_eq!(broken.count(), 1);
+    assert_eq!(pro.count(), 0);
+}
