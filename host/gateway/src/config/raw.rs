@@ -47,8 +47,14 @@ pub struct RawServer {
     pub max_messages: Option<usize>,
     /// Deadline for a whole request, all attempts included, in milliseconds.
     pub request_deadline_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub request_deadline: Option<std::time::Duration>,
     /// Time allowed for open connections to finish after a shutdown signal, in milliseconds.
     pub drain_timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<std::time::Duration>,
     /// Output tokens reserved for a request that sets no `max_tokens`, when estimating its cost
     /// against a budget.
     pub reserve_output_tokens: Option<u64>,
@@ -60,6 +66,9 @@ pub struct RawServer {
     pub watch: Option<bool>,
     /// Quiet time after the last file event before a reload, milliseconds.
     pub watch_debounce_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub watch_debounce: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +78,9 @@ pub struct RawSharedState {
     pub redis_url: String,
     /// Time allowed for one Redis operation before falling back to local state, milliseconds.
     pub timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,7 +88,7 @@ pub struct RawSharedState {
 pub struct RawRouting {
     /// How a model served by several upstreams picks one: `prefix-affinity` (default),
     /// `round-robin` or `first`.
-    pub upstream_choice: Option<String>,
+    pub upstream_choice: Option<super::UpstreamChoice>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +104,9 @@ pub struct RawCache {
     pub redis_url: Option<String>,
     /// Time allowed for one Redis operation before the cache is bypassed, milliseconds.
     pub redis_timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub redis_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,8 +117,14 @@ pub struct RawResilience {
     /// The longest an open circuit stays open before a probe, milliseconds (each failed probe
     /// doubles the open period up to this).
     pub breaker_open_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub breaker_open: Option<std::time::Duration>,
     /// How long a circuit that just opened waits before its first probe, milliseconds.
     pub breaker_probe_after_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub breaker_probe_after: Option<std::time::Duration>,
     /// Extra attempts allowed as a share of recent requests (0.2 = 20%).
     pub retry_budget_ratio: Option<f64>,
     /// Extra attempts always allowed per second.
@@ -128,6 +149,9 @@ pub struct RawSandbox {
     pub memory_mib: Option<usize>,
     /// CPU deadline per decision, milliseconds.
     pub deadline_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub deadline: Option<std::time::Duration>,
     /// Most fallbacks a decision may list.
     pub max_fallbacks: Option<usize>,
     /// Most `log` calls per decision.
@@ -137,8 +161,14 @@ pub struct RawSandbox {
     /// Failures within `quarantine_window_ms` that quarantine a tenant's policy.
     pub quarantine_failures: Option<u32>,
     pub quarantine_window_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub quarantine_window: Option<std::time::Duration>,
     /// How long a quarantined policy is not called.
     pub quarantine_cool_down_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub quarantine_cool_down: Option<std::time::Duration>,
     /// Decisions one tenant may run at once.
     pub max_concurrent_decisions: Option<u32>,
     /// Policy time one tenant may use per second, milliseconds (decisions run synchronously, so
@@ -146,6 +176,9 @@ pub struct RawSandbox {
     pub decision_cpu_ms_per_second: Option<u64>,
     /// Longest a decision waits for a slot or CPU budget before it is refused, milliseconds.
     pub decision_max_wait_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub decision_max_wait: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,19 +191,34 @@ pub struct RawUpstream {
     pub simulated: bool,
     /// Delay between streamed tokens of the simulated provider, milliseconds.
     pub simulated_token_delay_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub simulated_token_delay: Option<std::time::Duration>,
     /// Environment variable holding the upstream API key (never the key itself).
     pub api_key_env: Option<String>,
     /// Models this upstream serves. `name` or `name=provider-name` when the provider calls it
     /// something else.
     pub models: Vec<String>,
     pub connect_timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<std::time::Duration>,
     /// Per-attempt deadline, from sending the request to the last byte of the response.
     pub request_timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<std::time::Duration>,
     /// Per-attempt deadline until the response starts: headers, plus the first real event of a
     /// stream (keep-alive comments do not count).
     pub first_byte_timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte_timeout: Option<std::time::Duration>,
     /// Longest silence between stream events (keep-alive comments do not count).
     pub idle_timeout_ms: Option<u64>,
+    /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -249,3 +249,73 @@ fn aliases_resolve_to_the_catalog_name() {
             .unwrap_err();
     assert!(err.message.contains("already an alias"), "{err}");
 }
+
+#[test]
+fn durations_are_written_as_durations_or_as_milliseconds_but_not_both() {
+    let text = format!(
+        "[server]\nrequest_deadline = \"15m\"\ndrain_timeout_ms = 2500\n{}",
+        minimal("sandbox = { deadline = \"20ms\", quarantine_cool_down = \"1m 30s\" }")
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.server.request_deadline, Duration::from_secs(900));
+    assert_eq!(config.server.drain_timeout, Duration::from_millis(2500));
+    let limits = &config.tenants["acme"].limits;
+    assert_eq!(limits.sandbox.deadline, Duration::from_millis(20));
+    assert_eq!(limits.quarantine.cool_down, Duration::from_secs(90));
+
+    let both = format!(
+        "[server]\nrequest_deadline = \"15m\"\nrequest_deadline_ms = 1000\n{}",
+        minimal("")
+    );
+    let err = parse(&both).unwrap_err();
+    assert_eq!(err.path, "server.request_deadline");
+    assert!(err.message.contains("not both"), "{err}");
+
+    let zero = format!("[server]\ndrain_timeout = \"0s\"\n{}", minimal(""));
+    assert_eq!(parse(&zero).unwrap_err().path, "server.drain_timeout");
+    let bad = format!("[server]\ndrain_timeout = \"soon\"\n{}", minimal(""));
+    let err = parse(&bad).unwrap_err();
+    assert!(err.message.contains("at `server.drain_timeout`"), "{err}");
+}
+
+#[test]
+fn enums_are_read_by_serde_and_their_errors_name_the_setting() {
+    let text = format!(
+        "[routing]\nupstream_choice = \"round-robin\"\n{}",
+        minimal("")
+    );
+    assert_eq!(
+        parse(&text).unwrap().upstream_choice,
+        UpstreamChoice::RoundRobin
+    );
+    let text = format!("[routing]\nupstream_choice = \"random\"\n{}", minimal(""));
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.message.contains("at `routing.upstream_choice`"),
+        "{err}"
+    );
+    assert!(
+        err.message.contains("round-robin"),
+        "it lists the choices: {err}"
+    );
+}
+
+#[test]
+fn cache_hits_are_billed_at_the_cache_hit_price() {
+    let flash = builtin_models()
+        .into_iter()
+        .find(|m| m.name == "deepseek-v4-flash")
+        .unwrap();
+    let usage = switchyard_upstream::Usage {
+        prompt_tokens: 1_000_000,
+        cached_prompt_tokens: 800_000,
+        completion_tokens: 1_000_000,
+    };
+    // 200k misses at $0.14/M + 800k hits at $0.0028/M + 1M output at $0.28/M
+    let expected = 0.2 * 0.14 + 0.8 * 0.0028 + 0.28;
+    assert!((flash.cost(&usage) - expected).abs() < 1e-12);
+    assert!(
+        (flash.estimate(1_000_000, 0) - 0.14).abs() < 1e-12,
+        "the estimate assumes misses"
+    );
+}

@@ -44,7 +44,7 @@ pub fn candidates(config: &Config, tenant: &TenantConfig) -> Vec<Candidate> {
             let info = config.models.get(m)?;
             let upstream = config.upstreams_for(m).next()?;
             Some(Candidate {
-                model: m.clone(),
+                model: m.to_string(),
                 upstream: upstream.name.clone(),
                 input_usd_per_mtok: info.input_usd_per_mtok,
                 cached_input_usd_per_mtok: info.cached_input_usd_per_mtok,

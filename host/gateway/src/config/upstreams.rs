@@ -1,0 +1,156 @@
+//! Upstream provider accounts: where each one is, its key, the models it serves and its time
+//! limits; and how a model served by several of them is spread over them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::catalog::{ModelInfo, unknown_model};
+use super::raw::RawUpstream;
+use super::{ConfigError, Secret, duration, opt_duration};
+
+/// How a model that several upstreams serve is spread over them. Whichever comes first, the
+/// others follow as same-model fallbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamChoice {
+    /// Conversations with the same opening (tenant, system prompt, first turn) go to the same
+    /// upstream (rendezvous hashing), so the provider's prompt cache stays warm.
+    #[default]
+    PrefixAffinity,
+    /// Rotate through the upstreams.
+    RoundRobin,
+    /// Always the first in name order.
+    First,
+}
+
+/// Where an upstream's traffic goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamEndpoint {
+    /// A real OpenAI-compatible API at this base URL (`.../v1`).
+    Url(String),
+    /// The built-in simulated provider, with this delay between streamed tokens.
+    Simulated { token_delay: Duration },
+}
+
+/// One upstream provider account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub endpoint: UpstreamEndpoint,
+    pub api_key: Option<Secret>,
+    /// Catalog model name -> the name this provider uses for it.
+    pub models: BTreeMap<String, String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+pub(super) fn upstream(
+    name: &str,
+    up: &RawUpstream,
+    models: &BTreeMap<String, ModelInfo>,
+) -> Result<UpstreamConfig, ConfigError> {
+    let path = format!("upstreams.{name}");
+    let endpoint = match (&up.base_url, up.simulated) {
+        (Some(_), true) => {
+            return Err(ConfigError::new(
+                &path,
+                "set either `base_url` or `simulated = true`, not both",
+            ));
+        }
+        (None, false) => {
+            return Err(ConfigError::new(
+                &path,
+                "needs `base_url` (or `simulated = true`)",
+            ));
+        }
+        (None, true) => UpstreamEndpoint::Simulated {
+            token_delay: opt_duration(
+                up.simulated_token_delay,
+                up.simulated_token_delay_ms,
+                &format!("{path}.simulated_token_delay"),
+            )?
+            .unwrap_or(Duration::ZERO),
+        },
+        (Some(url), false) => {
+            let url = url.trim_end_matches('/');
+            let uri: http::Uri = url.parse().map_err(|e| {
+                ConfigError::new(
+                    format!("{path}.base_url"),
+                    format!("`{url}` is not a URL: {e}"),
+                )
+            })?;
+            match uri.scheme_str() {
+                Some("http" | "https") if uri.host().is_some() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("{path}.base_url"),
+                        format!("`{url}` must be an http:// or https:// URL"),
+                    ));
+                }
+            }
+            UpstreamEndpoint::Url(url.to_owned())
+        }
+    };
+    let api_key = match &up.api_key_env {
+        None => None,
+        Some(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{path}.api_key_env"),
+                    format!("environment variable `{var}` is not set"),
+                ));
+            }
+        },
+    };
+    if up.models.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.models"),
+            "must list at least one model",
+        ));
+    }
+    let mut served = BTreeMap::new();
+    for (i, entry) in up.models.iter().enumerate() {
+        let (model, provider_name) = entry.split_once('=').unwrap_or((entry, entry));
+        let (model, provider_name) = (model.trim(), provider_name.trim());
+        if !models.contains_key(model) {
+            return Err(ConfigError::new(
+                format!("{path}.models[{i}]"),
+                unknown_model(models, model),
+            ));
+        }
+        served.insert(model.to_owned(), provider_name.to_owned());
+    }
+    Ok(UpstreamConfig {
+        name: name.to_owned(),
+        endpoint,
+        api_key,
+        models: served,
+        connect_timeout: duration(
+            up.connect_timeout,
+            up.connect_timeout_ms,
+            Duration::from_millis(5_000),
+            &format!("{path}.connect_timeout"),
+        )?,
+        request_timeout: duration(
+            up.request_timeout,
+            up.request_timeout_ms,
+            Duration::from_millis(600_000),
+            &format!("{path}.request_timeout"),
+        )?,
+        first_byte_timeout: duration(
+            up.first_byte_timeout,
+            up.first_byte_timeout_ms,
+            Duration::from_millis(300_000),
+            &format!("{path}.first_byte_timeout"),
+        )?,
+        idle_timeout: duration(
+            up.idle_timeout,
+            up.idle_timeout_ms,
+            Duration::from_millis(120_000),
+            &format!("{path}.idle_timeout"),
+        )?,
+    })
+}
