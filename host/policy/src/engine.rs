@@ -42,10 +42,9 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             epoch_tick: Duration::from_millis(1),
-            // Measured (isolation bench): with a 1 ms tick a request waiting behind a slow
-            // tenant's decision still lost up to a tick, and the good tenant's p99 doubled;
-            // with 100 µs it stayed within 1.1x, for 10,000 ticker wake-ups a second while
-            // such decisions run.
+            // A request waiting behind a yielding decision waits up to one tick; 10,000 ticker
+            // wake-ups a second, but only while such decisions run (measurements:
+            // `host/gateway/src/sandbox/README.md`).
             yield_tick: Duration::from_micros(100),
             max_memory_bytes: 64 << 20,
             concurrent_instances: 256,
@@ -58,9 +57,9 @@ impl Default for EngineSettings {
 
 /// Increments the engine's epoch on a dedicated thread until dropped, but only around policy
 /// code: deadlines are only checked while it runs, and a ticker that woke every millisecond
-/// regardless cost an idle gateway about 1% of a core (and, at low request rates, much of the CPU
-/// per request). It parks after [`IDLE_TICKS_BEFORE_PARKING`] ticks with nothing running;
-/// [`EpochActivity::enter`] wakes it.
+/// regardless kept an idle gateway awake and, at low request rates, cost much of the CPU per
+/// request (figures: `BENCHMARKS.md`). It parks after [`IDLE_TICKS_BEFORE_PARKING`] ticks with
+/// nothing running; [`EpochActivity::enter`] wakes it.
 struct EpochTicker {
     activity: Arc<EpochActivity>,
 }
@@ -79,9 +78,9 @@ pub(crate) struct EpochActivity {
 }
 
 /// Ticks without any policy code running before the ticker parks. Waking it costs the next
-/// decision one futex wake (a few µs); a tick costs a thread wake-up too, so parking soon is
-/// cheapest at every rate: at 20 requests/s it saves about 50 wake-ups per request, and under
-/// heavy load decisions overlap the ticks and it rarely parks.
+/// decision one futex wake; a tick costs a thread wake-up too, so parking soon is cheapest at
+/// every rate: at 20 requests/s it saves about 50 wake-ups per request, and under heavy load
+/// decisions overlap the ticks and it rarely parks.
 const IDLE_TICKS_BEFORE_PARKING: u32 = 2;
 
 impl EpochActivity {

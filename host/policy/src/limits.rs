@@ -31,14 +31,11 @@ pub struct SandboxLimits {
 impl Default for SandboxLimits {
     fn default() -> Self {
         SandboxLimits {
-            // Within what the engine keeps resident per pooled slot (`keep_resident_bytes`, 4 MiB):
-            // a decision under the default never pays page faults or unmapping, which a policy
-            // that grows to its cap on every call (the memory bomb) made the whole process pay at
-            // 16 MiB. Such a policy still writes, and the slot's reset rewrites, everything up to
-            // the cap on every call, which other tenants feel as memory traffic: the isolation
-            // bench's good tenant measured p99 1.63-1.71x its latency alone next to the bomb at
-            // 4 MiB, 1.45x at 2 MiB (a well-behaved neighbour: 1.44-1.55x). The Rust reference
-            // policy starts at 1.3 MiB.
+            // Within what the engine keeps resident per pooled slot (`keep_resident_bytes`, 4 MiB),
+            // so a decision under the default never pays page faults or unmapping; and small,
+            // since a policy that grows to its cap on every call makes the slot's reset rewrite
+            // all of it, which other tenants feel as memory traffic (measured:
+            // `host/gateway/src/sandbox/README.md`). The Rust reference policy starts at 1.3 MiB.
             memory_bytes: 2 << 20,
             deadline: Duration::from_millis(5),
             max_log_calls: 32,

@@ -84,10 +84,11 @@ pub struct Outcome<T> {
 
 /// An instance whose call has returned. Nothing can call it again; dropping it tears it down:
 /// the `Store` goes and its pooled memory is reset for the next instance (dirty pages found with
-/// `PAGEMAP_SCAN` and zeroed), a third of a warm decision's time (about 4 of 10 µs) and more
-/// after an idle gap. A caller on a latency path keeps it until its own work has left (the
-/// gateway: until the upstream request is on its way) and tears it down then; the work is the
-/// same, it only stops delaying the request. Until then it holds a slot of the instance pool.
+/// `PAGEMAP_SCAN` and zeroed), which takes about as long as a compiled policy's call, and longer
+/// after an idle gap (figures: `BENCHMARKS.md`). A caller on a latency path keeps it until its
+/// own work has left (the gateway: until the upstream request is on its way) and tears it down
+/// then; the work is the same, it only stops delaying the request. Until then it holds a slot of
+/// the instance pool.
 pub struct SpentInstance(Store<PolicyState>);
 
 impl SpentInstance {
@@ -283,14 +284,13 @@ impl CompiledPolicy {
         // compares the CPU the decision has used with its budget and extends or interrupts. A
         // generous wall-clock cap still guarantees termination.
         //
-        // Reading this thread's CPU clock is a system call (about 0.3 µs here, 3% of a
-        // decision), so it is not read up front: the first check comes at the next epoch tick,
-        // takes the CPU baseline there, and counts the time before it as CPU: the wall time
-        // since the start, but at most one tick, since the thread may have been preempted in
-        // between (the decision cannot have run longer than the tick without the tick firing,
-        // as long as the ticker is on time, which the eager reading depended on as well). A
-        // decision that ends before the next tick, nearly all of them, reads no clock but the
-        // vDSO one.
+        // Reading this thread's CPU clock is a system call, so it is not read up front: the
+        // first check comes at the next epoch tick, takes the CPU baseline there, and counts the
+        // time before it as CPU: the wall time since the start, but at most one tick, since the
+        // thread may have been preempted in between (the decision cannot have run longer than the
+        // tick without the tick firing, as long as the ticker is on time, which the eager reading
+        // depended on as well). A decision that ends before the next tick, nearly all of them,
+        // reads no clock but the vDSO one.
         let tick = self.epoch_tick;
         let ticks_for =
             move |d: Duration| (d.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).max(1);
@@ -341,10 +341,10 @@ impl CompiledPolicy {
     /// that the decision only calls it: the caller does this once its request has left (the
     /// gateway, with the teardown of the decision's instance). The instance is as fresh as one
     /// made in the decision (never called; nothing of any request is in it) and serves exactly
-    /// one decision, of any tenant with the same limits. Instantiating takes 2.7 of a warm
-    /// decision's 10 µs here and about 70 of the 166 µs of one after an idle gap. Nothing is done
-    /// while an instance waits or every place is taken; a failed instantiation (which runs
-    /// under `ctx`'s deadline and memory cap) is left for the decision to meet and report.
+    /// one decision, of any tenant with the same limits. Instantiating is a large part of a
+    /// decision, more so after an idle gap (figures: `BENCHMARKS.md`). Nothing is done while an
+    /// instance waits or every place is taken; a failed instantiation (which runs under `ctx`'s
+    /// deadline and memory cap) is left for the decision to meet and report.
     pub fn prepare(&self, ctx: &CallContext) -> Prepared {
         let started = Instant::now();
         let nothing = Prepared {

@@ -132,9 +132,9 @@ pub(crate) async fn decide(
 /// failed one is charged now and its turn given back here.
 ///
 /// An inline decision is charged by wall time, not the thread's CPU clock: reading that clock is
-/// a system call that costs a fifth of a decision under load, while a synchronous decision's wall
-/// time equals its CPU time unless the OS preempts the thread (the scheduler caps the effect of
-/// one such decision on the offload average).
+/// a system call on every decision, while a synchronous decision's wall time equals its CPU time
+/// unless the OS preempts the thread (the scheduler caps the effect of one such decision on the
+/// offload average). See `README.md` in this folder.
 fn decide_inline(
     tenant: &Arc<Tenant>,
     ctx: CallContext,

@@ -1,6 +1,6 @@
 //! Where slow policy decisions run: off the async workers, in the kernel's idle scheduling class
 //! (`SCHED_IDLE`), giving up the CPU at every epoch tick, so that they take little CPU that other
-//! tenants' requests wait for. Both halves are needed (measured: `README.md` in this folder).
+//! tenants' requests wait for. Both halves are needed: see `README.md` in this folder.
 //!
 //! The idle class starves on a machine saturated by normal work, and a starved decision cannot
 //! notice, since it does not run: the request waiting for it checks its thread's CPU time every
@@ -66,10 +66,11 @@ pub async fn run_slow<T: Send + 'static>(
 
 /// Runs `f` like [`run_slow`], but hands back what `f` gives its [`EarlyAnswer`] as soon as it is
 /// given, while `f` goes on with work its caller need not wait for (an offloaded decision tears
-/// its instance down and makes the policy's next one: for a Python policy 0.77 ms after a 0.6 ms
-/// call). `finished` gets `f`'s own result when it ends, on a task of its own, so whatever it
-/// holds (the tenant's turn, its place on the pool) is held until then, even when the caller has
-/// gone away meanwhile; the starvation watch of [`run_slow`] covers that work too.
+/// its instance down and makes the policy's next one, which for an interpreted policy takes longer
+/// than the call: see `README.md` in this folder). `finished` gets `f`'s own result when it ends,
+/// on a task of its own, so whatever it holds (the tenant's turn, its place on the pool) is held
+/// until then, even when the caller has gone away meanwhile; the starvation watch of [`run_slow`]
+/// covers that work too.
 ///
 /// If `f` panics or ends before answering, the caller gets the error; after answering, only
 /// `finished` sees it.
@@ -148,8 +149,8 @@ impl PoolThread {
 /// CPU time a thread of this process has run, from `/proc` (its first `schedstat` field, in ns).
 /// The kernel brings that figure up to date at scheduler ticks and context switches, so a thread
 /// that ran through a whole window without either can look starved and be raised: it then runs at
-/// nice 9, which is what every offloaded decision did before the idle class. Reading it costs an open and
-/// a read (a few µs), once at the start of an offloaded decision and once per window after.
+/// nice 9, which is what every offloaded decision did before the idle class. Reading it costs an
+/// open and a read, once at the start of an offloaded decision and once per window after.
 fn cpu_time_of(tid: Pid) -> Option<Duration> {
     let path = format!("/proc/self/task/{}/schedstat", tid.as_raw_nonzero());
     let stat = std::fs::read_to_string(path).ok()?;

@@ -9,12 +9,14 @@
 //!   it waits for the refill, and one that would wait too long is refused as `throttled` (its
 //!   failure outcome applies);
 //! - a tenant whose decisions are slow on average (above `offload_above`) runs them on the
-//!   lowest-priority pool in [`crate::offload`], so they never hold up the async workers serving
-//!   everyone else and take little CPU that others wait for; fast decisions (a compiled policy
-//!   takes about ten microseconds) stay inline, where they are cheapest;
+//!   lowest-priority pool in [`super::offload`], so they never hold up the async workers serving
+//!   everyone else and take little CPU that others wait for; fast decisions (a few microseconds
+//!   for a compiled policy) stay inline, where they are cheapest;
 //! - decisions of a tenant that was recently stopped at its deadline (a burner) leave a core
 //!   to the async workers: at most one fewer than the cores run at once, and one tenant takes at
 //!   most half of those places (see [`OffloadCapacity`]).
+//!
+//! The measurements behind each of these: `README.md` in this folder.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,8 +47,8 @@ impl Default for SchedulerSettings {
             // A whole core per tenant; multi-tenant deployments lower it per tenant.
             cpu_per_second: Duration::from_millis(1000),
             max_wait: Duration::from_millis(250),
-            // Where holding an async worker starts to show in other requests' tails (the
-            // isolation bench, BENCHMARKS.md). Cold decisions of a fast policy at low rates can
+            // Where holding an async worker starts to show in other requests' tails (see
+            // `README.md` in this folder). Cold decisions of a fast policy at low rates can
             // average over it: see `Turn::offload`.
             offload_above: Duration::from_micros(150),
         }
@@ -57,9 +59,9 @@ impl Default for SchedulerSettings {
 /// deadline) may run at once. Other offloaded decisions run as they come: a tenant that is slow
 /// but within its budget must not wait in line behind one whose every decision burns its whole
 /// budget. Once every core holds a low-priority thread, a woken request waits for one of them to
-/// reach the end of its time slice; with a core left, it runs at once (measured with the
-/// isolation bench: `README.md` here). The places are taken in order of arrival, and a tenant
-/// waits for one of its own first, so that tenants that need the pool take turns in it.
+/// reach the end of its time slice; with a core left, it runs at once (see `README.md` in this
+/// folder). The places are taken in order of arrival, and a tenant waits for one of its own
+/// first, so that tenants that need the pool take turns in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OffloadCapacity {
     /// Offloaded decisions running at once, over all tenants.

@@ -11,11 +11,11 @@ use crate::live::tenant::Tenant;
 /// An inline decision's spent instance and the tenant's turn, kept until the request first waits
 /// (normally for its upstream). Then the instance is torn down (its pooled memory reset) and the
 /// policy's next instance made ([`switchyard_policy::CompiledPolicy::prepare`]); on the
-/// request's path both would delay its upstream call (figures: BENCHMARKS.md, "The policy
-/// decision"). The decision is charged to the tenant then, with both included, so a policy whose
-/// instances are costly to make or tear down still crosses the offload line; the turn is held
-/// until then, so that the tenant's concurrency limit covers them too. Offloaded decisions do
-/// both on their pool thread instead, after they answered. Dropping it anywhere is correct.
+/// request's path both would delay its upstream call (see `README.md` in this folder). The
+/// decision is charged to the tenant then, with both included, so a policy whose instances are
+/// costly to make or tear down still crosses the offload line; the turn is held until then, so
+/// that the tenant's concurrency limit covers them too. Offloaded decisions do both on their pool
+/// thread instead, after they answered. Dropping it anywhere is correct.
 pub(crate) struct Teardown(Option<Pending>);
 
 struct Pending {
