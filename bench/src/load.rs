@@ -103,7 +103,7 @@ pub fn find_oha() -> Result<PathBuf> {
         .map(|h| PathBuf::from(h).join(".cargo/bin"))
         .into_iter()
         .collect();
-    if let Some(p) = crate::run::which("oha", &cargo_bin) {
+    if let Some(p) = which("oha", &cargo_bin) {
         return Ok(p);
     }
     bail!("oha not found: run scripts/bench.sh (it installs oha 1.16 with cargo install --locked)")
@@ -313,4 +313,15 @@ pub async fn rotating(
         ttfb_p50_ms: f64::NAN,
         ttfb_p99_ms: f64::NAN,
     })
+}
+
+/// The first `program` file in `PATH`, then in `extra` directories.
+pub fn which(program: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .chain(extra)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::bodies;
-use crate::load::{self, Latency, OhaRun, Streams};
+use crate::load::{self, Latency, OhaRun, Streams, which};
 use crate::procs::{Memory, Proc, wait_until_up};
 use switchyard_tools::svg;
 
@@ -625,17 +625,6 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     leb(content.len(), &mut out);
     out.extend_from_slice(&content);
     out
-}
-
-/// The first `program` file in `PATH`, then in `extra` directories.
-pub fn which(program: &str, extra: &[PathBuf]) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .chain(extra)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

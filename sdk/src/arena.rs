@@ -144,10 +144,10 @@ unsafe impl GlobalAlloc for OneShotArena {
 mod tests {
     use super::*;
 
-    /// A heap-allocated arena: building one on a test thread's stack would overflow it.
     // Natively (threads exist) the arena must not be shareable between threads.
     static_assertions::assert_not_impl_any!(OneShotArena: Sync);
 
+    /// A heap-allocated arena: building one on a test thread's stack would overflow it.
     fn fresh() -> Box<OneShotArena> {
         // SAFETY: all-zero bytes are a valid empty arena (zeroed storage, `next` = 0).
         unsafe { Box::from_raw(std::alloc::alloc_zeroed(Layout::new::<OneShotArena>()).cast()) }

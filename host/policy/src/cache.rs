@@ -17,7 +17,7 @@ use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::policy::PolicyHash;
+use crate::hash::PolicyHash;
 
 type HmacSha256 = Hmac<Sha256>;
 const KEY_FILE: &str = "artifact.key";

@@ -16,7 +16,9 @@
 mod bindings;
 mod cache;
 mod engine;
+mod epoch;
 mod error;
+mod hash;
 mod limits;
 mod policy;
 mod state;
@@ -25,6 +27,7 @@ pub use bindings::types;
 pub use cache::ArtifactCache;
 pub use engine::{EngineSettings, PolicyEngine};
 pub use error::{FailureKind, LoadError, PolicyFailure};
+pub use hash::PolicyHash;
 pub use limits::SandboxLimits;
-pub use policy::{CallContext, CompiledPolicy, Outcome, PolicyHash, Prepared, SpentInstance};
+pub use policy::{CallContext, CompiledPolicy, Outcome, Prepared, SpentInstance};
 pub use state::PolicyLogLine;

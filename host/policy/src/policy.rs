@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::types::{Decision, RequestSummary};
 use crate::bindings::{Policy, PolicyPre};
-use crate::engine::EpochActivity;
+use crate::epoch::EpochActivity;
 use crate::error::{FailureKind, PolicyFailure};
+use crate::hash::PolicyHash;
+
 use crate::limits::SandboxLimits;
 use crate::state::{PolicyLogLine, PolicyState};
 
@@ -20,39 +21,6 @@ use crate::state::{PolicyLogLine, PolicyState};
 const WALL_CAP_FACTOR: u32 = 20;
 /// The wall-clock cap is never shorter than this.
 const MIN_WALL_CAP: Duration = Duration::from_millis(200);
-
-/// The SHA-256 of a policy file: the identity of a policy version.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PolicyHash([u8; 32]);
-
-impl PolicyHash {
-    /// Hashes a policy file's bytes.
-    pub fn of(bytes: &[u8]) -> Self {
-        PolicyHash(Sha256::digest(bytes).into())
-    }
-
-    /// The first 12 hex digits, enough to tell versions apart in headers and logs.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..6])
-    }
-
-    /// The raw digest.
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for PolicyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for PolicyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PolicyHash({})", self.short())
-    }
-}
 
 /// Who a call is for: tags the policy's log lines and sets its limits.
 #[derive(Debug, Clone)]

@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 use crate::accounts::Accounts;
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::live::Live;
 use crate::live::reload::{self, PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::live::snapshot::{Simulators, Snapshot, SnapshotError};
 use crate::observe::metrics::Metrics;
-use crate::sandbox::Quarantine;
+use crate::sandbox::Sandbox;
 use crate::services::Services;
 
 /// Why the gateway could not start.
@@ -119,21 +120,29 @@ impl Gateway {
                 .collect(),
             ..ReloadState::default()
         };
-        let shared = Arc::new(Services {
+        let metrics = Arc::new(Metrics::default());
+        let breakers = Breakers::new(resilience.breaker);
+        let retry_budget = Arc::new(RetryBudget::new(resilience.retry_budget));
+        let live = Arc::new(Live {
             snapshot: ArcSwap::from_pointee(snapshot),
             engine,
             simulators,
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
             reload_state: parking_lot::Mutex::new(state),
-            breakers: Breakers::new(resilience.breaker),
-            retry_budget: RetryBudget::new(resilience.retry_budget),
+            breakers: breakers.clone(),
+            retry_budget: retry_budget.clone(),
+            metrics: metrics.clone(),
+        });
+        let shared = Arc::new(Services {
+            live,
+            breakers,
+            retry_budget,
             cache,
             accounts,
             round_robin: std::sync::atomic::AtomicU64::new(0),
-            quarantine: Quarantine::default(),
-            scheduler: Arc::default(),
-            metrics: Arc::new(Metrics::default()),
+            sandbox: Sandbox::new(metrics.clone()),
+            metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_expired: watch::channel(false).0,
         });
@@ -153,7 +162,7 @@ impl Gateway {
             None => None,
         };
         if watch_files {
-            crate::live::watch::spawn(shared.clone(), debounce);
+            crate::live::watch::spawn(shared.live.clone(), debounce);
         }
         let main = crate::http::server::serve(listener, shared.clone(), signal);
         let task = tokio::spawn(async move {
@@ -181,7 +190,7 @@ impl Gateway {
 
     /// Reloads the config and policies now (what `SIGHUP` and `POST /admin/reload` do).
     pub async fn reload(&self, trigger: Trigger) -> ReloadReport {
-        reload::reload(&self.shared, trigger).await
+        reload::reload(&self.shared.live, trigger).await
     }
 
     /// A handle that reloads this gateway, for a signal handler's task.
@@ -214,6 +223,6 @@ pub struct Reloader(Arc<Services>);
 impl Reloader {
     /// Reloads the config and policies now.
     pub async fn reload(&self, trigger: Trigger) -> ReloadReport {
-        reload::reload(&self.0, trigger).await
+        reload::reload(&self.0.live, trigger).await
     }
 }

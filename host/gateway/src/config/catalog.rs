@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use switchyard_upstream::Usage;
 
-use super::ConfigError;
+use super::error::ConfigError;
 use super::raw::{self, RawModel};
 
 /// A catalog entry: what a model costs and can do.

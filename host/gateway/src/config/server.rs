@@ -9,8 +9,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use switchyard_upstream::{BreakerSettings, RetryBudgetSettings};
 
+use super::error::{ConfigError, duration};
 use super::raw::{self, RawConfig};
-use super::{ConfigError, duration};
 use crate::cache::CacheSettings;
 
 /// Listener and request-handling settings.

@@ -8,11 +8,12 @@ use std::time::Duration;
 use switchyard_policy::SandboxLimits;
 
 use super::catalog::{ModelInfo, unknown_model};
+use super::error::{ConfigError, either, opt_duration};
 use super::raw::{self, RawFailureOutcome, RawSandbox};
 use super::upstreams::UpstreamConfig;
-use super::{ConfigError, either, opt_duration};
 use crate::accounts::TenantQuota;
-use crate::sandbox::{QuarantineSettings, SchedulerSettings};
+use crate::sandbox::quarantine::QuarantineSettings;
+use crate::sandbox::scheduler::SchedulerSettings;
 
 /// Where a policy's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

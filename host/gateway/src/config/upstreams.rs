@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::catalog::{ModelInfo, unknown_model};
+use super::error::{ConfigError, duration, opt_duration};
 use super::raw::RawUpstream;
-use super::{ConfigError, Secret, duration, opt_duration};
+use switchyard_upstream::Secret;
 
 /// How a model that several upstreams serve is spread over them. Whichever comes first, the
 /// others follow as same-model fallbacks.

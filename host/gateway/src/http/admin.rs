@@ -49,7 +49,7 @@ fn seconds(t: std::time::SystemTime) -> f64 {
 }
 
 fn authorized(shared: &Services, req: &Request<Incoming>) -> bool {
-    let snapshot = shared.snapshot.load();
+    let snapshot = shared.live.snapshot.load();
     let (Some(settings), Some(token)) = (&snapshot.config.admin, presented_key(req.headers()))
     else {
         return false;
@@ -78,7 +78,7 @@ async fn handle(shared: Arc<Services>, req: Request<Incoming>) -> Response<Respo
         (Method::GET, "/admin/policies") => json_response(StatusCode::OK, &policies(&shared)),
         (Method::GET, "/admin/config") => json_response(StatusCode::OK, &config(&shared)),
         (Method::POST, "/admin/reload") => {
-            let report = reload::reload(&shared, Trigger::Admin).await;
+            let report = reload::reload(&shared.live, Trigger::Admin).await;
             json_response(
                 StatusCode::OK,
                 &serde_json::to_value(&report).unwrap_or_default(),
@@ -115,8 +115,8 @@ fn metrics(shared: &Services) -> Response<ResponseBody> {
 }
 
 fn policies(shared: &Services) -> Value {
-    let snapshot = shared.snapshot.load();
-    let state = shared.reload_state.lock();
+    let snapshot = shared.live.snapshot.load();
+    let state = shared.live.reload_state.lock();
     let mut names: Vec<&String> = snapshot.config.policies.keys().collect();
     names.extend(
         state
@@ -153,13 +153,13 @@ fn policies(shared: &Services) -> Value {
             })
         })
         .collect();
-    let tenants = serde_json::to_value(shared.quarantine.report()).unwrap_or_default();
+    let tenants = serde_json::to_value(shared.sandbox.quarantine.report()).unwrap_or_default();
     json!({"generation": state.generation, "policies": list, "tenant_policy_health": tenants})
 }
 
 fn config(shared: &Services) -> Value {
-    let snapshot = shared.snapshot.load();
-    let state = shared.reload_state.lock();
+    let snapshot = shared.live.snapshot.load();
+    let state = shared.live.reload_state.lock();
     let last = state.last_attempt.as_ref().map(|(at, report)| {
         json!({"at": seconds(*at), "trigger": report.trigger, "outcome": report.outcome})
     });

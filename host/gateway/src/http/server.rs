@@ -39,7 +39,7 @@ pub async fn serve_with<H, F>(
 {
     let graceful = GracefulShutdown::new();
     let (max_header_bytes, drain_timeout) = {
-        let s = shared.snapshot.load();
+        let s = shared.live.snapshot.load();
         (
             s.config.server.max_header_bytes,
             s.config.server.drain_timeout,

@@ -14,9 +14,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::Live;
 use super::snapshot::{PolicyOutcome, Snapshot, SnapshotError, read_policies};
 use crate::config::{Config, PolicySource};
-use crate::services::Services;
 
 /// What started a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,7 +77,7 @@ pub struct ReloadState {
 }
 
 /// Runs one reload. Concurrent calls wait their turn.
-pub async fn reload(shared: &Arc<Services>, trigger: Trigger) -> ReloadReport {
+pub async fn reload(shared: &Arc<Live>, trigger: Trigger) -> ReloadReport {
     let _turn = shared.reload_lock.lock().await;
     let current = shared.snapshot.load_full();
     let now = SystemTime::now();
@@ -238,7 +238,7 @@ pub async fn reload(shared: &Arc<Services>, trigger: Trigger) -> ReloadReport {
 }
 
 /// The policy files and the config file, for the watcher.
-pub fn watched_files(shared: &Services) -> Vec<std::path::PathBuf> {
+pub fn watched_files(shared: &Live) -> Vec<std::path::PathBuf> {
     let snapshot = shared.snapshot.load();
     let mut files: Vec<_> = snapshot
         .config

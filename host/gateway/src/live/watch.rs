@@ -15,8 +15,8 @@ use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 
+use super::Live;
 use super::reload::{self, Trigger, watched_files};
-use crate::services::Services;
 
 fn directories(files: &[PathBuf]) -> BTreeSet<PathBuf> {
     files
@@ -34,7 +34,7 @@ fn directories(files: &[PathBuf]) -> BTreeSet<PathBuf> {
 
 /// Watches the current snapshot's files until the process ends, reloading on change, and
 /// follows the set of files as reloads change it.
-pub fn spawn(shared: Arc<Services>, debounce: Duration) {
+pub fn spawn(shared: Arc<Live>, debounce: Duration) {
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let mut watching = BTreeSet::new();

@@ -37,7 +37,7 @@ use crate::live::snapshot::Snapshot;
 use crate::live::tenant::Tenant;
 use crate::response::{self, ResponseBody, headers};
 use crate::routing::{self, Chooser, RoutePlan};
-use crate::sandbox::{self, Teardown};
+use crate::sandbox::Teardown;
 use crate::services::Services;
 
 /// Handles one request on the main listener.
@@ -56,7 +56,7 @@ pub(crate) async fn handle(
     crate::observe::telemetry::adopt_remote_parent(&ctx.span, req.headers());
     let span = ctx.span.clone();
     let mut pipeline = Pipeline {
-        snapshot: services.snapshot.load_full(),
+        snapshot: services.live.snapshot.load_full(),
         services: &services,
         ctx,
     };
@@ -225,7 +225,10 @@ impl Pipeline<'_> {
         summary: RequestSummary,
         prefix_key: u64,
     ) -> Result<(RoutePlan, Teardown), GatewayError> {
-        let decided = sandbox::decide(self.services, tenant, &self.ctx.id, summary)
+        let decided = self
+            .services
+            .sandbox
+            .decide(tenant, &self.ctx.id, summary)
             .instrument(crate::stage_span!("policy.decide", policy = %tenant.policy.name))
             .await?;
         self.ctx.decision = Some(decided.time);
@@ -247,7 +250,9 @@ impl Pipeline<'_> {
                 });
             }
             Err(failure) => {
-                sandbox::record_failure(self.services, tenant, &self.ctx.id, &failure);
+                self.services
+                    .sandbox
+                    .record_failure(tenant, &self.ctx.id, &failure);
                 routing::failure_route(&self.snapshot, tenant, failure.kind, &chooser)?
             }
         };

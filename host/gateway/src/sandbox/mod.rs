@@ -7,8 +7,8 @@
 //! instance's teardown ([`teardown`]: after the request has left, or on the pool thread).
 
 mod offload;
-mod quarantine;
-mod scheduler;
+pub(crate) mod quarantine;
+pub(crate) mod scheduler;
 mod teardown;
 
 use std::sync::Arc;
@@ -17,15 +17,14 @@ use std::time::{Duration, Instant};
 use switchyard_policy::types::{Decision, RequestSummary};
 use switchyard_policy::{CallContext, FailureKind, Outcome, PolicyFailure};
 
-pub(crate) use quarantine::{Quarantine, QuarantineSettings};
-pub(crate) use scheduler::{DecisionScheduler, SchedulerSettings};
+pub(crate) use quarantine::Quarantine;
+pub(crate) use scheduler::DecisionScheduler;
 pub(crate) use teardown::Teardown;
 
 use self::scheduler::{OffloadSlot, Turn};
 use crate::error::GatewayError;
 use crate::live::tenant::Tenant;
-use crate::observe::metrics::FailureLabels;
-use crate::services::Services;
+use crate::observe::metrics::{FailureLabels, Metrics};
 
 /// The functions the starved-decision test drives on its own pinned threads.
 #[doc(hidden)]
@@ -46,10 +45,42 @@ pub(crate) struct Decided {
     pub teardown: Teardown,
 }
 
+/// Where decisions run: the scheduler, the quarantine, and the metrics they feed.
+pub(crate) struct Sandbox {
+    pub scheduler: Arc<DecisionScheduler>,
+    pub quarantine: Quarantine,
+    metrics: Arc<Metrics>,
+}
+
+impl Sandbox {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Sandbox {
+            scheduler: Arc::default(),
+            quarantine: Quarantine::default(),
+            metrics,
+        }
+    }
+
+    /// Runs the tenant's policy on `summary` (see [`decide`]).
+    pub async fn decide(
+        &self,
+        tenant: &Arc<Tenant>,
+        request_id: &Arc<str>,
+        summary: RequestSummary,
+    ) -> Result<Decided, GatewayError> {
+        decide(self, tenant, request_id, summary).await
+    }
+
+    /// Records a policy failure (see [`record_failure`]).
+    pub fn record_failure(&self, tenant: &Tenant, request_id: &str, failure: &PolicyFailure) {
+        record_failure(self, tenant, request_id, failure);
+    }
+}
+
 /// Runs the tenant's policy on `summary`. A policy failure is not an error here: the caller
 /// applies the tenant's outcome (after [`record_failure`]). Only the pool losing a decision is.
-pub(crate) async fn decide(
-    services: &Services,
+async fn decide(
+    services: &Sandbox,
     tenant: &Arc<Tenant>,
     request_id: &Arc<str>,
     summary: RequestSummary,
@@ -210,12 +241,7 @@ async fn decide_offloaded(
 
 /// Records a policy failure (or a decision the host refused): logged, counted per tenant and
 /// kind, and counted towards the policy's quarantine.
-pub(crate) fn record_failure(
-    services: &Services,
-    tenant: &Tenant,
-    request_id: &str,
-    failure: &PolicyFailure,
-) {
+fn record_failure(services: &Sandbox, tenant: &Tenant, request_id: &str, failure: &PolicyFailure) {
     if failure.kind != FailureKind::Quarantined {
         tracing::warn!(
             tenant = %tenant.name,
