@@ -118,9 +118,23 @@ enum PolicyCommand {
         /// The tenant to simulate (default: the config's first).
         #[arg(long)]
         tenant: Option<String>,
-        /// Share of input tokens assumed to hit the provider's prompt cache (0 to 1).
-        #[arg(long, default_value_t = 0.5)]
-        cache_hit_share: f64,
+        /// A second policy to run on the same trace and report beside the first.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// Upstream faults over time (JSON: `{"faults": [{"upstream", "from_ms", "to_ms", "kind":
+        /// "down" | "slow", "ttft_ms"}]}`).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// Assume this share of input tokens hits the provider's prompt cache (0 to 1) instead of
+        /// modelling each upstream's cache.
+        #[arg(long)]
+        cache_hit_share: Option<f64>,
+        /// Start the policy's store from this file.
+        #[arg(long)]
+        state_in: Option<PathBuf>,
+        /// Write the policy's store here at the end.
+        #[arg(long)]
+        state_out: Option<PathBuf>,
         /// Output tokens assumed for requests that say nothing about them.
         #[arg(long, default_value_t = 500)]
         default_output_tokens: u64,
@@ -213,13 +227,17 @@ async fn run(cli: Cli) -> Result<()> {
             config,
             requests,
             tenant,
+            compare,
+            faults,
             cache_hit_share,
+            state_in,
+            state_out,
             default_output_tokens,
             json,
             svg,
         }) => {
             anyhow::ensure!(
-                (0.0..=1.0).contains(&cache_hit_share),
+                cache_hit_share.is_none_or(|s| (0.0..=1.0).contains(&s)),
                 "--cache-hit-share must be between 0 and 1"
             );
             let options = switchyard_tools::simulate::SimulateOptions {
@@ -227,8 +245,12 @@ async fn run(cli: Cli) -> Result<()> {
                 config,
                 requests,
                 tenant,
-                cache_hit_share,
+                compare,
+                faults,
                 default_output_tokens,
+                cache_hit_share,
+                state_in,
+                state_out,
                 json,
                 svg,
             };

@@ -5,13 +5,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use switchyard_upstream::{Breakers, RetryBudget};
+use switchyard_upstream::{Breakers, RetryBudget, UpstreamStats};
 use tokio::sync::watch;
 
 use crate::accounts::Accounts;
 use crate::cache::ResponseCache;
+use crate::conversations::Conversations;
+use crate::learning::Learning;
 use crate::live::Live;
 use crate::observe::metrics::Metrics;
+use crate::rollout::Rollouts;
 use crate::sandbox::Sandbox;
 
 /// State shared by every request.
@@ -20,6 +23,14 @@ pub(crate) struct Services {
     pub live: Arc<Live>,
     /// Circuit breakers per upstream and model (they outlive reloads).
     pub breakers: Breakers,
+    /// What the host has seen of each model on each upstream lately (policies read it).
+    pub stats: UpstreamStats,
+    /// Each conversation's last turn (policies read it; finished requests write it).
+    pub conversations: Arc<Conversations>,
+    /// The tenants' policy stores and the `on-outcome` worker.
+    pub learning: Arc<Learning>,
+    /// Candidate policies in shadow or canary.
+    pub rollouts: Arc<Rollouts>,
     /// The process-wide retry budget.
     pub retry_budget: Arc<RetryBudget>,
     /// The response cache (its settings are read at start-up).

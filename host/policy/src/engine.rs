@@ -7,12 +7,12 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::{Policy, PolicyPre};
+use crate::bindings::{v0_1, v0_2};
 use crate::cache::ArtifactCache;
 use crate::epoch::EpochTicker;
 use crate::error::LoadError;
 use crate::hash::PolicyHash;
-use crate::policy::{CompiledPolicy, EngineParts, ReadyPlaces};
+use crate::policy::{CompiledPolicy, EngineParts, Pre, ReadyPlaces};
 use crate::state::PolicyState;
 
 /// How the engine is built. One set per process.
@@ -115,7 +115,11 @@ impl PolicyEngine {
         }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        Policy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(&mut linker, |s| s)
+        // Every version of the contract the host serves: a component imports the one it was
+        // built against.
+        v0_2::Policy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        v0_1::Policy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick, settings.yield_tick)
             .map_err(|e| LoadError::Engine(format!("starting the epoch thread: {e}")))?;
@@ -177,7 +181,14 @@ impl PolicyEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = PolicyPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        // The newest version first; a component that matches neither is told what 0.2.0 wants.
+        let pre = match v0_2::PolicyPre::new(pre.clone()) {
+            Ok(p) => Pre::V0_2(p),
+            Err(newest) => match v0_1::PolicyPre::new(pre) {
+                Ok(p) => Pre::V0_1(p),
+                Err(_) => return Err(LoadError::WrongWorld(format!("{newest:#}"))),
+            },
+        };
         Ok(CompiledPolicy::new(
             name,
             hash,

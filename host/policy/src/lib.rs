@@ -23,11 +23,11 @@ mod limits;
 mod policy;
 mod state;
 
-pub use bindings::types;
+pub use bindings::{ContractVersion, types};
 pub use cache::ArtifactCache;
 pub use engine::{EngineSettings, PolicyEngine};
 pub use error::{FailureKind, LoadError, PolicyFailure};
 pub use hash::PolicyHash;
 pub use limits::SandboxLimits;
 pub use policy::{CallContext, CompiledPolicy, Outcome, Prepared, SpentInstance};
-pub use state::PolicyLogLine;
+pub use state::{PolicyLogLine, PolicyStore};

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use crate::bindings::types::{Decision, RequestSummary};
-use crate::bindings::{Policy, PolicyPre};
+use crate::bindings::types::{Decision, Outcome as RequestOutcome, RequestSummary};
+use crate::bindings::{ContractVersion, convert, v0_1, v0_2};
 use crate::epoch::EpochActivity;
 use crate::error::{FailureKind, PolicyFailure};
 use crate::hash::PolicyHash;
 
 use crate::limits::SandboxLimits;
-use crate::state::{PolicyLogLine, PolicyState};
+use crate::state::{PolicyLogLine, PolicyState, PolicyStore};
 
 /// A decision is stopped after this many times its CPU budget in wall-clock time, whatever CPU
 /// it got, so that no decision can hold a thread indefinitely.
@@ -37,6 +37,76 @@ pub struct CallContext {
     /// threads: the OS lets such a thread finish its time slice (up to a few milliseconds) even
     /// while normal threads wait, unless it yields.
     pub yield_each_tick: bool,
+    /// The tenant's `state` store: readable by `decide`, writable by `on-outcome`. `None`: reads
+    /// find nothing and writes fail.
+    pub store: Option<Arc<dyn PolicyStore>>,
+}
+
+impl fmt::Debug for dyn PolicyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PolicyStore")
+    }
+}
+
+/// A component's pre-instantiated form, for the version of the contract it was built against.
+pub(crate) enum Pre {
+    V0_1(v0_1::PolicyPre<PolicyState>),
+    V0_2(v0_2::PolicyPre<PolicyState>),
+}
+
+/// An instance of either version.
+enum Instance {
+    V0_1(v0_1::Policy),
+    V0_2(v0_2::Policy),
+}
+
+impl Pre {
+    fn instance_pre(&self) -> &wasmtime::component::InstancePre<PolicyState> {
+        match self {
+            Pre::V0_1(p) => p.instance_pre(),
+            Pre::V0_2(p) => p.instance_pre(),
+        }
+    }
+
+    fn instantiate(&self, store: &mut Store<PolicyState>) -> wasmtime::Result<Instance> {
+        match self {
+            Pre::V0_1(p) => p.instantiate(store).map(Instance::V0_1),
+            Pre::V0_2(p) => p.instantiate(store).map(Instance::V0_2),
+        }
+    }
+
+    fn version(&self) -> ContractVersion {
+        match self {
+            Pre::V0_1(_) => ContractVersion::V0_1,
+            Pre::V0_2(_) => ContractVersion::V0_2,
+        }
+    }
+}
+
+impl Instance {
+    fn decide(
+        &self,
+        store: &mut Store<PolicyState>,
+        summary: &RequestSummary,
+    ) -> wasmtime::Result<Decision> {
+        match self {
+            Instance::V0_2(p) => p.call_decide(store, summary),
+            Instance::V0_1(p) => p
+                .call_decide(store, &convert::summary(summary))
+                .map(convert::decision),
+        }
+    }
+
+    fn validate_config(
+        &self,
+        store: &mut Store<PolicyState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Instance::V0_2(p) => p.call_validate_config(store, config),
+            Instance::V0_1(p) => p.call_validate_config(store, config),
+        }
+    }
 }
 
 /// What a successful call returned, with the lines the policy logged if they were captured.
@@ -82,7 +152,7 @@ pub struct CompiledPolicy {
     hash: PolicyHash,
     size: usize,
     engine: Engine,
-    pre: PolicyPre<PolicyState>,
+    pre: Pre,
     epoch_tick: Duration,
     epoch_activity: Arc<EpochActivity>,
     imports: Vec<String>,
@@ -106,7 +176,7 @@ pub struct Prepared {
 /// A fresh instance, instantiated but never called, waiting for the next decision of its policy.
 struct ReadyInstance {
     store: Store<PolicyState>,
-    policy: Policy,
+    policy: Instance,
     /// The limits it was instantiated under; a call under other limits does not use it.
     limits: SandboxLimits,
     _place: ReadyPlace,
@@ -169,7 +239,7 @@ impl CompiledPolicy {
         name: &str,
         hash: PolicyHash,
         size: usize,
-        pre: PolicyPre<PolicyState>,
+        pre: Pre,
         parts: EngineParts,
     ) -> Self {
         let EngineParts {
@@ -228,6 +298,11 @@ impl CompiledPolicy {
         &self.imports
     }
 
+    /// The version of the contract the component was built against.
+    pub fn contract(&self) -> ContractVersion {
+        self.pre.version()
+    }
+
     /// A fresh store for one call under `ctx`, its deadline armed.
     fn store(&self, ctx: &CallContext) -> Store<PolicyState> {
         let state = PolicyState::new(
@@ -238,6 +313,7 @@ impl CompiledPolicy {
             ctx.capture_logs,
         );
         let mut store = Store::new(&self.engine, state);
+        store.data_mut().store = ctx.store.clone();
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         self.arm(&mut store, ctx);
         store
@@ -372,7 +448,7 @@ impl CompiledPolicy {
     /// One made under other limits stays for the call it fits (tenants that share a policy can
     /// have different limits; taking and dropping it would make them tear down each other's
     /// instances on every decision).
-    fn take_ready(&self, ctx: &CallContext) -> Option<(Store<PolicyState>, Policy)> {
+    fn take_ready(&self, ctx: &CallContext) -> Option<(Store<PolicyState>, Instance)> {
         let ready = {
             let mut waiting = self.lock_ready();
             if !waiting.as_ref().is_some_and(|r| r.limits == ctx.limits) {
@@ -387,6 +463,7 @@ impl CompiledPolicy {
         store
             .data_mut()
             .begin_call(ctx.tenant.clone(), ctx.request_id.clone(), ctx.capture_logs);
+        store.data_mut().store = ctx.store.clone();
         self.arm(&mut store, ctx);
         Some((store, policy))
     }
@@ -412,7 +489,7 @@ impl CompiledPolicy {
             .map_err(|e| instantiation_failure(e, store.data()))
             .and_then(|policy| {
                 policy
-                    .call_decide(&mut store, summary)
+                    .decide(&mut store, summary)
                     .map_err(|e| classify(e, store.data()))
             });
         let decision = result?;
@@ -448,11 +525,41 @@ impl CompiledPolicy {
             .map_err(|e| instantiation_failure(e, store.data()))
             .and_then(|policy| {
                 policy
-                    .call_validate_config(&mut store, config)
+                    .validate_config(&mut store, config)
                     .map_err(|e| classify(e, store.data()))
             })?;
         Ok(Outcome {
             value: verdict,
+            logs: store.data_mut().captured.take().unwrap_or_default(),
+            instance: SpentInstance(store),
+        })
+    }
+
+    /// Runs `on-outcome` in a fresh instance, with `config` (the tenant's policy config) and the
+    /// request's `outcome`; the call may write the tenant's store. A 0.1.0 component has no
+    /// such export: the call does nothing.
+    pub fn on_outcome(
+        &self,
+        ctx: &CallContext,
+        config: &str,
+        outcome: &RequestOutcome,
+    ) -> Result<Outcome<()>, PolicyFailure> {
+        let _ticking = self.epoch_activity.enter(ctx.yield_each_tick);
+        let mut store = self.store(ctx);
+        store.data_mut().store_writable = true;
+        let called = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| instantiation_failure(e, store.data()))
+            .and_then(|policy| match policy {
+                Instance::V0_2(p) => p
+                    .call_on_outcome(&mut store, config, outcome)
+                    .map_err(|e| classify(e, store.data())),
+                Instance::V0_1(_) => Ok(()),
+            });
+        called?;
+        Ok(Outcome {
+            value: (),
             logs: store.data_mut().captured.take().unwrap_or_default(),
             instance: SpentInstance(store),
         })

@@ -1,15 +1,28 @@
-//! Per-decision `Store` data: the limits being enforced and the `log` import.
+//! Per-call `Store` data: the limits being enforced, and the host's imports (`log`, in every
+//! version of the contract, and 0.2's `state`).
 
 use std::sync::Arc;
 
-use crate::bindings::switchyard::policy::log;
+use crate::bindings::types::LogLevel;
+use crate::bindings::{convert, v0_1, v0_2};
 use crate::limits::SandboxLimits;
+
+/// Where a tenant's policy keeps its statistics (`state` in the contract). The host owns it: it
+/// bounds keys and bytes per tenant and may share it between replicas.
+pub trait PolicyStore: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores `value` under `key`, or says why not (a limit).
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String>;
+    /// Removes `key`.
+    fn remove(&self, key: &str);
+}
 
 /// One line a policy logged, kept when the caller asked to capture them (e.g. `policy check`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyLogLine {
     /// Severity.
-    pub level: log::Level,
+    pub level: LogLevel,
     /// The message, cut to the per-line limit.
     pub message: String,
 }
@@ -27,6 +40,10 @@ pub(crate) struct PolicyState {
     pub(crate) captured: Option<Vec<PolicyLogLine>>,
     /// Why the epoch callback stopped the call, when it did: CPU budget or wall-clock cap.
     pub(crate) stopped_because: Option<String>,
+    /// The tenant's store, when the call may read it.
+    pub(crate) store: Option<Arc<dyn PolicyStore>>,
+    /// Whether the call may write it (`on-outcome`, not `decide`).
+    pub(crate) store_writable: bool,
 }
 
 impl PolicyState {
@@ -48,6 +65,8 @@ impl PolicyState {
             log_limit_hit: false,
             captured: capture_logs.then(Vec::new),
             stopped_because: None,
+            store: None,
+            store_writable: false,
         }
     }
 
@@ -113,10 +132,10 @@ impl wasmtime::ResourceLimiter for PolicyState {
 
 // === impl log::Host ===
 
-impl log::Host for PolicyState {
+impl PolicyState {
     /// Forwards a policy's log line to `tracing`, tagged with tenant, request and policy. Past the
-    /// per-decision cap the call traps: a policy that logs in a loop fails instead of flooding logs.
-    fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
+    /// per-call cap the call traps: a policy that logs in a loop fails instead of flooding logs.
+    fn write_log(&mut self, level: LogLevel, mut message: String) -> wasmtime::Result<()> {
         self.log_calls += 1;
         if self.log_calls > self.limits.max_log_calls {
             self.log_limit_hit = true;
@@ -135,19 +154,19 @@ impl log::Host for PolicyState {
         }
         let (tenant, request_id, policy) = (&*self.tenant, &*self.request_id, &*self.policy);
         match level {
-            log::Level::Trace => {
+            LogLevel::Trace => {
                 tracing::trace!(target: "switchyard::policy_log", tenant, request_id, policy, "{message}")
             }
-            log::Level::Debug => {
+            LogLevel::Debug => {
                 tracing::debug!(target: "switchyard::policy_log", tenant, request_id, policy, "{message}")
             }
-            log::Level::Info => {
+            LogLevel::Info => {
                 tracing::info!(target: "switchyard::policy_log", tenant, request_id, policy, "{message}")
             }
-            log::Level::Warn => {
+            LogLevel::Warn => {
                 tracing::warn!(target: "switchyard::policy_log", tenant, request_id, policy, "{message}")
             }
-            log::Level::Error => {
+            LogLevel::Error => {
                 tracing::error!(target: "switchyard::policy_log", tenant, request_id, policy, "{message}")
             }
         }
@@ -158,5 +177,57 @@ impl log::Host for PolicyState {
     }
 }
 
-// The `types` interface has no functions; wasmtime still wants its (empty) host trait.
-impl crate::bindings::switchyard::policy::types::Host for PolicyState {}
+impl v0_2::switchyard::policy::log::Host for PolicyState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.write_log(level, message)
+    }
+}
+
+impl v0_1::switchyard::policy::log::Host for PolicyState {
+    fn log(
+        &mut self,
+        level: v0_1::switchyard::policy::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        self.write_log(convert::level(level), message)
+    }
+}
+
+// === impl state::Host ===
+
+/// Longest key a policy may store under, bytes.
+const MAX_KEY_BYTES: usize = 256;
+
+impl v0_2::switchyard::policy::state::Host for PolicyState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.store.as_ref().and_then(|s| s.get(&key)))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        if !self.store_writable {
+            return Ok(Err(
+                "state is read-only while deciding: write it in on-outcome".into(),
+            ));
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Ok(Err(format!("keys are at most {MAX_KEY_BYTES} bytes")));
+        }
+        Ok(match &self.store {
+            Some(s) => s.set(&key, value),
+            None => Err("this host keeps no state for the tenant".into()),
+        })
+    }
+
+    fn remove(&mut self, key: String) -> wasmtime::Result<()> {
+        if self.store_writable
+            && let Some(s) = &self.store
+        {
+            s.remove(&key);
+        }
+        Ok(())
+    }
+}
+
+// The `types` interfaces have no functions; wasmtime still wants their (empty) host traits.
+impl v0_2::switchyard::policy::types::Host for PolicyState {}
+impl v0_1::switchyard::policy::types::Host for PolicyState {}

@@ -70,7 +70,8 @@ pub fn run(opts: &CheckOptions<'_>) -> anyhow::Result<bool> {
         policy.hash()
     );
     println!(
-        "contract switchyard:policy@0.1.0: ok; imports: {}",
+        "contract switchyard:policy@{}: ok; imports: {}",
+        policy.contract(),
         policy.imports().join(", ")
     );
     println!("compile  {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
@@ -81,6 +82,7 @@ pub fn run(opts: &CheckOptions<'_>) -> anyhow::Result<bool> {
         limits: opts.limits.clone(),
         capture_logs: true,
         yield_each_tick: false,
+        store: None,
     };
     let mut ok = true;
     match policy.validate_config(&ctx, opts.config) {

@@ -1,7 +1,10 @@
 //! Sample requests used by `policy check`: one of each kind of traffic the reference rule tells
 //! apart.
 
-use switchyard_policy::types::{Budget, Candidate, Endpoint, Health, Pair, RequestSummary};
+use switchyard_policy::types::{
+    Budget, Candidate, Conversation, ConversationSource, Endpoint, Health, Pair, RateLimits,
+    RequestSummary,
+};
 
 use switchyard_gateway::builtin_models;
 
@@ -14,10 +17,20 @@ pub fn default_candidates() -> Vec<Candidate> {
             input_usd_per_mtok: m.input_usd_per_mtok,
             cached_input_usd_per_mtok: m.cached_input_usd_per_mtok,
             output_usd_per_mtok: m.output_usd_per_mtok,
-            context_window: m.context_window,
-            max_output_tokens: m.max_output_tokens,
+            price_window: None,
+            context_window: u32::try_from(m.context_window).unwrap_or(u32::MAX),
+            max_output_tokens: u32::try_from(m.max_output_tokens).unwrap_or(u32::MAX),
             supports_images: m.supports_images,
             health: Health::Healthy,
+            labels: m
+                .labels
+                .iter()
+                .map(|(k, v)| Pair {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            upstreams: Vec::new(),
             model: m.name,
         })
         .collect()
@@ -47,6 +60,22 @@ fn base(config: &str) -> RequestSummary {
             spent_month_usd: 0.0,
             monthly_limit_usd: None,
         },
+        rate_limits: RateLimits {
+            requests_per_minute: None,
+            requests_remaining: None,
+            tokens_per_minute: None,
+            tokens_remaining: None,
+        },
+        conversation: Conversation {
+            key: 1,
+            source: ConversationSource::Prefix,
+            turns: 0,
+            last_model: None,
+            last_upstream: None,
+            last_cache_hit_ratio: None,
+            since_last_ms: None,
+        },
+        received_at_unix_ms: 1_796_000_000_000,
         seed: 7,
     }
 }

@@ -27,6 +27,8 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Longest silence between stream events (keep-alive comments do not count).
     pub idle: Duration,
+    /// The first-token deadline of targets whose decision sets none.
+    pub first_token: Option<Duration>,
 }
 
 /// What a client needs to know about one upstream provider account.

@@ -33,15 +33,29 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 const MAX_ERROR_BYTES: usize = 64 << 10;
 /// First wait before trying the same upstream and model again; doubles each time.
 const SAME_TARGET_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait before trying the same upstream and model again.
-const MAX_SAME_TARGET_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait before trying the same upstream and model again. A `Retry-After` that asks for
+/// longer moves on to the next target instead.
+const MAX_SAME_TARGET_WAIT: Duration = Duration::from_secs(5);
 
-/// One resolved target: a model on a specific upstream.
+/// One resolved target: a model on a specific upstream, with its own time limits.
 #[derive(Debug, Clone)]
 pub struct PlannedTarget {
     pub model: String,
     pub upstream: Arc<UpstreamClient>,
     pub context_window: u64,
+    pub limits: TargetLimits,
+}
+
+/// What a decision (or the upstream's config) sets for one target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetLimits {
+    /// Move on when no substantive event (or, not streaming, no whole response) has come within
+    /// this long of sending: the first-token deadline. `None`: only the first-byte timeout.
+    pub first_token: Option<Duration>,
+    /// The longest one attempt may take (default: the upstream's request timeout).
+    pub attempt: Option<Duration>,
+    /// Times to try this target again after a retryable failure before moving on.
+    pub retries: u8,
 }
 
 /// What the winning attempt produced.
@@ -148,6 +162,7 @@ pub struct ExecOptions<'a> {
     pub observer: &'a dyn AttemptObserver,
     pub trace: &'a dyn TracePropagation,
     pub progress: &'a Progress,
+    pub stats: &'a crate::stats::UpstreamStats,
 }
 
 /// Tries `targets` in order. Returns the first success, or an error listing every attempt.
@@ -163,141 +178,163 @@ pub async fn execute(
     let mut sent = 0usize;
     let mut upstream_time = Duration::ZERO;
     opts.retry_budget.record_request();
-    for (index, target) in targets.iter().enumerate() {
+    'targets: for (index, target) in targets.iter().enumerate() {
         let summary = |outcome: String| AttemptSummary {
             model: target.model.clone(),
             upstream: target.upstream.name.to_string(),
             outcome,
         };
-        if target.context_window <= needs_context_above {
-            attempts.push(summary(format!(
-                "skipped: its {}-token context window is too small",
-                target.context_window
-            )));
-            continue;
-        }
-        // A probe is handed back if this attempt ends any way but with a result recorded.
-        let probe = match opts.breakers.admit(&target.upstream.name, &target.model) {
-            Admission::Rejected => {
-                attempts.push(summary("skipped: circuit open".into()));
-                continue;
+        let mut retries_left = target.limits.retries;
+        loop {
+            if target.context_window <= needs_context_above {
+                attempts.push(summary(format!(
+                    "skipped: its {}-token context window is too small",
+                    target.context_window
+                )));
+                continue 'targets;
             }
-            Admission::Allowed => None,
-            Admission::Probe(p) => Some(p),
-        };
-        // Every attempt after the first sent one spends the shared retry budget.
-        if sent > 0 && !opts.retry_budget.try_extra_attempt() {
-            attempts.push(summary("not tried: retry budget exhausted".into()));
-            break;
-        }
-        // Never hit the same upstream and model again straight after it failed.
-        let key = (target.model.as_str(), &*target.upstream.name);
-        if let Some(n) = tried.get(&key) {
-            let hinted = failures
-                .last()
-                .and_then(|f| f.retry_after)
-                .unwrap_or_default();
-            let backoff = (SAME_TARGET_BACKOFF * 2u32.saturating_pow(*n - 1))
-                .max(hinted)
-                .min(MAX_SAME_TARGET_BACKOFF);
-            if Instant::now() + backoff >= opts.deadline {
+            // A probe is handed back if this attempt ends any way but with a result recorded.
+            let probe = match opts.breakers.admit(&target.upstream.name, &target.model) {
+                Admission::Rejected => {
+                    attempts.push(summary("skipped: circuit open".into()));
+                    continue 'targets;
+                }
+                Admission::Allowed => None,
+                Admission::Probe(p) => Some(p),
+            };
+            // Every attempt after the first sent one spends the shared retry budget.
+            if sent > 0 && !opts.retry_budget.try_extra_attempt() {
+                attempts.push(summary("not tried: retry budget exhausted".into()));
+                break 'targets;
+            }
+            // Never hit the same upstream and model again straight after it failed: wait, as
+            // long as its `Retry-After` asks when that fits, else move on.
+            let key = (target.model.as_str(), &*target.upstream.name);
+            if let Some(n) = tried.get(&key) {
+                let hinted = failures
+                    .last()
+                    .and_then(|f| f.retry_after)
+                    .unwrap_or_default();
+                let backoff = (SAME_TARGET_BACKOFF * 2u32.saturating_pow(*n - 1)).max(hinted);
+                if backoff > MAX_SAME_TARGET_WAIT {
+                    attempts.push(summary(format!(
+                        "not retried: it asked to wait {} s",
+                        backoff.as_secs()
+                    )));
+                    continue 'targets;
+                }
+                if Instant::now() + backoff >= opts.deadline {
+                    let f = UpstreamFailure::new(FailureClass::DeadlineExceeded, "");
+                    attempts.push(summary(f.outcome()));
+                    failures.push(f);
+                    break 'targets;
+                }
+                tokio::time::sleep(backoff).await;
+            }
+            *tried.entry(key).or_default() += 1;
+            if Instant::now() >= opts.deadline {
                 let f = UpstreamFailure::new(FailureClass::DeadlineExceeded, "");
                 attempts.push(summary(f.outcome()));
                 failures.push(f);
-                break;
+                break 'targets;
             }
-            tokio::time::sleep(backoff).await;
-        }
-        *tried.entry(key).or_default() += 1;
-        if Instant::now() >= opts.deadline {
-            let f = UpstreamFailure::new(FailureClass::DeadlineExceeded, "");
-            attempts.push(summary(f.outcome()));
-            failures.push(f);
-            break;
-        }
-        sent += 1;
-        opts.progress.target.store(index + 1, Ordering::Release);
-        opts.progress.sent.fetch_add(1, Ordering::AcqRel);
-        let attempt_started = Instant::now();
-        let span = if opts.trace.spans() {
-            tracing::info_span!(
-                "upstream.attempt",
-                otel.kind = "client",
-                upstream = %target.upstream.name,
-                model = %target.model,
-                attempt = sent,
-                outcome = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
-        let trace_headers = opts.trace.headers(&span);
-        let result = attempt(target, chat, opts, &trace_headers)
-            .instrument(span.clone())
-            .await;
-        upstream_time += attempt_started.elapsed();
-        let provider_failed = result
-            .as_ref()
-            .err()
-            .is_some_and(UpstreamFailure::is_provider_failure);
-        match probe {
-            Some(p) => p.record(provider_failed),
-            None => opts
-                .breakers
-                .record(&target.upstream.name, &target.model, provider_failed),
-        }
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(f) => f.class.label(),
-        };
-        span.record("outcome", outcome);
-        if result.is_err() {
-            span.record("otel.status_code", "ERROR");
-        }
-        drop(span);
-        opts.observer
-            .attempt(&target.upstream.name, &target.model, outcome);
-        match result {
-            Ok(body) => {
-                attempts.push(summary("ok".into()));
-                return Ok(Delivered {
-                    model: target.model.clone(),
-                    upstream: target.upstream.clone(),
-                    attempts,
-                    body,
-                    upstream_time,
-                });
-            }
-            Err(failure) => {
-                tracing::warn!(
-                    request_id = opts.request_id,
-                    model = %target.model,
+            sent += 1;
+            opts.progress.target.store(index + 1, Ordering::Release);
+            opts.progress.sent.fetch_add(1, Ordering::AcqRel);
+            let attempt_started = Instant::now();
+            let span = if opts.trace.spans() {
+                tracing::info_span!(
+                    "upstream.attempt",
+                    otel.kind = "client",
                     upstream = %target.upstream.name,
-                    outcome = %failure.outcome(),
-                    "upstream attempt failed"
-                );
-                attempts.push(summary(failure.outcome()));
-                if failure.class == FailureClass::ContextLength {
-                    needs_context_above = needs_context_above.max(target.context_window);
-                }
-                if !failure.retryable() {
-                    let code = match failure.class {
-                        FailureClass::Status(code) => code,
-                        _ => 502,
-                    };
-                    return Err(ExecError::Rejected {
-                        status: client_status_for(code),
-                        message: format!(
-                            "upstream {} refused the request: {}",
-                            target.upstream.name,
-                            failure.outcome()
-                        ),
+                    model = %target.model,
+                    attempt = sent,
+                    outcome = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                )
+            } else {
+                tracing::Span::none()
+            };
+            let trace_headers = opts.trace.headers(&span);
+            let in_flight = opts.stats.start(&target.upstream.name, &target.model);
+            let result = attempt(target, chat, opts, &trace_headers)
+                .instrument(span.clone())
+                .await;
+            drop(in_flight);
+            let took = attempt_started.elapsed();
+            upstream_time += took;
+            let provider_failed = result
+                .as_ref()
+                .err()
+                .is_some_and(UpstreamFailure::is_provider_failure);
+            match probe {
+                Some(p) => p.record(provider_failed),
+                None => opts
+                    .breakers
+                    .record(&target.upstream.name, &target.model, provider_failed),
+            }
+            opts.stats.record(
+                &target.upstream.name,
+                &target.model,
+                result.is_ok().then_some(took),
+                provider_failed,
+            );
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(f) => f.class.label(),
+            };
+            span.record("outcome", outcome);
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+            drop(span);
+            opts.observer
+                .attempt(&target.upstream.name, &target.model, outcome);
+            let failure = match result {
+                Ok(body) => {
+                    attempts.push(summary("ok".into()));
+                    return Ok(Delivered {
+                        model: target.model.clone(),
+                        upstream: target.upstream.clone(),
                         attempts,
+                        body,
+                        upstream_time,
                     });
                 }
-                failures.push(failure);
+                Err(failure) => failure,
+            };
+            tracing::warn!(
+                request_id = opts.request_id,
+                model = %target.model,
+                upstream = %target.upstream.name,
+                outcome = %failure.outcome(),
+                "upstream attempt failed"
+            );
+            attempts.push(summary(failure.outcome()));
+            if failure.class == FailureClass::ContextLength {
+                needs_context_above = needs_context_above.max(target.context_window);
             }
+            if !failure.retryable() {
+                let code = match failure.class {
+                    FailureClass::Status(code) => code,
+                    _ => 502,
+                };
+                return Err(ExecError::Rejected {
+                    status: client_status_for(code),
+                    message: format!(
+                        "upstream {} refused the request: {}",
+                        target.upstream.name,
+                        failure.outcome()
+                    ),
+                    attempts,
+                });
+            }
+            let again = retries_left > 0 && failure.class != FailureClass::ContextLength;
+            failures.push(failure);
+            if !again {
+                continue 'targets;
+            }
+            retries_left -= 1;
         }
     }
     let all_timed_out = !failures.is_empty() && failures.iter().all(UpstreamFailure::is_timeout);
@@ -315,28 +352,50 @@ async fn attempt(
 ) -> Result<DeliveredBody, UpstreamFailure> {
     let up = &target.upstream;
     let started = Instant::now();
-    let attempt_deadline = opts.deadline.min(started + up.settings.timeouts.request);
+    let attempt_deadline = opts.deadline.min(
+        started
+            + target
+                .limits
+                .attempt
+                .unwrap_or(up.settings.timeouts.request),
+    );
     let first_byte_deadline = attempt_deadline.min(started + up.settings.timeouts.first_byte);
+    // The first substantive event (a whole response, when not streaming) must come by here.
+    let first_token = target
+        .limits
+        .first_token
+        .or(up.settings.timeouts.first_token);
+    let first_token_deadline =
+        first_token.map_or(attempt_deadline, |d| attempt_deadline.min(started + d));
+    let first_event_deadline = first_byte_deadline.min(first_token_deadline);
     let body = rewrite(chat, up.provider_model(&target.model), &opts.overrides);
 
+    let timed_out = |what: &str, deadline: Instant| {
+        let which = if deadline == first_token_deadline && first_token.is_some() {
+            " (the target's first-token deadline)"
+        } else {
+            ""
+        };
+        UpstreamFailure::new(
+            FailureClass::Timeout,
+            format!(
+                "{what} within {} ms{which}",
+                (deadline - started).as_millis()
+            ),
+        )
+    };
     let response = match timeout_at(
-        first_byte_deadline,
+        first_event_deadline,
         up.send(body, opts.request_id, trace_headers),
     )
     .await
     {
-        Err(_) => {
-            return Err(UpstreamFailure::new(
-                FailureClass::Timeout,
-                format!(
-                    "no response within {} ms",
-                    (first_byte_deadline - started).as_millis()
-                ),
-            ));
-        }
+        Err(_) => return Err(timed_out("no response", first_event_deadline)),
         Ok(Err(e)) => return Err(client_failure(&e, opts.redactor)),
         Ok(Ok(r)) => r,
     };
+    opts.stats
+        .headroom(&up.name, &target.model, response.headers());
 
     let status = response.status();
     if !status.is_success() {
@@ -366,21 +425,30 @@ async fn attempt(
         let start = relay::start(
             content_type.as_deref(),
             response.into_body(),
-            first_byte_deadline,
+            first_event_deadline,
             opts.redactor,
         )
-        .await?;
+        .await
+        .map_err(|f| {
+            if f.class == FailureClass::Timeout {
+                timed_out("no stream event", first_event_deadline)
+            } else {
+                f
+            }
+        })?;
         return Ok(DeliveredBody::Stream(start));
     }
 
-    let bytes = match read_capped(response.into_body(), MAX_RESPONSE_BYTES, attempt_deadline).await
+    let bytes = match read_capped(
+        response.into_body(),
+        MAX_RESPONSE_BYTES,
+        first_token_deadline,
+    )
+    .await
     {
         Ok(b) => b,
         Err(ReadError::Timeout) => {
-            return Err(UpstreamFailure::new(
-                FailureClass::Timeout,
-                "response body did not complete before the deadline",
-            ));
+            return Err(timed_out("no complete response", first_token_deadline));
         }
         Err(ReadError::Failed(e)) => {
             return Err(UpstreamFailure::new(

@@ -15,13 +15,14 @@ mod health;
 mod redact;
 pub mod relay;
 pub mod sse;
+mod stats;
 mod usage;
 
 pub use client::{Timeouts, UpstreamClient, UpstreamSettings};
 pub use failure::{FailureClass, UpstreamFailure, retry_after};
 pub use fallback::{
     AttemptObserver, AttemptSummary, Delivered, DeliveredBody, ExecError, ExecOptions,
-    PlannedTarget, Progress, TracePropagation, execute,
+    PlannedTarget, Progress, TargetLimits, TracePropagation, execute,
 };
 pub use health::{
     Admission, BreakerSettings, BreakerState, Breakers, Health, Probe, RetryBudget,
@@ -29,4 +30,5 @@ pub use health::{
 };
 pub use redact::{Redactor, Secret};
 pub use relay::{RelayLimits, StreamEnd, StreamFinish, StreamOutcome, StreamStart, into_body};
+pub use stats::{InFlight, Signals, UpstreamStats};
 pub use usage::{Usage, usage_of};

@@ -223,7 +223,12 @@ impl Drop for Reservation {
     }
 }
 
-type Limiter = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>;
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    DefaultClock,
+    governor::middleware::StateInformationMiddleware,
+>;
 
 /// One tenant's rate limiters.
 struct Limiters {
@@ -239,7 +244,10 @@ pub(crate) struct RateLimits {
 }
 
 fn per_minute(n: u32) -> Option<Limiter> {
-    NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)))
+    NonZeroU32::new(n).map(|n| {
+        RateLimiter::direct(Quota::per_minute(n))
+            .with_middleware::<governor::middleware::StateInformationMiddleware>()
+    })
 }
 
 impl RateLimits {
@@ -259,16 +267,20 @@ impl RateLimits {
         }
     }
 
-    /// Counts one request against the tenant's requests-per-minute limit.
-    pub fn check_request(&self, tenant: &str, quota: &TenantQuota) -> Result<(), Refusal> {
+    /// Counts one request against the tenant's requests-per-minute limit; returns how many more
+    /// it may send now.
+    pub fn check_request(&self, tenant: &str, quota: &TenantQuota) -> Result<Option<u32>, Refusal> {
         let Some(limiter) = &self.limiters(tenant, quota).requests else {
-            return Ok(());
+            return Ok(None);
         };
-        limiter.check().map_err(|not_until| Refusal::Rate {
-            what: "requests",
-            limit: quota.requests_per_minute.unwrap_or(0),
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-        })
+        limiter
+            .check()
+            .map(|state| Some(state.remaining_burst_capacity()))
+            .map_err(|not_until| Refusal::Rate {
+                what: "requests",
+                limit: quota.requests_per_minute.unwrap_or(0),
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            })
     }
 
     /// Counts `tokens` against the tenant's tokens-per-minute limit.
@@ -277,15 +289,15 @@ impl RateLimits {
         tenant: &str,
         quota: &TenantQuota,
         tokens: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<u32>, Refusal> {
         let Some(limiter) = &self.limiters(tenant, quota).tokens else {
-            return Ok(());
+            return Ok(None);
         };
         let limit = quota.tokens_per_minute.unwrap_or(0);
         let n = NonZeroU32::new(tokens.clamp(1, u64::from(u32::MAX)) as u32)
             .expect("clamped to at least 1");
         match limiter.check_n(n) {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(state)) => Ok(Some(state.remaining_burst_capacity())),
             Ok(Err(not_until)) => Err(Refusal::Rate {
                 what: "tokens",
                 limit,

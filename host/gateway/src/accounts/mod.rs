@@ -55,20 +55,21 @@ end
 return 1
 "#;
 
-/// GCRA: returns 0 when `n` units fit the per-minute `limit`, else milliseconds to wait.
+/// GCRA: returns {0, units left} when `n` units fit the per-minute `limit`, else {milliseconds to
+/// wait, 0}.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1]); local n = tonumber(ARGV[2])
-if n > limit then return 60000 end
+if n > limit then return {60000, 0} end
 local interval = 60000 / limit
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local new_tat = tat + n * interval
 local allow_at = new_tat - 60000
-if allow_at > now then return math.ceil(allow_at - now) end
+if allow_at > now then return {math.ceil(allow_at - now), 0} end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return 0
+return {0, math.floor((60000 - (new_tat - now)) / interval)}
 "#;
 
 struct Redis {
@@ -188,13 +189,13 @@ impl Accounts {
         limit: u32,
         n: u64,
         what: &'static str,
-    ) -> Option<Result<(), Refusal>> {
+    ) -> Option<Result<Option<u32>, Refusal>> {
         let redis = self.redis.as_ref()?;
         let mut invocation = redis.gcra.prepare_invoke();
         invocation.key(key).arg(limit).arg(n);
-        let wait_ms: u64 = redis.run("rate-limit", invocation).await?;
+        let (wait_ms, left): (u64, u64) = redis.run("rate-limit", invocation).await?;
         Some(if wait_ms == 0 {
-            Ok(())
+            Ok(Some(u32::try_from(left).unwrap_or(u32::MAX)))
         } else {
             Err(Refusal::Rate {
                 what,
@@ -204,10 +205,15 @@ impl Accounts {
         })
     }
 
-    /// Counts one request against the tenant's requests-per-minute limit.
-    pub async fn check_request(&self, tenant: &str, quota: &TenantQuota) -> Result<(), Refusal> {
+    /// Counts one request against the tenant's requests-per-minute limit; returns how many more
+    /// the tenant may send this minute (`None`: no limit).
+    pub async fn check_request(
+        &self,
+        tenant: &str,
+        quota: &TenantQuota,
+    ) -> Result<Option<u32>, Refusal> {
         let Some(limit) = quota.requests_per_minute else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(result) = self
             .shared_rate(format!("switchyard:{{{tenant}}}:rpm"), limit, 1, "requests")
@@ -218,15 +224,15 @@ impl Accounts {
         self.local_limits.check_request(tenant, quota)
     }
 
-    /// Counts `tokens` against the tenant's tokens-per-minute limit.
+    /// Counts `tokens` against the tenant's tokens-per-minute limit; returns how many are left.
     pub async fn check_tokens(
         &self,
         tenant: &str,
         quota: &TenantQuota,
         tokens: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<u32>, Refusal> {
         let Some(limit) = quota.tokens_per_minute else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(result) = self
             .shared_rate(

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use switchyard_policy::{ArtifactCache, EngineSettings, PolicyEngine};
-use switchyard_upstream::{Breakers, RetryBudget};
+use switchyard_upstream::{Breakers, RetryBudget, UpstreamStats};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::accounts::Accounts;
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::learning::Learning;
 use crate::live::Live;
 use crate::live::reload::{self, PolicyStatus, ReloadReport, ReloadState, Trigger};
 use crate::live::snapshot::{Simulators, Snapshot, SnapshotError};
@@ -103,6 +104,9 @@ impl Gateway {
             Some((url, timeout)) => Accounts::shared(url, *timeout, config.server.request_deadline)
                 .map_err(StartError::Cache)?,
         };
+        // Policy stores are shared through the same Redis as budgets, when there is one.
+        let learning_redis = config.shared_state.as_ref().map(|(url, _)| url.clone());
+        let learning_limits = config.learning;
         let (snapshot, _) = Snapshot::build(config, &engine, &simulators, None).await?;
         let (listener, addr) = bind(listen).await?;
         let now = SystemTime::now();
@@ -134,14 +138,20 @@ impl Gateway {
             retry_budget: retry_budget.clone(),
             metrics: metrics.clone(),
         });
+        let learning = Learning::start(learning_limits, learning_redis.as_deref())
+            .map_err(StartError::Cache)?;
         let shared = Arc::new(Services {
             live,
             breakers,
+            stats: UpstreamStats::default(),
+            conversations: Arc::default(),
+            learning: learning.clone(),
+            rollouts: Arc::default(),
             retry_budget,
             cache,
             accounts,
             round_robin: std::sync::atomic::AtomicU64::new(0),
-            sandbox: Sandbox::new(metrics.clone()),
+            sandbox: Sandbox::new(metrics.clone(), learning),
             metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_expired: watch::channel(false).0,

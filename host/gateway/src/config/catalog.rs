@@ -23,6 +23,8 @@ pub struct ModelInfo {
     pub supports_images: bool,
     /// Other names clients may use for it.
     pub aliases: Vec<String>,
+    /// Labels policies read (`tier = "strong"`), by key.
+    pub labels: BTreeMap<String, String>,
     /// Time-of-day price windows (UTC), first match wins.
     pub price_windows: Vec<PriceWindow>,
 }
@@ -36,8 +38,10 @@ pub struct Prices {
 }
 
 /// Prices that apply between two times of day (UTC), e.g. an off-peak discount.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PriceWindow {
+    /// What policies see it as, e.g. `off-peak`.
+    pub name: std::sync::Arc<str>,
     /// Minutes after midnight UTC, inclusive.
     pub start_minute: u32,
     /// Minutes after midnight UTC, exclusive; may be before `start_minute` (wraps midnight).
@@ -76,6 +80,15 @@ impl ModelInfo {
     /// The prices in force now.
     pub fn prices_now(&self) -> Prices {
         self.prices_at(std::time::SystemTime::now())
+    }
+
+    /// The price window in force at `t`, if one is.
+    pub fn window_at(&self, t: std::time::SystemTime) -> Option<&PriceWindow> {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let minute = ((secs % 86_400) / 60) as u32;
+        self.price_windows.iter().find(|w| w.contains(minute))
     }
 
     /// USD for `usage` at the prices in force now (time-of-day windows included): cache-hit input
@@ -119,6 +132,7 @@ pub fn builtin_models() -> Vec<ModelInfo> {
         max_output_tokens: max_output,
         supports_images: images,
         aliases: Vec::new(),
+        labels: BTreeMap::new(),
         price_windows: Vec::new(),
     };
     vec![
@@ -211,6 +225,13 @@ pub(super) fn catalog(
                 .clone()
                 .or(base.as_ref().map(|b| b.aliases.clone()))
                 .unwrap_or_default(),
+            labels: match &m.labels {
+                Some(l) => l
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+                None => base.as_ref().map(|b| b.labels.clone()).unwrap_or_default(),
+            },
             price_windows: match &m.price_windows {
                 None => base
                     .as_ref()
@@ -282,6 +303,7 @@ fn price_window(w: &raw::RawPriceWindow, path: &str) -> Result<PriceWindow, Conf
         }
     };
     Ok(PriceWindow {
+        name: w.name.as_deref().unwrap_or("off-peak").into(),
         start_minute: minute_of_day(&w.start_utc, &format!("{path}.start_utc"))?,
         end_minute: minute_of_day(&w.end_utc, &format!("{path}.end_utc"))?,
         prices: Prices {

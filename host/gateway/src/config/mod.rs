@@ -19,9 +19,11 @@ use sha2::{Digest, Sha256};
 
 pub use catalog::{ModelInfo, builtin_models};
 use raw::{RawConfig, RawSandbox};
-pub use server::{AdminSettings, Resilience, ServerSettings};
+pub use server::{AdminSettings, Resilience, ServerSettings, StoreLimits};
 pub use switchyard_upstream::Secret;
-pub use tenants::{BUILTIN_POLICIES, FailureOutcome, PolicySource, TenantConfig};
+pub use tenants::{
+    BUILTIN_POLICIES, CandidateConfig, FailureOutcome, PolicySource, RolloutMode, TenantConfig,
+};
 pub use upstreams::{UpstreamChoice, UpstreamConfig, UpstreamEndpoint};
 
 use crate::cache::CacheSettings;
@@ -45,6 +47,8 @@ pub struct Config {
     pub upstream_choice: UpstreamChoice,
     /// Redis URL and timeout for budgets and rate limits shared by replicas.
     pub shared_state: Option<(String, Duration)>,
+    /// The bounds of each tenant's policy store.
+    pub learning: StoreLimits,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelInfo>,
     pub policies: BTreeMap<String, PolicySource>,
@@ -135,6 +139,7 @@ impl Config {
             cache,
             upstream_choice,
             shared_state,
+            learning: server::store_limits(&raw.learning)?,
             upstreams,
             models,
             policies,

@@ -23,6 +23,9 @@ pub struct RawConfig {
     pub shared_state: Option<RawSharedState>,
     #[serde(default)]
     pub sandbox: RawSandbox,
+    /// Policies that learn: the bounds of each tenant's policy store.
+    #[serde(default)]
+    pub learning: RawLearning,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     /// Model catalog entries; merged over the built-in DeepSeek V4 and frontier defaults.
@@ -133,6 +136,15 @@ pub struct RawResilience {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawLearning {
+    /// Most keys one tenant's policy may store (1024).
+    pub max_state_keys: Option<usize>,
+    /// Most bytes (keys and values) one tenant's policy may store (262144).
+    pub max_state_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     /// Address of the admin listener, e.g. `127.0.0.1:9090`.
     pub listen: Option<String>,
@@ -216,6 +228,12 @@ pub struct RawUpstream {
     pub first_byte_timeout: Option<std::time::Duration>,
     /// Longest silence between stream events (keep-alive comments do not count).
     pub idle_timeout_ms: Option<u64>,
+    /// Move on to the next target when no substantive event (a whole response, when not
+    /// streaming) has come this long after sending; off unless set (a decision may set its own).
+    pub first_token_timeout_ms: Option<u64>,
+    /// The same, as a duration.
+    #[serde(default, with = "humantime_serde")]
+    pub first_token_timeout: Option<std::time::Duration>,
     /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<std::time::Duration>,
@@ -234,11 +252,15 @@ pub struct RawModel {
     pub aliases: Option<Vec<String>>,
     /// Time-of-day prices (UTC) that replace the base prices inside their window.
     pub price_windows: Option<Vec<RawPriceWindow>>,
+    /// Labels policies read instead of matching model names, e.g. `{ tier = "strong" }`.
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPriceWindow {
+    /// What policies see the window as (default `off-peak`).
+    pub name: Option<String>,
     /// Start of the window, `HH:MM` UTC (inclusive).
     pub start_utc: String,
     /// End of the window, `HH:MM` UTC (exclusive; may be past midnight; equal to start = all day).
@@ -282,6 +304,24 @@ pub struct RawTenant {
     pub requests_per_minute: Option<u32>,
     /// Tokens (estimated input plus reserved output) allowed per minute.
     pub tokens_per_minute: Option<u32>,
+    /// A candidate policy version rolled out beside the live one.
+    pub candidate: Option<RawCandidate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCandidate {
+    /// Name of an entry in `[policies]`.
+    pub policy: String,
+    /// `shadow` (decides beside the live policy, off the request path, and is only compared) or
+    /// `canary` (serves `share` of the tenant's requests).
+    pub mode: super::RolloutMode,
+    /// Canary: the share of requests the candidate decides (0 to 1).
+    pub share: Option<f64>,
+    /// Canary: roll back when more than this share of its requests fail (0 to 1; 0.2).
+    pub max_error_rate: Option<f64>,
+    /// Canary: requests seen before the error rate counts (20).
+    pub min_requests: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

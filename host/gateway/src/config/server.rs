@@ -124,6 +124,45 @@ pub(super) fn cache_settings(c: &raw::RawCache) -> Result<CacheSettings, ConfigE
     })
 }
 
+/// Limits of one tenant's policy store (contract 0.2's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub max_keys: usize,
+    /// Keys and values together.
+    pub max_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_keys: 1024,
+            max_bytes: 256 << 10,
+        }
+    }
+}
+
+pub(super) fn store_limits(l: &raw::RawLearning) -> Result<StoreLimits, ConfigError> {
+    let d = StoreLimits::default();
+    let max_keys = l.max_state_keys.unwrap_or(d.max_keys);
+    let max_bytes = l.max_state_bytes.unwrap_or(d.max_bytes);
+    if max_keys == 0 || max_keys > 1_000_000 {
+        return Err(ConfigError::new(
+            "learning.max_state_keys",
+            "must be between 1 and 1000000",
+        ));
+    }
+    if max_bytes == 0 || max_bytes > 64 << 20 {
+        return Err(ConfigError::new(
+            "learning.max_state_bytes",
+            "must be between 1 and 67108864",
+        ));
+    }
+    Ok(StoreLimits {
+        max_keys,
+        max_bytes,
+    })
+}
+
 /// The admin listener.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminSettings {

@@ -58,6 +58,35 @@ pub struct TenantConfig {
     pub limits: TenantLimits,
     /// Budgets and rate limits.
     pub quota: TenantQuota,
+    /// A candidate policy rolled out beside the live one.
+    pub candidate: Option<CandidateConfig>,
+}
+
+impl TenantConfig {
+    /// Whether the tenant uses policy `name`, live or as its candidate.
+    pub fn uses(&self, name: &str) -> bool {
+        self.policy == name || self.candidate.as_ref().is_some_and(|c| c.policy == name)
+    }
+}
+
+/// How a candidate policy is rolled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutMode {
+    /// Decides on the same summaries off the request path; only compared with the live policy.
+    Shadow,
+    /// Serves a share of the tenant's requests; rolled back when it fails too often.
+    Canary,
+}
+
+/// A candidate policy version for a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateConfig {
+    pub policy: String,
+    pub mode: RolloutMode,
+    pub share: f64,
+    pub max_error_rate: f64,
+    pub min_requests: u32,
 }
 
 /// The components compiled into the binary.
@@ -314,7 +343,44 @@ pub(super) fn tenant(
             )
         })?,
     };
+    let candidate = match &t.candidate {
+        None => None,
+        Some(c) => {
+            let at = format!("{path}.candidate");
+            if !policies.contains_key(&c.policy) {
+                return Err(ConfigError::new(
+                    format!("{at}.policy"),
+                    format!("no policy named `{}` in [policies]", c.policy),
+                ));
+            }
+            if c.policy == t.policy {
+                return Err(ConfigError::new(
+                    format!("{at}.policy"),
+                    "the candidate must be another policy than the live one",
+                ));
+            }
+            let share = c.share.unwrap_or(0.1);
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(ConfigError::new(format!("{at}.share"), "must be in (0, 1]"));
+            }
+            let max_error_rate = c.max_error_rate.unwrap_or(0.2);
+            if !(0.0..=1.0).contains(&max_error_rate) {
+                return Err(ConfigError::new(
+                    format!("{at}.max_error_rate"),
+                    "must be between 0 and 1",
+                ));
+            }
+            Some(CandidateConfig {
+                policy: c.policy.clone(),
+                mode: c.mode,
+                share,
+                max_error_rate,
+                min_requests: c.min_requests.unwrap_or(20).max(1),
+            })
+        }
+    };
     Ok(TenantConfig {
+        candidate,
         name: name.to_owned(),
         key_hashes,
         policy: t.policy.clone(),

@@ -45,6 +45,7 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
+    pub first_token_timeout: Option<Duration>,
 }
 
 pub(super) fn upstream(
@@ -124,7 +125,13 @@ pub(super) fn upstream(
         }
         served.insert(model.to_owned(), provider_name.to_owned());
     }
+    let first_token_timeout = opt_duration(
+        up.first_token_timeout,
+        up.first_token_timeout_ms,
+        &format!("{path}.first_token_timeout"),
+    )?;
     Ok(UpstreamConfig {
+        first_token_timeout,
         name: name.to_owned(),
         endpoint,
         api_key,

@@ -77,6 +77,11 @@ async fn handle(shared: Arc<Services>, req: Request<Incoming>) -> Response<Respo
         (Method::GET, "/metrics") => metrics(&shared),
         (Method::GET, "/admin/policies") => json_response(StatusCode::OK, &policies(&shared)),
         (Method::GET, "/admin/config") => json_response(StatusCode::OK, &config(&shared)),
+        (Method::GET, "/admin/rollouts") => json_response(
+            StatusCode::OK,
+            &json!({"rollouts": shared.rollouts.report()}),
+        ),
+        (Method::GET, "/admin/learning") => json_response(StatusCode::OK, &learning(&shared)),
         (Method::POST, "/admin/reload") => {
             let report = reload::reload(&shared.live, Trigger::Admin).await;
             json_response(
@@ -148,6 +153,7 @@ fn policies(shared: &Services) -> Value {
                 "size_bytes": loaded.map(|p| p.compiled.size()),
                 "loaded_at": loaded.map(|p| seconds(p.loaded_at)),
                 "compiled_from_cache": loaded.map(|p| p.compiled.from_cache()),
+                "contract": loaded.map(|p| p.compiled.contract().as_str()),
                 "tenants": tenants,
                 "last_reload": status,
             })
@@ -155,6 +161,28 @@ fn policies(shared: &Services) -> Value {
         .collect();
     let tenants = serde_json::to_value(shared.sandbox.quarantine.report()).unwrap_or_default();
     json!({"generation": state.generation, "policies": list, "tenant_policy_health": tenants})
+}
+
+fn learning(shared: &Services) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let l = &shared.learning;
+    let snapshot = shared.live.snapshot.load();
+    let stores: serde_json::Map<String, Value> = snapshot
+        .tenants
+        .keys()
+        .map(|t| {
+            let entries = l.store(&t.as_str().into()).entries();
+            let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+            (t.clone(), json!({"keys": keys, "bytes": bytes}))
+        })
+        .collect();
+    json!({
+        "outcome_calls": l.calls.load(Relaxed),
+        "outcome_failures": l.failures.load(Relaxed),
+        "outcomes_dropped": l.dropped.load(Relaxed),
+        "stores": stores,
+    })
 }
 
 fn config(shared: &Services) -> Value {

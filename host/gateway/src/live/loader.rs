@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderValue;
-use switchyard_policy::types::{Budget, Candidate, Endpoint, RequestSummary};
+use switchyard_policy::types::{
+    Budget, Candidate, Conversation, ConversationSource, Endpoint, RateLimits, RequestSummary,
+};
 use switchyard_policy::{CallContext, CompiledPolicy, PolicyEngine};
 
 use crate::config::{BUILTIN_POLICIES, PolicySource, TenantConfig};
@@ -134,6 +136,7 @@ pub fn check_for_tenant(
         limits: tenant.limits.sandbox.clone(),
         capture_logs: false,
         yield_each_tick: false,
+        store: None,
     };
     let unhealthy = |message: String| PolicyLoadError::Unhealthy {
         tenant: tenant.name.clone(),
@@ -189,6 +192,22 @@ fn smoke_summary(tenant: &TenantConfig, candidates: Vec<Candidate>) -> RequestSu
             spent_month_usd: 0.0,
             monthly_limit_usd: None,
         },
+        rate_limits: RateLimits {
+            requests_per_minute: None,
+            requests_remaining: None,
+            tokens_per_minute: None,
+            tokens_remaining: None,
+        },
+        conversation: Conversation {
+            key: 0,
+            source: ConversationSource::Prefix,
+            turns: 0,
+            last_model: None,
+            last_upstream: None,
+            last_cache_hit_ratio: None,
+            since_last_ms: None,
+        },
+        received_at_unix_ms: 0,
         seed: 0,
     }
 }

@@ -97,7 +97,7 @@ pub fn read_policies(config: &Config) -> BTreeMap<String, Result<PolicyBytes, Po
     config
         .policies
         .iter()
-        .filter(|(name, _)| config.tenants.values().any(|t| &t.policy == *name))
+        .filter(|(name, _)| config.tenants.values().any(|t| t.uses(name)))
         .map(|(name, source)| {
             let read = loader::read_source(name, source).map(|bytes| PolicyBytes {
                 hash: PolicyHash::of(&bytes),
@@ -215,6 +215,10 @@ impl Snapshot {
                     (m.clone(), ups)
                 })
                 .collect();
+            let rollout = t.candidate.as_ref().map(|c| super::tenant::Rollout {
+                policy: loaded[&c.policy].clone(),
+                config: c.clone(),
+            });
             let tenant = Arc::new(Tenant {
                 name: name.as_str().into(),
                 config: t.clone(),
@@ -222,6 +226,7 @@ impl Snapshot {
                 candidates,
                 prices,
                 serving,
+                rollout,
             });
             for digest in &t.key_hashes {
                 keys.insert(*digest, tenant.clone());
@@ -283,6 +288,7 @@ async fn build_upstreams(
                 request: up.request_timeout,
                 first_byte: up.first_byte_timeout,
                 idle: up.idle_timeout,
+                first_token: up.first_token_timeout,
             },
         };
         let client = UpstreamClient::new(settings).map_err(|message| SnapshotError::Upstream {
@@ -317,12 +323,16 @@ async fn check_tenants(
     policy: &Arc<LoadedPolicy>,
     previous: Option<&Snapshot>,
 ) -> Result<(), PolicyLoadError> {
-    for t in config.tenants.values().filter(|t| t.policy == name) {
+    for t in config.tenants.values().filter(|t| t.uses(name)) {
         let already = previous
             .and_then(|p| p.tenants.get(&t.name))
             .is_some_and(|old| {
                 old.config == *t
-                    && Arc::ptr_eq(&old.policy, policy)
+                    && (Arc::ptr_eq(&old.policy, policy)
+                        || old
+                            .rollout
+                            .as_ref()
+                            .is_some_and(|r| Arc::ptr_eq(&r.policy, policy)))
                     && old.candidates == tenant::candidates(config, t)
             });
         if already {

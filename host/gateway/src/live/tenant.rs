@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use switchyard_policy::types::{Candidate, Health};
+use switchyard_policy::types::{Candidate, Health, Pair};
 
 use super::loader::LoadedPolicy;
 use crate::config::{Config, TenantConfig};
@@ -20,6 +20,15 @@ pub struct Tenant {
     pub prices: std::collections::BTreeMap<String, crate::config::ModelInfo>,
     /// The upstreams that serve each of the tenant's models, in config order.
     pub serving: std::collections::BTreeMap<String, Vec<Arc<str>>>,
+    /// A candidate policy rolled out beside the live one.
+    pub rollout: Option<Rollout>,
+}
+
+/// A candidate policy and how it is rolled out.
+#[derive(Debug)]
+pub struct Rollout {
+    pub policy: Arc<LoadedPolicy>,
+    pub config: crate::config::CandidateConfig,
 }
 
 impl Tenant {
@@ -49,10 +58,21 @@ pub fn candidates(config: &Config, tenant: &TenantConfig) -> Vec<Candidate> {
                 input_usd_per_mtok: info.input_usd_per_mtok,
                 cached_input_usd_per_mtok: info.cached_input_usd_per_mtok,
                 output_usd_per_mtok: info.output_usd_per_mtok,
-                context_window: info.context_window,
-                max_output_tokens: info.max_output_tokens,
+                price_window: None,
+                context_window: u32::try_from(info.context_window).unwrap_or(u32::MAX),
+                max_output_tokens: u32::try_from(info.max_output_tokens).unwrap_or(u32::MAX),
                 supports_images: info.supports_images,
                 health: Health::Healthy,
+                labels: info
+                    .labels
+                    .iter()
+                    .map(|(k, v)| Pair {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+                // Filled in per request with what the host has seen of each.
+                upstreams: Vec::new(),
             })
         })
         .collect()

@@ -6,15 +6,19 @@
 //! await it was in; the line then says status 499, as nginx logs it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Method};
 use switchyard_upstream::{Progress, StreamEnd, StreamOutcome, Usage};
 
 use crate::accounts::Reservation;
 use crate::cache::CacheOutcome;
+use crate::conversations::{ConversationKey, Conversations};
+use crate::learning::Learning;
+use crate::live::tenant::Tenant;
 use crate::observe::metrics::{Metrics, RequestLabels, TenantModelLabels, TokenLabels};
 use crate::response::headers;
+use crate::rollout::Rollouts;
 
 /// The status logged for a request whose client went away before its response was sent.
 pub(crate) const CLIENT_GONE: u16 = 499;
@@ -92,6 +96,16 @@ pub(crate) struct RequestCtx {
     pub progress: Arc<Progress>,
     /// The route's models and upstreams, in order, to name the target of an abandoned attempt.
     pub route: Vec<(String, Arc<str>)>,
+    /// When the request arrived (the summary's `received-at`).
+    pub received_at: SystemTime,
+    /// What is left of the tenant's rate limits this minute.
+    pub requests_remaining: Option<u32>,
+    pub tokens_remaining: Option<u32>,
+    /// The conversation the request continues, and its tenant, for the record a finished turn
+    /// leaves (see [`Finish`]).
+    pub conversation: Option<ConversationKey>,
+    /// What the request's end tells the host and the policy.
+    pub finish: Option<Finish>,
     /// The budget held for this request, and the estimate it was reserved at.
     reservation: Option<(Reservation, f64)>,
     stream_end: Option<StreamRecord>,
@@ -138,6 +152,11 @@ impl RequestCtx {
             upstream_wait: Duration::ZERO,
             progress: Arc::default(),
             route: Vec::new(),
+            received_at: SystemTime::now(),
+            requests_remaining: None,
+            tokens_remaining: None,
+            conversation: None,
+            finish: None,
             reservation: None,
             stream_end: None,
             metrics,
@@ -219,6 +238,11 @@ impl RequestCtx {
             upstream_wait: self.upstream_wait,
             progress: self.progress.clone(),
             route: std::mem::take(&mut self.route),
+            received_at: self.received_at,
+            requests_remaining: self.requests_remaining,
+            tokens_remaining: self.tokens_remaining,
+            conversation: self.conversation,
+            finish: self.finish.take(),
             reservation: self.reservation.take(),
             stream_end: None,
             metrics: self.metrics.clone(),
@@ -376,6 +400,77 @@ impl Drop for RequestCtx {
         self.record_metrics();
         self.record_on_span();
         self.write_line();
+        if let Some(finish) = self.finish.take() {
+            finish.run(self);
+        }
+    }
+}
+
+/// What a finished request leaves behind beyond its log line: the conversation's record (a turn
+/// some upstream served) and, when the decision asked, the outcome for the policy to learn from.
+#[derive(Debug)]
+pub(crate) struct Finish {
+    pub tenant: Arc<Tenant>,
+    pub conversations: Arc<Conversations>,
+    pub learning: Option<Arc<Learning>>,
+    pub endpoint: switchyard_policy::types::Endpoint,
+    /// A canary's request: counted when it ends (with whether its decision already failed).
+    pub canary: Option<(Arc<Rollouts>, bool)>,
+}
+
+impl Finish {
+    fn run(self, ctx: &RequestCtx) {
+        if let Some((rollouts, policy_failed)) = &self.canary {
+            rollouts.canary_finished(&self.tenant, *policy_failed || ctx.status >= 500, false);
+        }
+        let Some(conversation) = ctx.conversation else {
+            return;
+        };
+        if let (Some(model), Some(upstream)) = (&ctx.model, &ctx.upstream)
+            && ctx.status < 400
+            && ctx.cache != CacheOutcome::Hit
+        {
+            self.conversations.served(
+                &self.tenant.name,
+                conversation.key,
+                model,
+                upstream,
+                ctx.usage,
+            );
+        }
+        let Some(learning) = self.learning else {
+            return;
+        };
+        let usage = ctx.usage.unwrap_or_default();
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let outcome = switchyard_policy::types::Outcome {
+            request_id: ctx.id.to_string(),
+            endpoint: self.endpoint,
+            conversation_key: conversation.key,
+            model: ctx.model.clone(),
+            upstream: ctx.upstream.as_deref().map(str::to_owned),
+            status: ctx.status,
+            ttft_ms: ctx.first_byte.map(ms),
+            total_ms: ms(ctx.started.elapsed()),
+            input_tokens: crate::routing::tokens(usage.prompt_tokens),
+            cached_input_tokens: crate::routing::tokens(usage.cached_prompt_tokens),
+            output_tokens: crate::routing::tokens(usage.completion_tokens),
+            cost_usd: ctx.cost_usd.unwrap_or(0.0),
+            fallbacks: ctx.attempts.saturating_sub(1) as u32,
+            tags: ctx
+                .tags
+                .iter()
+                .map(|(k, v)| switchyard_policy::types::Pair {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            received_at_unix_ms: ctx
+                .received_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        learning.report(self.tenant, outcome);
     }
 }
 

@@ -23,19 +23,22 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use switchyard_policy::types::{Budget, RequestSummary};
+use switchyard_policy::types::{Budget, Endpoint, RateLimits, RequestSummary};
 use switchyard_upstream::chat::{ChatRequest, ParseError};
 use switchyard_upstream::{Delivered, ExecOptions, execute};
 use tracing::Instrument;
 
-pub(crate) use ctx::{RequestCtx, seed_of};
+pub(crate) use ctx::{Finish, RequestCtx, seed_of};
 
 use crate::auth;
 use crate::cache::{CacheKeys, CacheOutcome, CachedResponse};
+use crate::config::RolloutMode;
+use crate::conversations::ConversationKey;
 use crate::error::GatewayError;
 use crate::live::snapshot::Snapshot;
 use crate::live::tenant::Tenant;
 use crate::response::{self, ResponseBody, headers};
+use crate::rollout::Role;
 use crate::routing::{self, Chooser, RoutePlan};
 use crate::sandbox::Teardown;
 use crate::services::Services;
@@ -142,7 +145,8 @@ impl Pipeline<'_> {
         let tenant = auth::authenticate(headers, &self.snapshot.keys)?;
         self.ctx.tenant = Some(tenant.name.clone());
         self.ctx.policy_header = Some(tenant.policy.header.clone());
-        self.services
+        self.ctx.requests_remaining = self
+            .services
             .accounts
             .check_request(&tenant.name, &tenant.config.quota)
             .await
@@ -172,7 +176,8 @@ impl Pipeline<'_> {
         let output_tokens = chat
             .max_output_tokens()
             .unwrap_or(server.reserve_output_tokens);
-        self.services
+        self.ctx.tokens_remaining = self
+            .services
             .accounts
             .check_tokens(
                 &tenant.name,
@@ -205,15 +210,27 @@ impl Pipeline<'_> {
             spent_month_usd: spend.month_usd,
             monthly_limit_usd: quota.monthly_budget_usd,
         };
-        let mut summary = routing::summarise(
-            &self.ctx.id,
-            self.ctx.seed,
-            tenant,
-            chat,
-            routing::hints(headers, chat),
-            &self.services.breakers,
+        let conversation = ConversationKey::of(chat.stats.user.as_deref(), chat.stats.prefix_key);
+        self.ctx.conversation = Some(conversation);
+        let rate_limits = RateLimits {
+            requests_per_minute: quota.requests_per_minute,
+            requests_remaining: self.ctx.requests_remaining,
+            tokens_per_minute: quota.tokens_per_minute,
+            tokens_remaining: self.ctx.tokens_remaining,
+        };
+        let context = routing::Context {
+            request_id: &self.ctx.id,
+            seed: self.ctx.seed,
+            endpoint: Endpoint::ChatCompletions,
+            hints: routing::hints(headers, chat),
+            breakers: &self.services.breakers,
+            stats: &self.services.stats,
             budget,
-        );
+            rate_limits,
+            conversation: self.services.conversations.view(&tenant.name, conversation),
+            received_at: self.ctx.received_at,
+        };
+        let mut summary = routing::summarise(tenant, chat, context);
         summary.requested_model = self.snapshot.config.canonical(&chat.model.value).to_owned();
         summary
     }
@@ -225,13 +242,31 @@ impl Pipeline<'_> {
         summary: RequestSummary,
         prefix_key: u64,
     ) -> Result<(RoutePlan, Teardown), GatewayError> {
+        // A canary candidate decides its share of requests; a shadow one decides beside the live
+        // policy, off the request path.
+        let (policy, role) = self.services.rollouts.pick(tenant, self.ctx.seed);
+        let policy = policy.clone();
+        let shadow = tenant
+            .rollout
+            .as_ref()
+            .filter(|r| r.config.mode == RolloutMode::Shadow)
+            .map(|_| summary.clone());
         let decided = self
             .services
             .sandbox
-            .decide(tenant, &self.ctx.id, summary)
-            .instrument(crate::stage_span!("policy.decide", policy = %tenant.policy.name))
+            .decide(tenant, &policy, &self.ctx.id, summary)
+            .instrument(crate::stage_span!("policy.decide", policy = %policy.name))
             .await?;
         self.ctx.decision = Some(decided.time);
+        if let (Some(summary), Ok(decision)) = (shadow, &decided.result) {
+            self.services
+                .rollouts
+                .shadow(tenant.clone(), summary, decision.clone());
+        }
+        let mut canary = (role == Role::Canary).then(|| {
+            self.ctx.policy_header = Some(policy.header.clone());
+            (self.services.rollouts.clone(), false)
+        });
         let chooser = self.chooser(tenant, prefix_key);
         let checked = decided
             .result
@@ -250,13 +285,30 @@ impl Pipeline<'_> {
                 });
             }
             Err(failure) => {
-                self.services
-                    .sandbox
-                    .record_failure(tenant, &self.ctx.id, &failure);
+                let quarantined =
+                    self.services
+                        .sandbox
+                        .record_failure(tenant, &policy, &self.ctx.id, &failure);
+                if let Some((rollouts, failed)) = &mut canary {
+                    *failed = true;
+                    if quarantined {
+                        rollouts.canary_finished(tenant, true, true);
+                    }
+                }
                 routing::failure_route(&self.snapshot, tenant, failure.kind, &chooser)?
             }
         };
         self.ctx.tags = plan.tags.clone();
+        if canary.is_some() {
+            self.ctx.tags.push(("rollout".into(), "canary".into()));
+        }
+        self.ctx.finish = Some(Finish {
+            tenant: tenant.clone(),
+            conversations: self.services.conversations.clone(),
+            learning: plan.report_outcome.then(|| self.services.learning.clone()),
+            endpoint: Endpoint::ChatCompletions,
+            canary,
+        });
         self.ctx.route = plan
             .targets
             .iter()
@@ -357,6 +409,7 @@ impl Pipeline<'_> {
             observer: &observer,
             trace: &crate::observe::telemetry::Propagation(headers),
             progress: &self.ctx.progress,
+            stats: &self.services.stats,
         };
         let result = execute(&plan.targets, chat, &opts).await;
         let delivered = result.inspect_err(|e| self.ctx.attempts = e.attempts().len())?;
@@ -420,6 +473,11 @@ impl Pipeline<'_> {
             tenant: &tenant.name,
             round_robin: &self.services.round_robin,
             breakers: &self.services.breakers,
+            last_upstream: self.ctx.conversation.and_then(|c| {
+                self.services
+                    .conversations
+                    .last_upstream(&tenant.name, c.key)
+            }),
         }
     }
 }

@@ -2,8 +2,11 @@
 //! bounded number of fallbacks and tags, and rejections with a sane status, code and message;
 //! and what a request gets when its policy failed or was refused.
 
-use switchyard_policy::types::{CacheMode, Decision};
+use std::time::Duration;
+
+use switchyard_policy::types::{CacheMode, Decision, Target};
 use switchyard_policy::{FailureKind, PolicyFailure};
+use switchyard_upstream::TargetLimits;
 use switchyard_upstream::chat::Overrides;
 
 use super::chooser::{Chooser, resolve};
@@ -92,8 +95,17 @@ pub(crate) fn check(
                         t.model, tenant.name
                     )));
                 }
+                let limits = target_limits(t)?;
                 targets.extend(
-                    resolve(snapshot, &t.model, t.upstream.as_deref(), chooser).map_err(invalid)?,
+                    resolve(
+                        snapshot,
+                        &t.model,
+                        t.upstream.as_deref(),
+                        chooser,
+                        limits,
+                        route.keep_conversation,
+                    )
+                    .map_err(invalid)?,
                 );
             }
             if let Some(effort) = &route.reasoning_effort
@@ -110,16 +122,39 @@ pub(crate) fn check(
                 targets,
                 overrides: Overrides {
                     reasoning_effort: route.reasoning_effort,
-                    max_output_tokens: route.max_output_tokens,
+                    max_output_tokens: route.max_output_tokens.map(u64::from),
                     force_stream_usage: true,
                 },
                 cache: route.cache,
                 cache_ttl_seconds: route.cache_ttl_seconds,
                 tags: route.tags.into_iter().map(|p| (p.key, p.value)).collect(),
                 source: PlanSource::Policy,
+                report_outcome: route.report_outcome,
             }))
         }
     }
+}
+
+/// Most retries a decision may ask for on one target (the retry budget bounds them further).
+const MAX_RETRIES: u8 = 5;
+
+/// A target's own limits, as the decision set them.
+fn target_limits(t: &Target) -> Result<TargetLimits, PolicyFailure> {
+    let ms = |v: Option<u32>, what: &str| match v {
+        Some(0) => Err(invalid(format!("{what} must be positive"))),
+        v => Ok(v.map(|ms| Duration::from_millis(u64::from(ms)))),
+    };
+    let retries = t.retries.unwrap_or(0);
+    if retries > MAX_RETRIES {
+        return Err(invalid(format!(
+            "{retries} retries of one target, more than the {MAX_RETRIES} allowed"
+        )));
+    }
+    Ok(TargetLimits {
+        first_token: ms(t.first_token_deadline_ms, "a first-token deadline")?,
+        attempt: ms(t.attempt_timeout_ms, "an attempt timeout")?,
+        retries,
+    })
 }
 
 /// The tenant's configured outcome for a policy that failed (or whose decision was refused):
@@ -135,7 +170,9 @@ pub(crate) fn failure_route(
         FailureOutcome::Route(models) => {
             let targets = models
                 .iter()
-                .filter_map(|m| resolve(snapshot, m, None, chooser).ok())
+                .filter_map(|m| {
+                    resolve(snapshot, m, None, chooser, TargetLimits::default(), false).ok()
+                })
                 .flatten()
                 .collect::<Vec<_>>();
             if targets.is_empty() {
@@ -148,6 +185,7 @@ pub(crate) fn failure_route(
                 cache_ttl_seconds: None,
                 tags: vec![("policy-failure".into(), kind.as_str().into())],
                 source: PlanSource::FailureDefault(kind),
+                report_outcome: false,
             })
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use switchyard_upstream::{Breakers, Health, PlannedTarget, UpstreamClient};
+use switchyard_upstream::{Breakers, Health, PlannedTarget, TargetLimits, UpstreamClient};
 
 use crate::config::UpstreamChoice;
 use crate::live::snapshot::Snapshot;
@@ -29,12 +29,15 @@ pub(crate) struct Chooser<'a> {
     /// Shared rotation counter, for round-robin.
     pub round_robin: &'a AtomicU64,
     pub breakers: &'a Breakers,
+    /// The upstream that served the conversation's last turn, if the host knows it.
+    pub last_upstream: Option<Arc<str>>,
 }
 
 impl Chooser<'_> {
-    /// Orders `serving` for `model`: the preferred upstream first (by the configured choice),
-    /// upstreams whose circuit is open last.
-    fn order(&self, model: &str, serving: &mut [Arc<UpstreamClient>]) {
+    /// Orders `serving` for `model`: the conversation's last upstream first when the decision
+    /// keeps it there, else the preferred one (by the configured choice); upstreams whose
+    /// circuit is open last.
+    fn order(&self, model: &str, serving: &mut [Arc<UpstreamClient>], keep_conversation: bool) {
         if serving.len() > 1 {
             match self.choice {
                 UpstreamChoice::First => {}
@@ -53,6 +56,12 @@ impl Chooser<'_> {
                 }
             }
         }
+        if keep_conversation
+            && let Some(last) = &self.last_upstream
+            && let Some(i) = serving.iter().position(|u| u.name == *last)
+        {
+            serving[..=i].rotate_right(1);
+        }
         serving.sort_by_key(|u| self.breakers.health(&u.name, model) == Health::Unavailable);
     }
 }
@@ -63,6 +72,8 @@ pub(super) fn resolve(
     model: &str,
     upstream: Option<&str>,
     chooser: &Chooser<'_>,
+    limits: TargetLimits,
+    keep_conversation: bool,
 ) -> Result<Vec<PlannedTarget>, String> {
     let context_window = snapshot
         .config
@@ -74,6 +85,7 @@ pub(super) fn resolve(
         model: model.to_owned(),
         upstream: client.clone(),
         context_window,
+        limits,
     };
     if let Some(name) = upstream {
         let client = snapshot
@@ -92,7 +104,7 @@ pub(super) fn resolve(
     if serving.is_empty() {
         return Err(format!("no upstream serves `{model}`"));
     }
-    chooser.order(model, &mut serving);
+    chooser.order(model, &mut serving, keep_conversation);
     Ok(serving.iter().map(target).collect())
 }
 

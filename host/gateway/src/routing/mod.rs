@@ -13,7 +13,7 @@ use switchyard_upstream::chat::Overrides;
 
 pub(crate) use check::{Checked, check, failure_route};
 pub(crate) use chooser::Chooser;
-pub(crate) use summary::{hints, summarise};
+pub(crate) use summary::{Context, hints, summarise, tokens};
 
 /// Where a plan came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub(crate) struct RoutePlan {
     pub cache_ttl_seconds: Option<u32>,
     pub tags: Vec<(String, String)>,
     pub source: PlanSource,
+    /// Tell the policy how the request ended (`on-outcome`).
+    pub report_outcome: bool,
 }
 
 impl RoutePlan {

@@ -2,10 +2,15 @@
 //! parsed request, the routing hints the client sent, and what the host knows about each of the
 //! tenant's candidate models right now.
 
+use std::time::SystemTime;
+
 use http::HeaderMap;
-use switchyard_policy::types::{Budget, Endpoint, Health as WitHealth, Pair, RequestSummary};
+use switchyard_policy::types::{
+    Budget, Conversation, Endpoint, Health as WitHealth, Pair, RateLimits, RequestSummary,
+    UpstreamSignals,
+};
 use switchyard_upstream::chat::ChatRequest;
-use switchyard_upstream::{Breakers, Health};
+use switchyard_upstream::{Breakers, Health, UpstreamStats};
 
 use crate::live::tenant::Tenant;
 
@@ -48,57 +53,96 @@ pub(crate) fn hints(headers: &HeaderMap, chat: &ChatRequest) -> Vec<Pair> {
         .collect()
 }
 
+/// What the host knows about the request beyond its body, for the summary.
+pub(crate) struct Context<'a> {
+    pub request_id: &'a str,
+    pub seed: u64,
+    pub endpoint: Endpoint,
+    pub hints: Vec<Pair>,
+    pub breakers: &'a Breakers,
+    pub stats: &'a UpstreamStats,
+    pub budget: Budget,
+    pub rate_limits: RateLimits,
+    pub conversation: Conversation,
+    pub received_at: SystemTime,
+}
+
 /// The policy's view of one request.
-pub(crate) fn summarise(
-    request_id: &str,
-    seed: u64,
-    tenant: &Tenant,
-    chat: &ChatRequest,
-    hints: Vec<Pair>,
-    breakers: &Breakers,
-    budget: Budget,
-) -> RequestSummary {
+pub(crate) fn summarise(tenant: &Tenant, chat: &ChatRequest, cx: Context<'_>) -> RequestSummary {
     let s = &chat.stats;
     let mut candidates = tenant.candidates.clone();
     for c in &mut candidates {
-        // A model is as healthy as the healthiest upstream that serves it, and the candidate
-        // names that upstream (the first in config order among the healthiest).
-        if let Some((health, upstream)) = tenant
+        // Every upstream that serves the model, with what the host has seen of it; the model is
+        // as healthy as the healthiest, and the candidate names that one (the first in config
+        // order among the healthiest).
+        let mut best: Option<(Health, usize)> = None;
+        c.upstreams = tenant
             .serving(&c.model)
             .iter()
-            .map(|u| (breakers.health(u, &c.model), u))
-            .min_by_key(|(h, _)| *h)
-        {
+            .enumerate()
+            .map(|(i, u)| {
+                let health = cx.breakers.health(u, &c.model);
+                if best.is_none_or(|(h, _)| health < h) {
+                    best = Some((health, i));
+                }
+                let sig = cx.stats.signals(u, &c.model);
+                UpstreamSignals {
+                    upstream: u.to_string(),
+                    health: wit_health(health),
+                    ttft_p50_ms: sig.ttft_p50_ms,
+                    ttft_p95_ms: sig.ttft_p95_ms,
+                    error_rate: sig.error_rate,
+                    samples: sig.samples,
+                    in_flight: sig.in_flight,
+                    remaining_requests: sig.remaining_requests,
+                    remaining_tokens: sig.remaining_tokens,
+                }
+            })
+            .collect();
+        if let Some((health, i)) = best {
             c.health = wit_health(health);
-            if **upstream != *c.upstream {
-                c.upstream = upstream.to_string();
+            if c.upstreams[i].upstream != c.upstream {
+                c.upstream = c.upstreams[i].upstream.clone();
             }
         }
-        // Prices as of now: time-of-day windows move them.
-        if let Some(p) = tenant.prices.get(&c.model).map(|m| m.prices_now()) {
+        // Prices as of the request's arrival: time-of-day windows move them.
+        if let Some(info) = tenant.prices.get(&c.model) {
+            let p = info.prices_at(cx.received_at);
             c.input_usd_per_mtok = p.input_usd_per_mtok;
             c.cached_input_usd_per_mtok = p.cached_input_usd_per_mtok;
             c.output_usd_per_mtok = p.output_usd_per_mtok;
+            c.price_window = info.window_at(cx.received_at).map(|w| w.name.to_string());
         }
     }
     RequestSummary {
-        request_id: request_id.to_owned(),
+        request_id: cx.request_id.to_owned(),
         tenant: tenant.name.to_string(),
-        endpoint: Endpoint::ChatCompletions,
+        endpoint: cx.endpoint,
         requested_model: chat.model.value.clone(),
         streaming: chat.stream,
-        estimated_input_tokens: s.estimated_input_tokens,
-        max_output_tokens: chat.max_output_tokens(),
+        estimated_input_tokens: tokens(s.estimated_input_tokens),
+        max_output_tokens: chat.max_output_tokens().map(tokens),
         message_count: s.message_count,
         tools_offered: s.tools_offered,
         tool_calls_so_far: s.tool_calls_so_far,
         reasoning_effort: chat.reasoning_effort.as_ref().map(|r| r.value.clone()),
         has_images: s.has_images,
         last_user_excerpt: s.last_user_excerpt.clone(),
-        hints,
+        hints: cx.hints,
         candidates,
         config: tenant.config.policy_config.clone(),
-        budget,
-        seed,
+        budget: cx.budget,
+        rate_limits: cx.rate_limits,
+        conversation: cx.conversation,
+        received_at_unix_ms: cx
+            .received_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        seed: cx.seed,
     }
+}
+
+/// A token count as the contract carries it (saturating: no prompt comes near 4 billion).
+pub(crate) fn tokens(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

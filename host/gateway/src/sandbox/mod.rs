@@ -6,7 +6,7 @@
 //! worker (fast policies) or on the idle-class pool ([`offload`]: slow ones) → the charge → the
 //! instance's teardown ([`teardown`]: after the request has left, or on the pool thread).
 
-mod offload;
+pub(crate) mod offload;
 pub(crate) mod quarantine;
 pub(crate) mod scheduler;
 mod teardown;
@@ -23,6 +23,8 @@ pub(crate) use teardown::Teardown;
 
 use self::scheduler::{OffloadSlot, Turn};
 use crate::error::GatewayError;
+use crate::learning::Learning;
+use crate::live::loader::LoadedPolicy;
 use crate::live::tenant::Tenant;
 use crate::observe::metrics::{FailureLabels, Metrics};
 
@@ -50,30 +52,45 @@ pub(crate) struct Sandbox {
     pub scheduler: Arc<DecisionScheduler>,
     pub quarantine: Quarantine,
     metrics: Arc<Metrics>,
+    /// The tenants' policy stores, which decisions read.
+    learning: Arc<Learning>,
 }
 
 impl Sandbox {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, learning: Arc<Learning>) -> Self {
         Sandbox {
             scheduler: Arc::default(),
             quarantine: Quarantine::default(),
             metrics,
+            learning,
         }
     }
 
-    /// Runs the tenant's policy on `summary` (see [`decide`]).
+    fn store(&self, tenant: &Arc<str>) -> Arc<dyn switchyard_policy::PolicyStore> {
+        self.learning.store(tenant)
+    }
+
+    /// Runs `policy` (the tenant's, or its candidate) on `summary` (see [`decide`]).
     pub async fn decide(
         &self,
         tenant: &Arc<Tenant>,
+        policy: &Arc<LoadedPolicy>,
         request_id: &Arc<str>,
         summary: RequestSummary,
     ) -> Result<Decided, GatewayError> {
-        decide(self, tenant, request_id, summary).await
+        decide(self, tenant, policy, request_id, summary).await
     }
 
-    /// Records a policy failure (see [`record_failure`]).
-    pub fn record_failure(&self, tenant: &Tenant, request_id: &str, failure: &PolicyFailure) {
-        record_failure(self, tenant, request_id, failure);
+    /// Records a failure of `policy` (see [`record_failure`]); returns whether it is quarantined
+    /// now.
+    pub fn record_failure(
+        &self,
+        tenant: &Tenant,
+        policy: &LoadedPolicy,
+        request_id: &str,
+        failure: &PolicyFailure,
+    ) -> bool {
+        record_failure(self, tenant, policy, request_id, failure)
     }
 }
 
@@ -82,13 +99,14 @@ impl Sandbox {
 async fn decide(
     services: &Sandbox,
     tenant: &Arc<Tenant>,
+    policy: &Arc<LoadedPolicy>,
     request_id: &Arc<str>,
     summary: RequestSummary,
 ) -> Result<Decided, GatewayError> {
     let started = Instant::now();
     let quarantined = services
         .quarantine
-        .is_quarantined(&tenant.name, tenant.policy.compiled.hash());
+        .is_quarantined(&quarantine_key(tenant, policy), policy.compiled.hash());
     let (result, teardown) = if quarantined {
         let failure = PolicyFailure::new(
             FailureKind::Quarantined,
@@ -121,6 +139,7 @@ async fn decide(
                     // Offloaded decisions run at low priority and must also give up their time
                     // slice, or a waiting request can sit behind one for milliseconds.
                     yield_each_tick: offload,
+                    store: Some(services.store(&tenant.name)),
                 };
                 if offload {
                     match turn.offload_slot().await {
@@ -135,6 +154,7 @@ async fn decide(
                         Some(place) => {
                             let result = decide_offloaded(
                                 tenant,
+                                policy,
                                 ctx,
                                 summary,
                                 scheduler.clone(),
@@ -146,7 +166,7 @@ async fn decide(
                         }
                     }
                 } else {
-                    decide_inline(tenant, ctx, &summary, scheduler, turn)
+                    decide_inline(tenant, policy, ctx, &summary, scheduler, turn)
                 }
             }
         }
@@ -168,20 +188,28 @@ async fn decide(
 /// offload average). See `README.md` in this folder.
 fn decide_inline(
     tenant: &Arc<Tenant>,
+    policy: &Arc<LoadedPolicy>,
     ctx: CallContext,
     summary: &RequestSummary,
     scheduler: &Arc<DecisionScheduler>,
     turn: Turn,
 ) -> (Result<Decision, PolicyFailure>, Teardown) {
     let started = Instant::now();
-    let result = tenant.policy.compiled.decide(&ctx, summary);
+    let result = policy.compiled.decide(&ctx, summary);
     let time = started.elapsed();
     match result {
         Ok(Outcome {
             value, instance, ..
         }) => {
-            let teardown =
-                Teardown::pending(instance, scheduler.clone(), tenant.clone(), ctx, time, turn);
+            let teardown = Teardown::pending(
+                instance,
+                scheduler.clone(),
+                tenant.clone(),
+                policy.clone(),
+                ctx,
+                time,
+                turn,
+            );
             (Ok(value), teardown)
         }
         Err(failure) => {
@@ -200,16 +228,17 @@ fn decide_inline(
 /// request already; it is logged here.
 async fn decide_offloaded(
     tenant: &Arc<Tenant>,
+    policy: &Arc<LoadedPolicy>,
     ctx: CallContext,
     summary: RequestSummary,
     scheduler: Arc<DecisionScheduler>,
     hold: (Turn, OffloadSlot),
 ) -> Result<Result<Decision, PolicyFailure>, offload::OffloadError> {
-    let (policy, name) = (tenant.clone(), tenant.name.clone());
+    let (policy, name) = (policy.clone(), tenant.name.clone());
     offload::answer_early(
         move |answer| {
             let started = cpu_time::ThreadTime::now();
-            let compiled = &policy.policy.compiled;
+            let compiled = &policy.compiled;
             match compiled.decide(&ctx, &summary) {
                 Ok(outcome) => {
                     answer.send(Ok(outcome.value));
@@ -241,12 +270,18 @@ async fn decide_offloaded(
 
 /// Records a policy failure (or a decision the host refused): logged, counted per tenant and
 /// kind, and counted towards the policy's quarantine.
-fn record_failure(services: &Sandbox, tenant: &Tenant, request_id: &str, failure: &PolicyFailure) {
+fn record_failure(
+    services: &Sandbox,
+    tenant: &Tenant,
+    policy: &LoadedPolicy,
+    request_id: &str,
+    failure: &PolicyFailure,
+) -> bool {
     if failure.kind != FailureKind::Quarantined {
         tracing::warn!(
             tenant = %tenant.name,
             request_id = %request_id,
-            policy = %tenant.policy.name,
+            policy = %policy.name,
             kind = %failure.kind,
             detail = %failure.detail,
             "policy failed"
@@ -261,17 +296,30 @@ fn record_failure(services: &Sandbox, tenant: &Tenant, request_id: &str, failure
         })
         .inc();
     let settings = &tenant.config.limits.quarantine;
-    let hash = tenant.policy.compiled.hash();
-    if services
-        .quarantine
-        .record_failure(&tenant.name, hash, failure.kind, settings)
-    {
+    let hash = policy.compiled.hash();
+    let quarantined = services.quarantine.record_failure(
+        &quarantine_key(tenant, policy),
+        hash,
+        failure.kind,
+        settings,
+    );
+    if quarantined {
         tracing::error!(
             tenant = %tenant.name,
-            policy = %tenant.policy.name,
+            policy = %policy.name,
             failures = settings.failures,
             cool_down = ?settings.cool_down,
             "policy quarantined after repeated failures"
         );
+    }
+    quarantined
+}
+
+/// A tenant's candidate policy is quarantined apart from its live one.
+fn quarantine_key(tenant: &Tenant, policy: &LoadedPolicy) -> std::borrow::Cow<'static, str> {
+    if std::ptr::eq(policy, &*tenant.policy) {
+        tenant.name.to_string().into()
+    } else {
+        format!("{} (candidate {})", tenant.name, policy.name).into()
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use switchyard_policy::{CallContext, SpentInstance};
 
 use super::scheduler::{DecisionScheduler, Turn};
+use crate::live::loader::LoadedPolicy;
 use crate::live::tenant::Tenant;
 
 /// An inline decision's spent instance and the tenant's turn, kept until the request first waits
@@ -22,6 +23,7 @@ struct Pending {
     instance: Option<SpentInstance>,
     scheduler: Arc<DecisionScheduler>,
     tenant: Arc<Tenant>,
+    policy: Arc<LoadedPolicy>,
     ctx: CallContext,
     call_time: Duration,
     _turn: Turn,
@@ -37,6 +39,7 @@ impl Teardown {
         instance: SpentInstance,
         scheduler: Arc<DecisionScheduler>,
         tenant: Arc<Tenant>,
+        policy: Arc<LoadedPolicy>,
         ctx: CallContext,
         call_time: Duration,
         turn: Turn,
@@ -45,6 +48,7 @@ impl Teardown {
             instance: Some(instance),
             scheduler,
             tenant,
+            policy,
             ctx,
             call_time,
             _turn: turn,
@@ -79,7 +83,7 @@ impl Drop for Pending {
             .instance
             .take()
             .map_or(Duration::ZERO, SpentInstance::tear_down);
-        let prepared = self.tenant.policy.compiled.prepare(&self.ctx);
+        let prepared = self.policy.compiled.prepare(&self.ctx);
         self.scheduler.charge(
             &self.tenant.name,
             self.call_time + teardown + prepared.took,

@@ -77,6 +77,8 @@ pub struct ConversationStats {
     pub last_user_excerpt: String,
     /// String entries of `metadata`, keys lower-cased.
     pub metadata_hints: Vec<(String, String)>,
+    /// The client's `user` (an end-user id), if it sent one.
+    pub user: Option<String>,
     /// A hash of the conversation's opening (its first two messages, usually the system prompt
     /// and the first user turn): stable across the turns of one conversation, for routing it to
     /// the upstream whose prompt cache already holds it. See [`prefix_key`].
@@ -119,6 +121,8 @@ struct Wire<'a> {
     tools: Option<&'a RawValue>,
     #[serde(borrow, default)]
     metadata: Option<BTreeMap<String, &'a RawValue>>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +261,10 @@ impl ChatRequest {
             // Tool definitions are part of the prompt: charge them at the text rate.
             stats.estimated_input_tokens += raw.get().len() as u64 / 4;
         }
+        stats.user = wire
+            .user
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .filter(|u| !u.is_empty() && u.len() <= 256);
         if let Some(entries) = wire.metadata {
             stats.metadata_hints = entries
                 .into_iter()
