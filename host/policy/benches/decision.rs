@@ -10,53 +10,72 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_policy::types::{Budget, Candidate, Endpoint, Health, RequestSummary};
+use switchyard_policy::defaults;
+use switchyard_policy::types::{
+    Candidate, Conversation, ConversationSource, Health, Pair, RateLimits, RequestSummary,
+    UpstreamSignals,
+};
 use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, SandboxLimits};
 
 const ITERATIONS: usize = 20_000;
 const WARMUP: usize = 2_000;
 
+/// A request as contract 0.2 describes it: every candidate with its labels and two upstreams'
+/// signals, a conversation in progress, rate limits: the richer summary is part of the cost.
 fn summary() -> RequestSummary {
-    let c = |model: &str, input: f64| Candidate {
-        model: model.into(),
-        upstream: "main".into(),
+    let signals = |upstream: &str| UpstreamSignals {
+        upstream: upstream.into(),
+        health: Health::Healthy,
+        ttft_p50_ms: Some(420),
+        ttft_p95_ms: Some(1_300),
+        error_rate: Some(0.01),
+        samples: 256,
+        in_flight: 3,
+        remaining_requests: Some(4_000),
+        remaining_tokens: Some(1_000_000),
+    };
+    let c = |model: &str, input: f64, tier: &str| Candidate {
         input_usd_per_mtok: input,
         cached_input_usd_per_mtok: input / 50.0,
         output_usd_per_mtok: input * 2.0,
-        context_window: 1_000_000,
-        max_output_tokens: 384_000,
-        supports_images: false,
-        health: Health::Healthy,
+        labels: vec![Pair {
+            key: "tier".into(),
+            value: tier.into(),
+        }],
+        upstreams: vec![signals("main"), signals("backup")],
+        ..defaults::candidate(model, "main")
     };
     RequestSummary {
-        request_id: "req_0123456789abcdef".into(),
-        tenant: "acme".into(),
-        endpoint: Endpoint::ChatCompletions,
-        requested_model: "auto".into(),
-        streaming: false,
         estimated_input_tokens: 1_200,
         max_output_tokens: Some(1_000),
         message_count: 3,
         tools_offered: 2,
         tool_calls_so_far: 1,
-        reasoning_effort: None,
-        has_images: false,
         last_user_excerpt:
             "Review this function and point out any off-by-one errors in the loop bounds.".into(),
-        hints: vec![],
         candidates: vec![
-            c("deepseek-v4-flash", 0.14),
-            c("deepseek-v4-pro", 0.435),
-            c("gpt-5.5", 5.0),
+            c("deepseek-v4-flash", 0.14, "fast"),
+            c("deepseek-v4-pro", 0.435, "strong"),
+            c("gpt-5.5", 5.0, "frontier"),
         ],
-        config: "{}".into(),
-        budget: Budget {
-            spent_today_usd: 0.0,
-            daily_limit_usd: None,
-            spent_month_usd: 0.0,
-            monthly_limit_usd: None,
+        rate_limits: RateLimits {
+            requests_per_minute: Some(600),
+            requests_remaining: Some(590),
+            tokens_per_minute: Some(2_000_000),
+            tokens_remaining: Some(1_900_000),
         },
+        conversation: Conversation {
+            key: 0x5eed,
+            source: ConversationSource::Prefix,
+            turns: 6,
+            last_model: Some("deepseek-v4-flash".into()),
+            last_upstream: Some("main".into()),
+            last_cache_hit_ratio: Some(0.92),
+            since_last_ms: Some(4_000),
+        },
+        received_at_unix_ms: 1_796_000_000_000,
         seed: 42,
+        ..defaults::summary("req_0123456789abcdef", "acme", "{}")
     }
 }
 
@@ -100,6 +119,7 @@ fn run_n(
         limits,
         capture_logs: false,
         yield_each_tick: false,
+        store: None,
     };
     for _ in 0..warmup {
         policy.decide(&ctx, s).expect("decides");

@@ -15,6 +15,7 @@
 
 mod bindings;
 mod cache;
+pub mod defaults;
 mod engine;
 mod epoch;
 mod error;

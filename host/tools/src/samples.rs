@@ -1,10 +1,8 @@
 //! Sample requests used by `policy check`: one of each kind of traffic the reference rule tells
 //! apart.
 
-use switchyard_policy::types::{
-    Budget, Candidate, Conversation, ConversationSource, Endpoint, Health, Pair, RateLimits,
-    RequestSummary,
-};
+use switchyard_policy::defaults;
+use switchyard_policy::types::{Candidate, Health, Pair, RequestSummary};
 
 use switchyard_gateway::builtin_models;
 
@@ -39,44 +37,12 @@ pub fn default_candidates() -> Vec<Candidate> {
 fn base(config: &str) -> RequestSummary {
     RequestSummary {
         request_id: "req_sample".into(),
-        tenant: "sample".into(),
-        endpoint: Endpoint::ChatCompletions,
-        requested_model: "auto".into(),
-        streaming: false,
         estimated_input_tokens: 1_500,
-        max_output_tokens: None,
         message_count: 2,
-        tools_offered: 0,
-        tool_calls_so_far: 0,
-        reasoning_effort: None,
-        has_images: false,
-        last_user_excerpt: String::new(),
-        hints: Vec::new(),
         candidates: default_candidates(),
-        config: config.to_owned(),
-        budget: Budget {
-            spent_today_usd: 0.0,
-            daily_limit_usd: None,
-            spent_month_usd: 0.0,
-            monthly_limit_usd: None,
-        },
-        rate_limits: RateLimits {
-            requests_per_minute: None,
-            requests_remaining: None,
-            tokens_per_minute: None,
-            tokens_remaining: None,
-        },
-        conversation: Conversation {
-            key: 1,
-            source: ConversationSource::Prefix,
-            turns: 0,
-            last_model: None,
-            last_upstream: None,
-            last_cache_hit_ratio: None,
-            since_last_ms: None,
-        },
         received_at_unix_ms: 1_796_000_000_000,
         seed: 7,
+        ..defaults::summary("req_sample", "sample", config)
     }
 }
 

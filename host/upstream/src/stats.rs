@@ -45,9 +45,12 @@ struct Entry {
     in_flight: AtomicU32,
 }
 
+/// upstream -> model -> figures.
+type Entries = HashMap<String, HashMap<String, Arc<Entry>>>;
+
 /// The figures of every model on every upstream; a cheap handle.
 #[derive(Debug, Clone, Default)]
-pub struct UpstreamStats(Arc<Mutex<HashMap<String, HashMap<String, Arc<Entry>>>>>);
+pub struct UpstreamStats(Arc<Mutex<Entries>>);
 
 /// An attempt in flight; counted until dropped.
 #[derive(Debug)]

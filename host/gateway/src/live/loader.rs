@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderValue;
-use switchyard_policy::types::{
-    Budget, Candidate, Conversation, ConversationSource, Endpoint, RateLimits, RequestSummary,
-};
+use switchyard_policy::defaults;
+use switchyard_policy::types::{Candidate, RequestSummary};
 use switchyard_policy::{CallContext, CompiledPolicy, PolicyEngine};
 
 use crate::config::{BUILTIN_POLICIES, PolicySource, TenantConfig};
@@ -166,48 +165,13 @@ pub fn check_for_tenant(
 /// A small, ordinary request: what every policy must be able to decide.
 fn smoke_summary(tenant: &TenantConfig, candidates: Vec<Candidate>) -> RequestSummary {
     RequestSummary {
-        request_id: SMOKE_REQUEST_ID.into(),
-        tenant: tenant.name.clone(),
-        endpoint: Endpoint::ChatCompletions,
         requested_model: tenant
             .model_aliases
             .first()
             .cloned()
             .unwrap_or_else(|| tenant.models[0].clone()),
-        streaming: false,
-        estimated_input_tokens: 24,
-        max_output_tokens: None,
-        message_count: 1,
-        tools_offered: 0,
-        tool_calls_so_far: 0,
-        reasoning_effort: None,
-        has_images: false,
         last_user_excerpt: "Say hello.".into(),
-        hints: Vec::new(),
         candidates,
-        config: tenant.policy_config.clone(),
-        budget: Budget {
-            spent_today_usd: 0.0,
-            daily_limit_usd: None,
-            spent_month_usd: 0.0,
-            monthly_limit_usd: None,
-        },
-        rate_limits: RateLimits {
-            requests_per_minute: None,
-            requests_remaining: None,
-            tokens_per_minute: None,
-            tokens_remaining: None,
-        },
-        conversation: Conversation {
-            key: 0,
-            source: ConversationSource::Prefix,
-            turns: 0,
-            last_model: None,
-            last_upstream: None,
-            last_cache_hit_ratio: None,
-            since_last_ms: None,
-        },
-        received_at_unix_ms: 0,
-        seed: 0,
+        ..defaults::summary(SMOKE_REQUEST_ID, &tenant.name, &tenant.policy_config)
     }
 }

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use switchyard_policy::types::{Budget, Candidate, Endpoint, Health, RequestSummary};
+use switchyard_policy::defaults;
+use switchyard_policy::types::{Candidate, RequestSummary};
 use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, SandboxLimits};
 
 /// A component built by `scripts/build-policies.sh` into `target/policies`.
@@ -37,49 +38,27 @@ pub fn ctx(tenant: &str) -> CallContext {
         limits: SandboxLimits::default(),
         capture_logs: true,
         yield_each_tick: false,
+        store: None,
     }
 }
 
 /// A one-message request with `config` as the tenant's policy config.
 pub fn summary(tenant: &str, config: &str) -> RequestSummary {
     let candidate = |model: &str| Candidate {
-        model: model.into(),
-        upstream: "sim".into(),
         input_usd_per_mtok: 0.14,
         cached_input_usd_per_mtok: 0.0028,
         output_usd_per_mtok: 0.28,
-        context_window: 1_000_000,
-        max_output_tokens: 384_000,
-        supports_images: false,
-        health: Health::Healthy,
+        ..defaults::candidate(model, "sim")
     };
     RequestSummary {
-        request_id: "req_1".into(),
-        tenant: tenant.into(),
-        endpoint: Endpoint::ChatCompletions,
-        requested_model: "auto".into(),
-        streaming: false,
         estimated_input_tokens: 100,
-        max_output_tokens: None,
-        message_count: 1,
-        tools_offered: 0,
-        tool_calls_so_far: 0,
-        reasoning_effort: None,
-        has_images: false,
         last_user_excerpt: "hello".into(),
-        hints: vec![],
         candidates: vec![
             candidate("deepseek-v4-flash"),
             candidate("deepseek-v4-pro"),
             candidate("gpt-5.5"),
         ],
-        config: config.into(),
-        budget: Budget {
-            spent_today_usd: 0.0,
-            daily_limit_usd: None,
-            spent_month_usd: 0.0,
-            monthly_limit_usd: None,
-        },
         seed: 7,
+        ..defaults::summary("req_1", tenant, config)
     }
 }
