@@ -61,17 +61,18 @@ fresh() { # fresh OUT INPUT...: OUT exists and is newer than every input
   [[ -z "$(find "$@" -newer "$out" -type f -not -path '*/node_modules/*' -not -path '*/__pycache__/*' 2>/dev/null)" ]]
 }
 PY_OUT="$OUT/flash-first-py.wasm"
-if fresh "$PY_OUT" policies/flash-first-py wit; then
+if fresh "$PY_OUT" policies/flash-first-py sdk/python wit; then
   log "flash-first-py.wasm is up to date"
 else
   [[ -x "$ROOT/target/pytools/bin/componentize-py" ]] || { echo "componentize-py missing: run scripts/install-toolchain.sh" >&2; exit 1; }
   # --stub-wasi: the component imports no WASI at all, only the switchyard:policy world.
+  # -p sdk/python bundles the SDK module (switchyard_policy) with the policy.
   "$ROOT/target/pytools/bin/componentize-py" -d wit -w policy componentize --stub-wasi \
-    -p policies/flash-first-py flash_first -o "$PY_OUT"
+    -p policies/flash-first-py -p sdk/python flash_first -o "$PY_OUT"
   log "componentized policies/flash-first-py -> $PY_OUT ($(stat -c %s "$PY_OUT") bytes)"
 fi
 JS_OUT="$OUT/flash-first-js.wasm"
-if fresh "$JS_OUT" policies/flash-first-js/flash_first.js policies/flash-first-js/build.mjs wit; then
+if fresh "$JS_OUT" policies/flash-first-js/flash_first.js policies/flash-first-js/build.mjs sdk/js wit; then
   log "flash-first-js.wasm is up to date"
 else
   [[ -d policies/flash-first-js/node_modules/@bytecodealliance/componentize-js ]] \

@@ -9,6 +9,9 @@ import { mkdirSync } from 'node:fs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = resolve(process.argv[2] ?? 'flash-first-js.wasm');
+// componentize-js lets the module loader see only the working directory (as `/`), and the
+// policy imports the SDK module from sdk/js: build from the repository's root so both are in it.
+process.chdir(resolve(here, '../..'));
 const { component } = await componentize({
   sourcePath: resolve(here, 'flash_first.js'),
   witPath: resolve(here, '../../wit'),

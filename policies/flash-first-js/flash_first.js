@@ -1,10 +1,11 @@
 // flash-first in JavaScript: the same routing rule as policies/flash-first (Rust), same config,
-// same decisions (checked against tests/conformance/flash-first.json in CI).
+// same decisions (checked against tests/conformance/flash-first.json, natively and in the host).
 //
 // DeepSeek V4 Flash by default; Pro for deep agents, very large inputs, xhigh reasoning, hard-task
 // hints and refactor/codebase-synthesis prompts; a multimodal model for images; fallbacks
-// Flash -> Pro -> frontier and Pro -> frontier. Built with componentize-js (build.mjs).
-import { log } from 'switchyard:policy/log@0.1.0';
+// Flash -> Pro -> frontier and Pro -> frontier. Built with componentize-js (build.mjs) and the SDK
+// module sdk/js/switchyard-policy.mjs.
+import * as sp from '../../sdk/js/switchyard-policy.mjs';
 
 const DEFAULTS = {
   flash_model: 'deepseek-v4-flash',
@@ -28,160 +29,60 @@ const DEFAULTS = {
   cache_ttl_seconds: null,
 };
 
-const CACHE_MODES = new Set(['off', 'read-only', 'write-only', 'read-write']);
-const PRO_REASONS = new Set(['agent-depth', 'large-input', 'reasoning-effort', 'pro-hint', 'hard-task']);
-
-function parseConfig(text) {
-  const raw = text.trim() ? JSON.parse(text) : {};
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new Error('invalid policy config: expected an object');
-  }
-  const unknown = Object.keys(raw).filter((k) => !(k in DEFAULTS)).sort();
-  if (unknown.length) throw new Error(`invalid policy config: unknown field \`${unknown[0]}\``);
-  return { ...DEFAULTS, ...raw };
-}
-
-function splitHint(spec) {
-  const i = spec.indexOf('=');
-  if (i <= 0 || i === spec.length - 1) return null;
-  return [spec.slice(0, i), spec.slice(i + 1)];
-}
-
-function validate(config) {
+function validate(c) {
   for (const field of ['flash_model', 'pro_model', 'frontier_model', 'vision_model']) {
-    if (!String(config[field]).trim()) return `${field} must name a model`;
+    if (!String(c[field]).trim()) return `${field} must name a model`;
   }
-  if (!CACHE_MODES.has(config.cache)) {
-    return `cache: unknown mode \`${config.cache}\` (expected off, read-only, write-only or read-write)`;
+  if (!(c.budget_guard >= 0 && c.budget_guard <= 1)) {
+    return `budget_guard must be between 0 and 1, got ${c.budget_guard}`;
   }
-  if (!(config.budget_guard >= 0 && config.budget_guard <= 1)) {
-    return `budget_guard must be between 0 and 1, got ${config.budget_guard}`;
-  }
-  for (const spec of [...config.pro_hints, ...config.flash_hints]) {
-    if (!splitHint(spec)) return `hint \`${spec}\` must look like key=value`;
-  }
-  return null;
-}
-
-function hint(request, key) {
-  const found = request.hints.find((p) => p.key.toLowerCase() === key.toLowerCase());
-  return found ? found.value : undefined;
-}
-
-function anyHint(specs, request) {
-  return specs.some((spec) => {
-    const parsed = splitHint(spec);
-    if (!parsed) return false;
-    const value = hint(request, parsed[0]);
-    return value !== undefined && value.toLowerCase() === parsed[1].toLowerCase();
-  });
-}
-
-function budgetUsedFraction(b) {
-  const daily = b.dailyLimitUsd ? b.spentTodayUsd / b.dailyLimitUsd : undefined;
-  const monthly = b.monthlyLimitUsd ? b.spentMonthUsd / b.monthlyLimitUsd : undefined;
-  if (daily !== undefined && monthly !== undefined) return Math.max(daily, monthly);
-  return daily !== undefined ? daily : monthly;
-}
-
-function proReason(config, request) {
-  if (request.toolCallsSoFar > config.agent_depth_threshold) return 'agent-depth';
-  if (Number(request.estimatedInputTokens) > config.large_input_tokens) return 'large-input';
-  const effort = request.reasoningEffort;
-  if (effort !== undefined && config.pro_reasoning_efforts.some((e) => e.toLowerCase() === effort.toLowerCase())) {
-    return 'reasoning-effort';
-  }
-  if (anyHint(config.pro_hints, request)) return 'pro-hint';
-  const text = request.lastUserExcerpt.toLowerCase();
-  if (config.pro_phrases.some((p) => text.includes(p.toLowerCase()))) return 'hard-task';
+  sp.checkHints([...c.pro_hints, ...c.flash_hints]);
   return undefined;
 }
 
-function chain(config, reason, requested) {
-  if (reason === 'requested') {
-    const def = [config.flash_model, config.pro_model, config.frontier_model];
-    const i = def.indexOf(requested);
-    return i >= 0 ? def.slice(i) : [requested, config.frontier_model];
-  }
-  if (reason === 'images') return [config.vision_model, config.frontier_model];
-  if (PRO_REASONS.has(reason)) return [config.pro_model, config.frontier_model];
-  return [config.flash_model, config.pro_model, config.frontier_model];
+// Why a request goes where it goes; recorded as the `reason` tag.
+function reason(c, r) {
+  if (r.hasImages) return 'images';
+  if (c.honor_requested_model && sp.candidate(r, r.requestedModel)) return 'requested';
+  if (sp.hintMatchesAny(r, c.flash_hints)) return 'flash-hint';
+  const effort = r.reasoningEffort?.toLowerCase();
+  let hard;
+  if (r.toolCallsSoFar > c.agent_depth_threshold) hard = 'agent-depth';
+  else if (r.estimatedInputTokens > c.large_input_tokens) hard = 'large-input';
+  else if (effort !== undefined && c.pro_reasoning_efforts.some((e) => e.toLowerCase() === effort)) hard = 'reasoning-effort';
+  else if (sp.hintMatchesAny(r, c.pro_hints)) hard = 'pro-hint';
+  else if (sp.mentionsAny(r, c.pro_phrases)) hard = 'hard-task';
+  else return 'default';
+  const used = sp.budgetUsedFraction(r);
+  return used !== undefined && used >= c.budget_guard ? 'budget-guard' : hard;
 }
 
-function usableChain(config, reason, request, needed) {
-  const candidates = new Map(request.candidates.map((c) => [c.model, c]));
-  const result = [];
-  for (const model of chain(config, reason, request.requestedModel)) {
-    if (result.some(([m]) => m === model)) continue;
-    const c = candidates.get(model);
-    if (c && Number(c.contextWindow) >= needed) result.push([model, c.health]);
+function decideWith(c, r) {
+  const why = reason(c, r);
+  const defaultChain = [c.flash_model, c.pro_model, c.frontier_model];
+  let chain;
+  if (why === 'images') chain = [c.vision_model, c.frontier_model];
+  else if (why === 'requested') {
+    // The requested model, then whatever is stronger on the default chain.
+    const i = defaultChain.indexOf(r.requestedModel);
+    chain = i >= 0 ? defaultChain.slice(i) : [r.requestedModel, c.frontier_model];
+  } else if (['default', 'flash-hint', 'budget-guard'].includes(why)) chain = defaultChain;
+  else chain = [c.pro_model, c.frontier_model];
+  const tags = { reason: why };
+  // Allowed models whose context holds the request; failing upstreams last. If the strong models
+  // are not allowed (or too small), serve it on the default chain.
+  if (!sp.usable(r, chain).length && why !== 'images' && sp.usable(r, defaultChain).length) {
+    chain = defaultChain;
+    tags.downgraded = 'true';
   }
-  // Failing upstreams last, the rest in order (Array.prototype.sort is stable).
-  return result.sort((a, b) => (a[1] === 'unavailable') - (b[1] === 'unavailable'));
+  const decision = sp.firstUsable(r, chain, { cache: c.cache, cacheTtlSeconds: c.cache_ttl_seconds, tags });
+  if (sp.isReject(decision)) sp.warn(`no allowed model fits a ${sp.tokensNeeded(r)}-token request (${why})`);
+  return decision;
 }
 
-function decideWith(config, request) {
-  const models = new Set(request.candidates.map((c) => c.model));
-  let reason;
-  if (request.hasImages) reason = 'images';
-  else if (config.honor_requested_model && models.has(request.requestedModel)) reason = 'requested';
-  else if (anyHint(config.flash_hints, request)) reason = 'flash-hint';
-  else {
-    reason = proReason(config, request);
-    const used = budgetUsedFraction(request.budget);
-    if (reason !== undefined && used !== undefined && used >= config.budget_guard) reason = 'budget-guard';
-    else if (reason === undefined) reason = 'default';
-  }
-  const needed = Number(request.estimatedInputTokens) + Number(request.maxOutputTokens ?? 0n);
-  let usable = usableChain(config, reason, request, needed);
-  let downgraded = false;
-  if (usable.length === 0 && reason !== 'images') {
-    usable = usableChain(config, 'default', request, needed);
-    downgraded = usable.length > 0;
-  }
-  if (usable.length === 0) {
-    log('warn', `no allowed model fits a ${needed}-token request (${reason})`);
-    return {
-      tag: 'reject',
-      val: {
-        status: 400,
-        code: 'no_suitable_model',
-        message: `none of this tenant's models can serve this request (${needed} tokens needed)`,
-      },
-    };
-  }
-  const tags = [{ key: 'reason', value: reason }];
-  if (downgraded) tags.push({ key: 'downgraded', value: 'true' });
-  return {
-    tag: 'route',
-    val: {
-      primary: { model: usable[0][0], upstream: undefined },
-      fallbacks: usable.slice(1).map(([m]) => ({ model: m, upstream: undefined })),
-      reasoningEffort: undefined,
-      maxOutputTokens: undefined,
-      cache: CACHE_MODES.has(config.cache) ? config.cache : 'off',
-      cacheTtlSeconds: config.cache_ttl_seconds ?? undefined,
-      tags,
-    },
-  };
-}
-
-export function validateConfig(text) {
-  let problem;
-  try {
-    problem = validate(parseConfig(text));
-  } catch (e) {
-    problem = e.message;
-  }
-  if (problem) throw problem;
-}
-
-export function decide(request) {
-  let config;
-  try {
-    config = parseConfig(request.config);
-  } catch (e) {
-    return { tag: 'reject', val: { status: 503, code: 'policy_config_invalid', message: e.message } };
-  }
-  return decideWith(config, request);
-}
+export const { validateConfig, decide, onOutcome } = sp.policy({
+  defaults: DEFAULTS,
+  enums: { cache: sp.CacheMode },
+  validate,
+  decide: decideWith,
+});

@@ -1,81 +1,168 @@
-"""Native unit tests of the Python flash-first, no wasm needed: the generated bindings
-(`componentize-py -d wit -w policy bindings DIR`) are plain Python dataclasses.
+"""Native tests of the Python flash-first, no wasm needed: the generated bindings
+(`componentize-py -d wit -w policy bindings DIR`) are plain Python dataclasses. The shared cases
+come from tests/conformance/flash-first.json; the rest are Python's own.
 
-    componentize-py -d ../../wit -w policy bindings ../../target/pybindings
-    PYTHONPATH=../../target/pybindings python -m unittest test_flash_first
+    target/pytools/bin/componentize-py -d wit -w policy bindings target/pybindings
+    cd policies/flash-first-py && PYTHONPATH=../../target/pybindings python3 -m unittest -q test_flash_first
 """
 import json
+import pathlib
+import sys
 import unittest
 
-from wit_world.imports import log
-from wit_world.imports.types import (
-    Budget, Candidate, Decision_Reject, Decision_Route, Endpoint, Health, Pair, RequestSummary,
-)
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "sdk" / "python"))
 
-LOGGED = []
-log.log = lambda level, message: LOGGED.append((level, message))  # the host import, stubbed
+import switchyard_policy as sp  # noqa: E402
+import switchyard_policy_testing as t  # noqa: E402
 
-import flash_first  # noqa: E402  (after the stub)
+HOST = t.native_host()  # before the policy module is imported: it stands in for log and state
 
-POLICY = flash_first.WitWorld()
+import flash_first  # noqa: E402
 
-
-def candidate(model, context=1_000_000, images=False, health=Health.HEALTHY):
-    return Candidate(model, "u", 0.14, 0.0028, 0.28, context, 384_000, images, health)
+WORLD = flash_first.WitWorld()
+FIXTURE = json.loads((ROOT / "tests" / "conformance" / "flash-first.json").read_text())
 
 
-def request(**kw):
-    r = RequestSummary(
-        request_id="r", tenant="t", endpoint=Endpoint.CHAT_COMPLETIONS, requested_model="auto",
-        streaming=False, estimated_input_tokens=1000, max_output_tokens=None, message_count=1,
-        tools_offered=0, tool_calls_so_far=0, reasoning_effort=None, has_images=False,
-        last_user_excerpt="", hints=[],
-        candidates=[candidate("deepseek-v4-flash"), candidate("deepseek-v4-pro"), candidate("gpt-5.5", 400_000, True)],
-        config="{}", budget=Budget(0.0, None, 0.0, None), seed=0,
+def fixture_request(r, config):
+    """A fixture case's request, from the defaults its `about` names."""
+    names = r.get("candidates")
+    candidates = [c for c in t.example_catalog() if names is None or c.model in names]
+    for c in candidates:
+        c.health = getattr(sp.Health, r.get("health", {}).get(c.model, "healthy").upper())
+    budget = r.get("budget")
+    return t.summary(
+        requested_model=r.get("requested_model", "auto"),
+        estimated_input_tokens=r.get("input_tokens", 1000),
+        max_output_tokens=r.get("max_output_tokens"),
+        tool_calls_so_far=r.get("tool_calls", 0),
+        reasoning_effort=r.get("reasoning_effort"),
+        has_images=r.get("images", False),
+        last_user_excerpt=r.get("excerpt", ""),
+        hints=[tuple(p) for p in r.get("hints", [])],
+        candidates=candidates,
+        budget=t.budget(daily=tuple(budget)) if budget else t.budget(),
+        config=json.dumps(config),
     )
-    for k, v in kw.items():
-        setattr(r, k, v)
-    return r
 
 
-def route(decision):
-    assert isinstance(decision, Decision_Route), decision
-    r = decision.value
-    return r.primary.model, [t.model for t in r.fallbacks], {p.key: p.value for p in r.tags}
+def describe(d):
+    """A decision in the fixture's terms (as tests/all/conformance.rs describes it)."""
+    if sp.is_reject(d):
+        return {"reject": {"status": d.value.status, "code": d.value.code}}
+    r = d.value
+    v = {"primary": r.primary.model, "fallbacks": [f.model for f in r.fallbacks]}
+    for p in r.tags:
+        if p.key == "reason":
+            v["reason"] = p.value
+        elif p.key == "downgraded":
+            v["downgraded"] = p.value == "true"
+    if r.cache != sp.CacheMode.OFF:
+        v["cache"] = sp.enum_name(r.cache)
+    if r.cache_ttl_seconds is not None:
+        v["ttl"] = r.cache_ttl_seconds
+    return v
 
 
-class FlashFirstTest(unittest.TestCase):
-    def test_default_is_flash_with_the_full_chain(self):
-        self.assertEqual(route(POLICY.decide(request())), ("deepseek-v4-flash", ["deepseek-v4-pro", "gpt-5.5"], {"reason": "default"}))
+class ConformanceTest(unittest.TestCase):
+    def test_every_fixture_case(self):
+        for case in FIXTURE["cases"]:
+            with self.subTest(case["name"]):
+                request = fixture_request(case["request"], case.get("config", {}))
+                self.assertEqual(describe(t.decide(WORLD, request)), case["expect"])
 
-    def test_deep_agents_go_to_pro(self):
-        self.assertEqual(route(POLICY.decide(request(tool_calls_so_far=11)))[0], "deepseek-v4-pro")
-        self.assertEqual(route(POLICY.decide(request(tool_calls_so_far=10)))[0], "deepseek-v4-flash")
+    def test_every_fixture_config_check(self):
+        for case in FIXTURE["config_validation"]:
+            with self.subTest(case["config"]):
+                text = json.dumps(case["config"])
+                if case.get("ok"):
+                    WORLD.validate_config(text)
+                else:
+                    with self.assertRaises(sp.Err) as e:
+                        WORLD.validate_config(text)
+                    self.assertIn(case["error_contains"], e.exception.value)
 
-    def test_hints_and_phrases(self):
-        self.assertEqual(route(POLICY.decide(request(hints=[Pair("difficulty", "HARD")])))[2]["reason"], "pro-hint")
-        self.assertEqual(route(POLICY.decide(request(last_user_excerpt="a multi-file refactor please")))[2]["reason"], "hard-task")
 
-    def test_images_and_refusal(self):
-        self.assertEqual(route(POLICY.decide(request(has_images=True)))[0], "gpt-5.5")
-        LOGGED.clear()
-        d = POLICY.decide(request(has_images=True, candidates=[candidate("deepseek-v4-flash")]))
-        self.assertIsInstance(d, Decision_Reject)
-        self.assertEqual(d.value.status, 400)
-        self.assertEqual(len(LOGGED), 1)
+class PythonTest(unittest.TestCase):
+    def setUp(self):
+        HOST.reset()
 
-    def test_unavailable_goes_last(self):
-        cands = [candidate("deepseek-v4-flash", health=Health.UNAVAILABLE), candidate("deepseek-v4-pro"), candidate("gpt-5.5", 400_000, True)]
-        self.assertEqual(route(POLICY.decide(request(candidates=cands)))[:2], ("deepseek-v4-pro", ["gpt-5.5", "deepseek-v4-flash"]))
+    def test_a_refusal_is_logged_once(self):
+        d = t.decide(WORLD, t.summary(has_images=True, candidates=[t.candidate("deepseek-v4-flash")]))
+        self.assertTrue(sp.is_reject(d))
+        self.assertEqual(len(HOST.logs), 1)
+        self.assertIn("(images)", HOST.logs[0][1])
 
-    def test_config(self):
-        POLICY.validate_config("{}")
-        for bad, needle in [('{"cache":"sometimes"}', "cache"), ('{"typo":1}', "typo"), ('{"pro_hints":["x"]}', "key=value")]:
-            with self.assertRaises(Exception) as e:
-                POLICY.validate_config(bad)
-            self.assertIn(needle, str(e.exception.value))
-        d = POLICY.decide(request(config=json.dumps({"agent_depth_threshold": 1}), tool_calls_so_far=2))
-        self.assertEqual(route(d)[0], "deepseek-v4-pro")
+    def test_a_model_the_tenant_cannot_use_is_routed_not_pinned(self):
+        d = t.decide(WORLD, t.summary(requested_model="gpt-4o", candidates=t.example_catalog()))
+        self.assertEqual(d.value.primary.model, "deepseek-v4-flash")
+
+    def test_config_values_of_the_wrong_type_are_refused(self):
+        for bad, needle in [('{"agent_depth_threshold":"ten"}', "must be a number"), ('[1]', "an object"),
+                            ('{"cache":"Off"}', "unknown cache mode `Off`"), ("{", "invalid policy config")]:
+            with self.assertRaises(sp.Err) as e:
+                WORLD.validate_config(bad)
+            self.assertIn(needle, e.exception.value)
+        d = t.decide(WORLD, t.summary(config='{"cache":"read-write"}', candidates=t.example_catalog()))
+        self.assertEqual(d.value.cache, sp.CacheMode.READ_WRITE)
+
+    def test_decisions_leave_the_0_2_knobs_to_the_host(self):
+        r = t.decide(WORLD, t.summary(candidates=t.example_catalog())).value
+        self.assertFalse(r.keep_conversation or r.report_outcome)
+        self.assertIsNone(r.primary.first_token_deadline_ms)
+        WORLD.on_outcome("{}", t.outcome())  # a no-op
+        self.assertEqual(HOST.state, {})
+
+
+class SdkTest(unittest.TestCase):
+    """The SDK module's own behaviour (sdk/python), beyond what flash-first exercises."""
+
+    def setUp(self):
+        HOST.reset()
+
+    def test_keyword_constructors_fill_every_field(self):
+        d = sp.route(sp.target("a", "u1", first_token_deadline_ms=1500), ["b", sp.target("c", retries=2)],
+                     cache="read-only", tags={"reason": "x"}, keep_conversation=True, report_outcome=True)
+        r = d.value
+        self.assertEqual((r.primary.upstream, r.primary.first_token_deadline_ms), ("u1", 1500))
+        self.assertEqual([(f.model, f.retries) for f in r.fallbacks], [("b", None), ("c", 2)])
+        self.assertEqual((r.cache, r.tags), (sp.CacheMode.READ_ONLY, [sp.Pair("reason", "x")]))
+        self.assertTrue(r.keep_conversation and r.report_outcome)
+
+    def test_helpers(self):
+        r = t.summary(hints={"Tier": "Pro"}, last_user_excerpt="Refactor ACROSS the repo",
+                      budget=t.budget(daily=(5.0, 10.0), monthly=(80.0, 100.0)),
+                      rate_limits=t.rate_limits(requests_per_minute=100, requests_remaining=50),
+                      candidates=[t.candidate("m", labels={"tier": "strong"},
+                                              upstreams=[t.signals("test-upstream", ttft_p95_ms=600)])])
+        self.assertTrue(sp.hint_matches_any(r, ["x=y", "tier=pro"]))
+        self.assertFalse(sp.hint_matches_any(r, ["tier", "tier=flash"]))
+        self.assertTrue(sp.mentions_any(r, ["refactor across"]))
+        self.assertEqual(sp.budget_used_fraction(r), 0.8)
+        self.assertEqual(sp.rate_limit_headroom(r), 0.5)
+        m = sp.candidate(r, "m")
+        self.assertEqual((sp.label(m, "TIER"), sp.upstream_signals(m).ttft_p95_ms), ("strong", 600))
+
+    def test_state_is_read_only_while_deciding(self):
+        seen = []
+
+        def decide(c, r):
+            try:
+                sp.state.set("k", "v")
+            except ValueError as e:
+                seen.append(str(e))
+            return sp.route("m", tags={"n": str(sp.state.get_json("n", 0))}, report_outcome=True)
+
+        def learn(c, o):
+            sp.state.set_json("n", sp.state.get_json("n", 0) + 1)
+
+        world = sp.policy({}, decide, on_outcome=learn)()
+        d = t.decide(world, t.summary())
+        self.assertIn("read-only while deciding", seen[0])
+        t.on_outcome(world, "{}", t.outcome_of(d))
+        t.on_outcome(world, "{}", t.outcome_of(d))
+        self.assertEqual(t.decide(world, t.summary()).value.tags, [sp.Pair("n", "2")])
+        self.assertEqual(HOST.state, {"n": b"2"})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 //! The allocator a policy gets on WebAssembly: a bump arena sized for one decision.
 //!
-//! The host runs every `decide` (and every `validate-config`) in a fresh instance and throws it
-//! away afterwards, so nothing a policy allocates needs to be reused: allocating is a pointer
-//! bump and freeing is a no-op (except that freeing or growing the newest allocation works in
+//! The host runs every `decide` (and every `validate-config` and `on-outcome`) in a fresh
+//! instance and throws it away afterwards, so nothing a policy allocates needs to be reused:
+//! allocating is a pointer bump and freeing is a no-op (except that freeing or growing the newest allocation works in
 //! place). The arena is a zeroed `static`, so it sits inside the instance's initial linear memory:
 //! a decision that fits never executes `memory.grow`. That matters more than the allocator's own
 //! speed: with a general-purpose allocator every decision grew memory, which cost the host an

@@ -1,14 +1,16 @@
-//! The trait a policy implements, and the adapter the export macro calls.
+//! The trait a policy implements, and the adapters the export macro calls.
 
 use serde::de::DeserializeOwned;
 
-use crate::bindings::switchyard::policy::types::RequestSummary;
+use crate::bindings::switchyard::policy::types::{Outcome, RequestSummary};
 use crate::{Decision, Request};
 
 /// A routing policy.
 ///
-/// The host calls [`Policy::validate`] once per tenant at load time and [`Policy::decide`] once per
-/// request, each in a fresh instance: a policy keeps no state between calls.
+/// The host calls [`Policy::validate`] once per tenant at load time, [`Policy::decide`] once per
+/// request and [`Policy::on_outcome`] after a request whose decision asked for it
+/// ([`Decision::report_outcome`]), each in a fresh instance. What a policy learns outlives an
+/// instance only in [`crate::state`], which it can write in `on_outcome` alone.
 pub trait Policy {
     /// The tenant's policy configuration, deserialised from the JSON in the proxy's config.
     /// An empty configuration is read as `{}`, so `#[serde(default)]` gives every field a default.
@@ -22,6 +24,12 @@ pub trait Policy {
 
     /// Decides where one request goes.
     fn decide(config: &Self::Config, request: &Request) -> Decision;
+
+    /// Learns from how a request ended, off the request's path: the place to update
+    /// [`crate::state`]. The default does nothing.
+    fn on_outcome(config: &Self::Config, outcome: &Outcome) {
+        let _ = (config, outcome);
+    }
 }
 
 fn parse_config<P: Policy>(config: &str) -> Result<P::Config, String> {
@@ -46,5 +54,15 @@ pub fn __decide<P: Policy>(summary: RequestSummary) -> Decision {
     match parse_config::<P>(&summary.config) {
         Ok(config) => P::decide(&config, &Request::new(summary)),
         Err(reason) => Decision::reject(503, "policy_config_invalid", reason),
+    }
+}
+
+/// What `on-outcome` runs: parse the config, then [`Policy::on_outcome`]. A config that does not
+/// parse is logged and the outcome dropped.
+#[doc(hidden)]
+pub fn __on_outcome<P: Policy>(config: &str, outcome: Outcome) {
+    match parse_config::<P>(config) {
+        Ok(config) => P::on_outcome(&config, &outcome),
+        Err(reason) => crate::warn!("outcome of {} dropped: {reason}", outcome.request_id),
     }
 }

@@ -1,56 +1,138 @@
-// Native unit tests of the JavaScript flash-first (no wasm):
-//   node --import ./test/wit-stub.mjs --test test/
+// Native tests of the JavaScript flash-first (no wasm): the shared cases come from
+// tests/conformance/flash-first.json, the rest are JavaScript's own.
+//   node --import ../../sdk/js/native-host.mjs --test test/
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, validateConfig } from '../flash_first.js';
+import { readFileSync } from 'node:fs';
+import * as sp from '../../../sdk/js/switchyard-policy.mjs';
+import * as t from '../../../sdk/js/testing.mjs';
+import * as policy from '../flash_first.js';
 
-const candidate = (model, contextWindow = 1000000n, supportsImages = false, health = 'healthy') => ({
-  model, upstream: 'u', inputUsdPerMtok: 0.14, cachedInputUsdPerMtok: 0.0028, outputUsdPerMtok: 0.28,
-  contextWindow, maxOutputTokens: 384000n, supportsImages, health,
+const fixture = JSON.parse(readFileSync(new URL('../../../tests/conformance/flash-first.json', import.meta.url)));
+
+// A fixture case's request, from the defaults its `about` names.
+function fixtureRequest(r, config = {}) {
+  const candidates = t.exampleCatalog()
+    .filter((c) => !r.candidates || r.candidates.includes(c.model))
+    .map((c) => ({ ...c, health: r.health?.[c.model] ?? 'healthy' }));
+  return t.summary({
+    requestedModel: r.requested_model ?? 'auto',
+    estimatedInputTokens: r.input_tokens ?? 1000,
+    maxOutputTokens: r.max_output_tokens,
+    toolCallsSoFar: r.tool_calls ?? 0,
+    reasoningEffort: r.reasoning_effort,
+    hasImages: r.images ?? false,
+    lastUserExcerpt: r.excerpt ?? '',
+    hints: r.hints ?? [],
+    candidates,
+    budget: r.budget ? t.budget({ daily: r.budget }) : undefined,
+    config: JSON.stringify(config),
+  });
+}
+
+// A decision in the fixture's terms (as tests/all/conformance.rs describes it).
+function describe(d) {
+  if (sp.isReject(d)) return { reject: { status: d.val.status, code: d.val.code } };
+  const r = d.val;
+  const v = { primary: r.primary.model, fallbacks: r.fallbacks.map((f) => f.model) };
+  for (const p of r.tags) {
+    if (p.key === 'reason') v.reason = p.value;
+    if (p.key === 'downgraded') v.downgraded = p.value === 'true';
+  }
+  if (r.cache !== 'off') v.cache = r.cache;
+  if (r.cacheTtlSeconds !== undefined) v.ttl = r.cacheTtlSeconds;
+  return v;
+}
+
+for (const c of fixture.cases) {
+  test(`fixture: ${c.name}`, () => {
+    assert.deepEqual(describe(t.decide(policy, fixtureRequest(c.request, c.config))), c.expect);
+  });
+}
+
+test('fixture: config validation', () => {
+  for (const c of fixture.config_validation) {
+    const text = JSON.stringify(c.config);
+    if (c.ok) policy.validateConfig(text);
+    else assert.throws(() => policy.validateConfig(text), (e) => typeof e === 'string' && e.includes(c.error_contains), text);
+  }
 });
 
-const request = (over = {}) => ({
-  requestId: 'r', tenant: 't', endpoint: 'chat-completions', requestedModel: 'auto', streaming: false,
-  estimatedInputTokens: 1000n, maxOutputTokens: undefined, messageCount: 1, toolsOffered: 0, toolCallsSoFar: 0,
-  reasoningEffort: undefined, hasImages: false, lastUserExcerpt: '', hints: [],
-  candidates: [candidate('deepseek-v4-flash'), candidate('deepseek-v4-pro'), candidate('gpt-5.5', 400000n, true)],
-  config: '{}', budget: { spentTodayUsd: 0, dailyLimitUsd: undefined, spentMonthUsd: 0, monthlyLimitUsd: undefined }, seed: 0n,
-  ...over,
+test('a refusal is logged once', () => {
+  t.reset();
+  const d = t.decide(policy, t.summary({ hasImages: true, candidates: [t.candidate('deepseek-v4-flash')] }));
+  assert.ok(sp.isReject(d));
+  assert.equal(t.host().logs.length, 1);
+  assert.match(t.host().logs[0][1], /\(images\)/);
 });
 
-const route = (d) => {
-  assert.equal(d.tag, 'route', JSON.stringify(d));
-  return [d.val.primary.model, d.val.fallbacks.map((t) => t.model), Object.fromEntries(d.val.tags.map((p) => [p.key, p.value]))];
-};
-
-test('bounded work goes to Flash with the full chain', () => {
-  assert.deepEqual(route(decide(request())), ['deepseek-v4-flash', ['deepseek-v4-pro', 'gpt-5.5'], { reason: 'default' }]);
+test('a model the tenant cannot use is routed, not pinned', () => {
+  const d = t.decide(policy, t.summary({ requestedModel: 'gpt-4o', candidates: t.exampleCatalog() }));
+  assert.equal(d.val.primary.model, 'deepseek-v4-flash');
 });
 
-test('deep agents, hints and refactors go to Pro', () => {
-  assert.equal(route(decide(request({ toolCallsSoFar: 11 })))[0], 'deepseek-v4-pro');
-  assert.equal(route(decide(request({ toolCallsSoFar: 10 })))[0], 'deepseek-v4-flash');
-  assert.equal(route(decide(request({ hints: [{ key: 'difficulty', value: 'HARD' }] })))[2].reason, 'pro-hint');
-  assert.equal(route(decide(request({ lastUserExcerpt: 'a multi-file refactor please' })))[2].reason, 'hard-task');
+test('config values of the wrong type are refused', () => {
+  for (const [bad, needle] of [['{"agent_depth_threshold":"ten"}', 'must be a number'], ['[1]', 'an object'],
+    ['{"cache":"Off"}', 'unknown cache mode `Off`'], ['{', 'invalid policy config']]) {
+    assert.throws(() => policy.validateConfig(bad), (e) => e.includes(needle), bad);
+  }
 });
 
-test('images go to the vision model, or are refused with a log line', () => {
-  assert.equal(route(decide(request({ hasImages: true })))[0], 'gpt-5.5');
-  globalThis.policyLogs = [];
-  const d = decide(request({ hasImages: true, candidates: [candidate('deepseek-v4-flash')] }));
-  assert.equal(d.tag, 'reject');
-  assert.equal(d.val.status, 400);
-  assert.equal(globalThis.policyLogs.length, 1);
+test('decisions leave the 0.2 knobs to the host, and outcomes are ignored', () => {
+  t.reset();
+  const r = t.decide(policy, t.summary({ candidates: t.exampleCatalog() })).val;
+  assert.equal(r.keepConversation || r.reportOutcome, false);
+  assert.equal(r.primary.firstTokenDeadlineMs, undefined);
+  policy.onOutcome('{}', t.outcome());
+  assert.equal(t.host().state.size, 0);
 });
 
-test('an unavailable primary goes last', () => {
-  const cands = [candidate('deepseek-v4-flash', 1000000n, false, 'unavailable'), candidate('deepseek-v4-pro'), candidate('gpt-5.5', 400000n, true)];
-  assert.deepEqual(route(decide(request({ candidates: cands }))).slice(0, 2), ['deepseek-v4-pro', ['gpt-5.5', 'deepseek-v4-flash']]);
+test('sdk: constructors take options and fill every field', () => {
+  const d = sp.route(sp.target('a', { upstream: 'u1', firstTokenDeadlineMs: 1500 }), {
+    fallbacks: ['b', sp.target('c', { retries: 2 })], cache: 'read-only', tags: { reason: 'x' },
+    keepConversation: true, reportOutcome: true,
+  });
+  const r = d.val;
+  assert.deepEqual(r.primary, { model: 'a', upstream: 'u1', firstTokenDeadlineMs: 1500, attemptTimeoutMs: undefined, retries: undefined });
+  assert.deepEqual(r.fallbacks.map((f) => [f.model, f.retries]), [['b', undefined], ['c', 2]]);
+  assert.deepEqual([r.cache, r.tags, r.keepConversation, r.reportOutcome], ['read-only', [{ key: 'reason', value: 'x' }], true, true]);
+  assert.throws(() => sp.route('a', { cache: 'sometimes' }), /unknown cache mode/);
 });
 
-test('config is validated and used', () => {
-  validateConfig('{}');
-  assert.throws(() => validateConfig('{"cache":"sometimes"}'), /cache/);
-  assert.throws(() => validateConfig('{"typo":1}'), /typo/);
-  assert.equal(route(decide(request({ config: '{"agent_depth_threshold":1}', toolCallsSoFar: 2 })))[0], 'deepseek-v4-pro');
+test('sdk: helpers', () => {
+  const r = t.summary({
+    hints: { Tier: 'Pro' }, lastUserExcerpt: 'Refactor ACROSS the repo',
+    budget: t.budget({ daily: [5, 10], monthly: [80, 100] }), rateLimits: { requestsPerMinute: 100, requestsRemaining: 50 },
+    candidates: [t.candidate('m', { labels: { tier: 'strong' }, upstreams: [t.signals('test-upstream', { ttftP95Ms: 600 })] })],
+  });
+  assert.ok(sp.hintMatchesAny(r, ['x=y', 'tier=pro']));
+  assert.ok(!sp.hintMatchesAny(r, ['tier', 'tier=flash']));
+  assert.ok(sp.mentionsAny(r, ['refactor across']));
+  assert.equal(sp.budgetUsedFraction(r), 0.8);
+  assert.equal(sp.rateLimitHeadroom(r), 0.5);
+  const m = sp.candidate(r, 'm');
+  assert.deepEqual([sp.label(m, 'TIER'), sp.upstreamSignals(m).ttftP95Ms], ['strong', 600]);
+});
+
+test('sdk: state is read-only while deciding and learns in onOutcome', () => {
+  t.reset();
+  const seen = [];
+  const learner = sp.policy({
+    defaults: {},
+    decide(c, r) {
+      try {
+        sp.state.set('k', 'v');
+      } catch (e) {
+        seen.push(e.message);
+      }
+      return sp.route('m', { tags: { n: String(sp.state.getJson('n', 0)) }, reportOutcome: true });
+    },
+    onOutcome: () => sp.state.setJson('n', sp.state.getJson('n', 0) + 1),
+  });
+  const d = t.decide(learner, t.summary());
+  assert.match(seen[0], /read-only while deciding/);
+  t.onOutcome(learner, '{}', t.outcomeOf(d));
+  t.onOutcome(learner, '{}', t.outcomeOf(d));
+  assert.deepEqual(t.decide(learner, t.summary()).val.tags, [{ key: 'n', value: '2' }]);
+  assert.deepEqual([...t.host().state.keys()], ['n']);
 });

@@ -7,8 +7,12 @@
 //! multimodal model, since V4 is text-only. Fallbacks: Flash → Pro → frontier, Pro → frontier.
 //!
 //! Every threshold and model name comes from the tenant's policy config; the defaults are below.
+//! The same rule, with the same config and decisions, is written in Python
+//! (`policies/flash-first-py`) and JavaScript (`policies/flash-first-js`);
+//! `tests/conformance/flash-first.json` holds all three to it.
 
 use serde::Deserialize;
+use switchyard_sdk::contract::check_hints;
 use switchyard_sdk::prelude::*;
 
 /// The tenant's settings. Every field is optional.
@@ -42,13 +46,21 @@ pub struct Config {
     /// instead of routing, keeping the fallbacks after it.
     pub honor_requested_model: bool,
     /// Response cache mode: `off`, `read-only`, `write-only` or `read-write`.
-    pub cache: String,
+    pub cache: CacheMode,
     /// Cache TTL in seconds; unset uses the host's default.
     pub cache_ttl_seconds: Option<u32>,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect();
+        #[rustfmt::skip]
+        let pro_phrases = strings(&[
+            "refactor across", "multi-file refactor", "across multiple files", "across all files",
+            "across the codebase", "across the repo", "entire codebase", "whole codebase",
+            "entire repository", "whole repository", "every module", "architecture review",
+            "migrate the codebase",
+        ]);
         Config {
             flash_model: "deepseek-v4-flash".into(),
             pro_model: "deepseek-v4-pro".into(),
@@ -56,331 +68,113 @@ impl Default for Config {
             vision_model: "gpt-5.5".into(),
             agent_depth_threshold: 10,
             large_input_tokens: 200_000,
-            pro_reasoning_efforts: vec!["xhigh".into(), "max".into()],
-            pro_hints: vec![
-                "difficulty=hard".into(),
-                "tier=pro".into(),
-                "tier=strong".into(),
-            ],
-            flash_hints: vec!["tier=flash".into(), "tier=fast".into(), "tier=cheap".into()],
-            pro_phrases: [
-                "refactor across",
-                "multi-file refactor",
-                "across multiple files",
-                "across all files",
-                "across the codebase",
-                "across the repo",
-                "entire codebase",
-                "whole codebase",
-                "entire repository",
-                "whole repository",
-                "every module",
-                "architecture review",
-                "migrate the codebase",
-            ]
-            .map(String::from)
-            .to_vec(),
+            pro_reasoning_efforts: strings(&["xhigh", "max"]),
+            pro_hints: strings(&["difficulty=hard", "tier=pro", "tier=strong"]),
+            flash_hints: strings(&["tier=flash", "tier=fast", "tier=cheap"]),
+            pro_phrases,
             budget_guard: 0.9,
             honor_requested_model: true,
-            cache: "off".into(),
+            cache: CacheMode::Off,
             cache_ttl_seconds: None,
         }
     }
 }
 
-fn cache_mode(name: &str) -> Option<CacheMode> {
-    Some(match name {
-        "off" => CacheMode::Off,
-        "read-only" => CacheMode::ReadOnly,
-        "write-only" => CacheMode::WriteOnly,
-        "read-write" => CacheMode::ReadWrite,
-        _ => return None,
-    })
-}
-
-/// Whether `text` contains any of `phrases`, ignoring case (as `str::to_lowercase` on both sides
-/// would), in one pass over `text`.
-///
-/// Lowercasing 2 KiB of prompt and searching it once per phrase (a searcher set-up and a scan
-/// each) made a long prompt's decision twice as slow as a short one's. Here the text is only
-/// lowercased when it is not ASCII; two 256-entry tables say which phrases start with each byte
-/// (either case) and have each byte second, so most positions are rejected with two lookups and
-/// only real candidates are compared.
-fn contains_any_ignoring_case<P: AsRef<str>>(text: &str, phrases: &[P]) -> bool {
-    let folded;
-    let text = if text.is_ascii() {
-        text.as_bytes()
-    } else {
-        folded = text.to_lowercase();
-        folded.as_bytes()
-    };
-    // Lowercased phrases hold no ASCII capitals, so an ASCII-case-insensitive comparison with
-    // them equals an exact comparison with the lowercased text.
-    let phrases: Vec<String> = phrases.iter().map(|p| p.as_ref().to_lowercase()).collect();
-    for chunk in phrases.chunks(64) {
-        let mut first = [0u64; 256];
-        let mut second = [0u64; 256];
-        for (i, phrase) in chunk.iter().enumerate() {
-            match phrase.as_bytes() {
-                [] => return true,
-                [only] => {
-                    if text.iter().any(|b| b.eq_ignore_ascii_case(only)) {
-                        return true;
-                    }
-                }
-                [a, b, ..] => {
-                    for (table, byte) in [(&mut first, a), (&mut second, b)] {
-                        table[byte.to_ascii_lowercase() as usize] |= 1 << i;
-                        table[byte.to_ascii_uppercase() as usize] |= 1 << i;
-                    }
-                }
-            }
-        }
-        for (at, pair) in text.windows(2).enumerate() {
-            let mut candidates = first[pair[0] as usize] & second[pair[1] as usize];
-            while candidates != 0 {
-                let phrase = chunk[candidates.trailing_zeros() as usize].as_bytes();
-                if text[at..]
-                    .get(..phrase.len())
-                    .is_some_and(|window| window.eq_ignore_ascii_case(phrase))
-                {
-                    return true;
-                }
-                candidates &= candidates - 1;
-            }
-        }
-    }
-    false
-}
-
-fn split_hint(spec: &str) -> Option<(&str, &str)> {
-    spec.split_once('=')
-        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-}
-
 /// Why a request goes where it goes; recorded as the `reason` tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reason {
-    Default,
-    FlashHint,
-    Images,
-    AgentDepth,
-    LargeInput,
-    ReasoningEffort,
-    ProHint,
-    HardTask,
-    BudgetGuard,
-    Requested,
-}
-
-impl Reason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Reason::Default => "default",
-            Reason::FlashHint => "flash-hint",
-            Reason::Images => "images",
-            Reason::AgentDepth => "agent-depth",
-            Reason::LargeInput => "large-input",
-            Reason::ReasoningEffort => "reasoning-effort",
-            Reason::ProHint => "pro-hint",
-            Reason::HardTask => "hard-task",
-            Reason::BudgetGuard => "budget-guard",
-            Reason::Requested => "requested",
-        }
+fn reason(c: &Config, r: &Request) -> &'static str {
+    if r.has_images() {
+        return "images";
+    }
+    if c.honor_requested_model && r.candidate(r.requested_model()).is_some() {
+        return "requested";
+    }
+    if r.hint_matches_any(&c.flash_hints) {
+        return "flash-hint";
+    }
+    let pro_effort = |e: &str| {
+        c.pro_reasoning_efforts
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(e))
+    };
+    let hard = if r.tool_calls() > c.agent_depth_threshold {
+        "agent-depth"
+    } else if u64::from(r.input_tokens()) > c.large_input_tokens {
+        "large-input"
+    } else if r.reasoning_effort().is_some_and(pro_effort) {
+        "reasoning-effort"
+    } else if r.hint_matches_any(&c.pro_hints) {
+        "pro-hint"
+    } else if r.mentions_any(&c.pro_phrases) {
+        "hard-task"
+    } else {
+        return "default";
+    };
+    match r.budget_used_fraction() {
+        Some(used) if used >= c.budget_guard => "budget-guard",
+        _ => hard,
     }
 }
 
 /// The reference policy.
 pub struct FlashFirst;
 
-impl FlashFirst {
-    /// Why this request needs the strong model, if it does.
-    fn pro_reason(config: &Config, request: &Request) -> Option<Reason> {
-        if request.tool_calls() > config.agent_depth_threshold {
-            return Some(Reason::AgentDepth);
-        }
-        if request.input_tokens() > config.large_input_tokens {
-            return Some(Reason::LargeInput);
-        }
-        if let Some(effort) = request.reasoning_effort()
-            && config
-                .pro_reasoning_efforts
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(effort))
-        {
-            return Some(Reason::ReasoningEffort);
-        }
-        if Self::any_hint(&config.pro_hints, request) {
-            return Some(Reason::ProHint);
-        }
-        if contains_any_ignoring_case(request.last_user_message(), &config.pro_phrases) {
-            return Some(Reason::HardTask);
-        }
-        None
-    }
-
-    fn any_hint(specs: &[String], request: &Request) -> bool {
-        specs
-            .iter()
-            .filter_map(|s| split_hint(s))
-            .any(|(key, value)| {
-                request
-                    .hint(key)
-                    .is_some_and(|v| v.eq_ignore_ascii_case(value))
-            })
-    }
-
-    /// The chain for `reason`, keeping only models the tenant may use and whose context holds
-    /// `needed` tokens; failing upstreams go last (the host may still probe them), the rest keep
-    /// their order.
-    fn usable_chain<'c>(
-        config: &'c Config,
-        reason: Reason,
-        request: &'c Request,
-        needed: u64,
-    ) -> Vec<(&'c str, Health)> {
-        let candidates = request.candidates();
-        let mut chain: Vec<(&str, Health)> = Vec::new();
-        for model in Self::chain(config, reason, request.requested_model()) {
-            if chain.iter().any(|(m, _)| *m == model) {
-                continue;
-            }
-            if let Some(c) = candidates
-                .find(model)
-                .filter(|c| c.context_window >= needed)
-            {
-                chain.push((model, c.health));
-            }
-        }
-        chain.sort_by_key(|(_, health)| *health == Health::Unavailable);
-        chain
-    }
-
-    /// The ordered chain for a reason, before filtering by what the tenant may use.
-    fn chain<'c>(config: &'c Config, reason: Reason, requested: &'c str) -> Vec<&'c str> {
-        match reason {
-            Reason::Requested => {
-                // The requested model, then whatever is stronger on the default chain.
-                let default = [
-                    config.flash_model.as_str(),
-                    &config.pro_model,
-                    &config.frontier_model,
-                ];
-                match default.iter().position(|m| *m == requested) {
-                    Some(i) => default[i..].to_vec(),
-                    None => vec![requested, &config.frontier_model],
-                }
-            }
-            Reason::Images => vec![&config.vision_model, &config.frontier_model],
-            Reason::AgentDepth
-            | Reason::LargeInput
-            | Reason::ReasoningEffort
-            | Reason::ProHint
-            | Reason::HardTask => {
-                vec![&config.pro_model, &config.frontier_model]
-            }
-            Reason::Default | Reason::FlashHint | Reason::BudgetGuard => {
-                vec![
-                    &config.flash_model,
-                    &config.pro_model,
-                    &config.frontier_model,
-                ]
-            }
-        }
-    }
-}
-
 impl Policy for FlashFirst {
     type Config = Config;
 
-    fn validate(config: &Config) -> Result<(), String> {
+    fn validate(c: &Config) -> Result<(), String> {
         for (field, model) in [
-            ("flash_model", &config.flash_model),
-            ("pro_model", &config.pro_model),
-            ("frontier_model", &config.frontier_model),
-            ("vision_model", &config.vision_model),
+            ("flash_model", &c.flash_model),
+            ("pro_model", &c.pro_model),
+            ("frontier_model", &c.frontier_model),
+            ("vision_model", &c.vision_model),
         ] {
             if model.trim().is_empty() {
                 return Err(format!("{field} must name a model"));
             }
         }
-        if cache_mode(&config.cache).is_none() {
-            return Err(format!(
-                "cache: unknown mode `{}` (expected off, read-only, write-only or read-write)",
-                config.cache
-            ));
-        }
-        if !(0.0..=1.0).contains(&config.budget_guard) {
+        if !(0.0..=1.0).contains(&c.budget_guard) {
             return Err(format!(
                 "budget_guard must be between 0 and 1, got {}",
-                config.budget_guard
+                c.budget_guard
             ));
         }
-        for spec in config.pro_hints.iter().chain(&config.flash_hints) {
-            if split_hint(spec).is_none() {
-                return Err(format!("hint `{spec}` must look like key=value"));
-            }
-        }
-        Ok(())
+        check_hints(&c.pro_hints)?;
+        check_hints(&c.flash_hints)
     }
 
-    fn decide(config: &Config, request: &Request) -> Decision {
-        let reason = if request.has_images() {
-            Reason::Images
-        } else if config.honor_requested_model
-            && request.candidate(request.requested_model()).is_some()
-        {
-            Reason::Requested
-        } else if Self::any_hint(&config.flash_hints, request) {
-            Reason::FlashHint
-        } else {
-            match Self::pro_reason(config, request) {
-                Some(_)
-                    if request
-                        .budget_used_fraction()
-                        .is_some_and(|used| used >= config.budget_guard) =>
-                {
-                    Reason::BudgetGuard
-                }
-                Some(reason) => reason,
-                None => Reason::Default,
-            }
+    fn decide(c: &Config, r: &Request) -> Decision {
+        let reason = reason(c, r);
+        let default = [c.flash_model.as_str(), &c.pro_model, &c.frontier_model];
+        let chain = match reason {
+            "images" => vec![c.vision_model.as_str(), &c.frontier_model],
+            // The requested model, then whatever is stronger on the default chain.
+            "requested" => match default.iter().position(|m| *m == r.requested_model()) {
+                Some(i) => default[i..].to_vec(),
+                None => vec![r.requested_model(), &c.frontier_model],
+            },
+            "default" | "flash-hint" | "budget-guard" => default.to_vec(),
+            _ => vec![c.pro_model.as_str(), &c.frontier_model],
         };
-
-        let needed = request.input_tokens() + request.max_output_tokens().unwrap_or(0);
-        let mut chain = Self::usable_chain(config, reason, request, needed);
-        let mut downgraded = false;
-        if chain.is_empty() && reason != Reason::Images {
-            // The strong models are not allowed (or too small): serve it on the default chain.
-            chain = Self::usable_chain(config, Reason::Default, request, needed);
-            downgraded = !chain.is_empty();
+        // Allowed models whose context holds the request; failing upstreams last.
+        let mut decision = Decision::first_usable(r, &chain);
+        // The strong models are not allowed (or too small): serve it on the default chain.
+        let downgraded = decision.is_reject() && reason != "images";
+        if downgraded {
+            decision = Decision::first_usable(r, default);
         }
-
-        let Some(((primary, _), fallbacks)) = chain.split_first() else {
-            switchyard_sdk::warn!(
-                "no allowed model fits a {needed}-token request ({})",
-                reason.as_str()
-            );
-            return Decision::reject(
-                400,
-                "no_suitable_model",
-                format!(
-                    "none of this tenant's models can serve this request ({needed} tokens needed)"
-                ),
-            );
-        };
-        let mode = cache_mode(&config.cache).unwrap_or(CacheMode::Off);
-        let mut decision = Decision::route(*primary)
-            .fallbacks(fallbacks.iter().map(|(m, _)| *m))
-            .cache(mode)
-            .tag("reason", reason.as_str());
+        if decision.is_reject() {
+            let needed = r.tokens_needed();
+            switchyard_sdk::warn!("no allowed model fits a {needed}-token request ({reason})");
+            return decision;
+        }
+        decision = decision.cache(c.cache).tag("reason", reason);
         if downgraded {
             decision = decision.tag("downgraded", "true");
         }
-        if let Some(ttl) = config.cache_ttl_seconds {
-            decision = decision.cache_ttl(ttl);
+        match c.cache_ttl_seconds {
+            Some(ttl) => decision.cache_ttl(ttl),
+            None => decision,
         }
-        decision
     }
 }
 
@@ -389,261 +183,235 @@ switchyard_sdk::export_policy!(FlashFirst);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_sdk::testing::{candidate, decide, request, validate};
+    use serde_json::{Value, json};
+    use switchyard_sdk::testing::{
+        candidate, decide, example_catalog, request, take_logs, validate,
+    };
 
     const FLASH: &str = "deepseek-v4-flash";
     const PRO: &str = "deepseek-v4-pro";
     const FRONTIER: &str = "gpt-5.5";
 
-    fn run(req: switchyard_sdk::testing::RequestBuilder) -> Decision {
-        decide::<FlashFirst>("", req)
+    /// `tests/conformance/flash-first.json`: the cases every language's build must decide alike.
+    fn fixture() -> Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/conformance/flash-first.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// A fixture case's request, from the defaults its `about` names.
+    fn fixture_request(r: &Value) -> switchyard_sdk::testing::RequestBuilder {
+        let str_of = |key: &str| r[key].as_str();
+        let u32_of = |key: &str| r[key].as_u64().map(|n| u32::try_from(n).unwrap());
+        let mut catalog = example_catalog();
+        if let Some(names) = r["candidates"].as_array() {
+            catalog.retain(|c| names.iter().any(|n| n == c.model.as_str()));
+        }
+        let mut b = request(str_of("requested_model").unwrap_or("auto"))
+            .candidates(catalog)
+            .input_tokens(u32_of("input_tokens").unwrap_or(1_000))
+            .tool_calls(u32_of("tool_calls").unwrap_or(0))
+            .user_says(str_of("excerpt").unwrap_or(""));
+        if let Some(n) = u32_of("max_output_tokens") {
+            b = b.max_output_tokens(n);
+        }
+        if let Some(effort) = str_of("reasoning_effort") {
+            b = b.reasoning_effort(effort);
+        }
+        if r["images"] == true {
+            b = b.with_image();
+        }
+        for pair in r["hints"].as_array().into_iter().flatten() {
+            b = b.hint(pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+        }
+        for (model, health) in r["health"].as_object().into_iter().flatten() {
+            b = b.health(model, health.as_str().unwrap().parse().unwrap());
+        }
+        if let Some(budget) = r["budget"].as_array() {
+            b = b.daily_budget(budget[0].as_f64().unwrap(), budget[1].as_f64().unwrap());
+        }
+        b
+    }
+
+    /// A decision in the fixture's terms (as `tests/all/conformance.rs` describes it).
+    fn describe(d: &Decision) -> Value {
+        let Some(route) = d.as_route() else {
+            let r = d.as_rejection().unwrap();
+            return json!({"reject": {"status": r.status, "code": r.code}});
+        };
+        let mut v = json!({"primary": d.primary(), "fallbacks": d.fallback_models()});
+        if let Some(reason) = d.tag_value("reason") {
+            v["reason"] = reason.into();
+        }
+        if d.tag_value("downgraded") == Some("true") {
+            v["downgraded"] = true.into();
+        }
+        if route.cache != CacheMode::Off {
+            v["cache"] = route.cache.as_str().into();
+        }
+        if let Some(ttl) = route.cache_ttl_seconds {
+            v["ttl"] = ttl.into();
+        }
+        v
+    }
+
+    /// Runs the fixture's cases whose names start with one of `names` (all with `&[""]`), and
+    /// checks that each name picked at least one.
+    fn check_cases(names: &[&str]) {
+        let fixture = fixture();
+        let cases = fixture["cases"].as_array().unwrap();
+        for name in names {
+            let picked: Vec<&Value> = cases
+                .iter()
+                .filter(|c| c["name"].as_str().unwrap().starts_with(name))
+                .collect();
+            assert!(!picked.is_empty(), "no fixture case named {name:?}");
+            for case in picked {
+                let config = case.get("config").map_or("{}".into(), Value::to_string);
+                let got = describe(&decide::<FlashFirst>(
+                    &config,
+                    fixture_request(&case["request"]),
+                ));
+                assert_eq!(got, case["expect"], "{}", case["name"]);
+            }
+        }
     }
 
     #[test]
-    fn contains_any_agrees_with_lowercasing_and_searching_each_phrase() {
-        // A small deterministic generator over a tiny alphabet, so matches are frequent.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
-        fn word(next: &mut impl FnMut(u64) -> u64, max: u64) -> String {
-            let len = next(max + 1);
-            (0..len)
-                .map(|_| ["a", "B", "b", " ", "é", "É", "K"][next(7) as usize])
-                .collect()
+    fn every_fixture_case_and_config_check() {
+        check_cases(&[""]);
+        for case in fixture()["config_validation"].as_array().unwrap() {
+            let verdict = validate::<FlashFirst>(&case["config"].to_string());
+            match case["error_contains"].as_str() {
+                None => assert_eq!(verdict, Ok(()), "{}", case["config"]),
+                Some(needle) => assert!(
+                    verdict.as_ref().is_err_and(|e| e.contains(needle)),
+                    "{}: {verdict:?}",
+                    case["config"]
+                ),
+            }
         }
-        for _ in 0..20_000 {
-            let text = word(&mut next, 40);
-            let count = next(5);
-            let phrases: Vec<String> = (0..count).map(|_| word(&mut next, 4)).collect();
-            let expected = phrases
-                .iter()
-                .any(|p| text.to_lowercase().contains(&p.to_lowercase()));
-            assert_eq!(
-                contains_any_ignoring_case(&text, &phrases),
-                expected,
-                "{text:?} {phrases:?}"
-            );
-        }
-        // More phrases than one table chunk holds.
-        let many: Vec<String> = (0..150).map(|i| format!("phrase number {i}")).collect();
-        assert!(contains_any_ignoring_case(
-            "... see Phrase Number 149 here",
-            &many
-        ));
-        assert!(!contains_any_ignoring_case("phrase number", &many));
-        assert!(contains_any_ignoring_case("ÜBER ALLES", &["über"]));
     }
 
     #[test]
     fn bounded_work_goes_to_flash_with_the_full_fallback_chain() {
-        let d = run(request("auto").user_says("Review this function for off-by-one errors."));
-        assert_eq!(d.primary(), Some(FLASH));
-        assert_eq!(d.fallback_models(), vec![PRO, FRONTIER]);
-        assert_eq!(d.tag_value("reason"), Some("default"));
+        check_cases(&[
+            "bounded work goes to Flash",
+            "a degraded primary keeps its place",
+        ]);
     }
 
     #[test]
     fn an_explicitly_requested_model_is_served_with_stronger_fallbacks() {
-        let d = run(request(PRO).tool_calls(0));
-        assert_eq!(d.primary(), Some(PRO));
-        assert_eq!(d.fallback_models(), vec![FRONTIER]);
-        assert_eq!(d.tag_value("reason"), Some("requested"));
-        let d = run(request(FLASH).tool_calls(50));
-        assert_eq!(
-            d.primary(),
-            Some(FLASH),
-            "an explicit Flash request is not escalated"
-        );
-        assert_eq!(d.fallback_models(), vec![PRO, FRONTIER]);
-        let d = decide::<FlashFirst>(
-            r#"{"honor_requested_model":false}"#,
-            request(FLASH).tool_calls(50),
-        );
-        assert_eq!(d.primary(), Some(PRO), "with pinning off, the rule routes");
-        let d = run(request("gpt-4o"));
+        check_cases(&[
+            "an explicit Pro request",
+            "an explicit Flash request",
+            "with pinning off",
+        ]);
+        let d = decide::<FlashFirst>("", request("gpt-4o").candidates(example_catalog()));
         assert_eq!(
             d.primary(),
             Some(FLASH),
             "a model the tenant cannot use is routed, not pinned"
         );
+        assert_eq!(d.tag_value("reason"), Some("default"));
     }
 
     #[test]
-    fn deep_agents_go_to_pro() {
-        let shallow = run(request("auto").tool_calls(10));
-        assert_eq!(
-            shallow.primary(),
-            Some(FLASH),
-            "10 tool calls is not past the threshold"
-        );
-        let deep = run(request("auto").tool_calls(11));
-        assert_eq!(deep.primary(), Some(PRO));
-        assert_eq!(deep.fallback_models(), vec![FRONTIER]);
-        assert_eq!(deep.tag_value("reason"), Some("agent-depth"));
+    fn deep_agents_large_inputs_and_xhigh_reasoning_go_to_pro() {
+        check_cases(&[
+            "ten tool calls",
+            "eleven tool calls",
+            "a very large input",
+            "the large-input threshold",
+            "xhigh reasoning",
+            "high reasoning",
+        ]);
     }
 
     #[test]
-    fn very_large_inputs_go_to_pro() {
-        assert_eq!(
-            run(request("auto").input_tokens(200_000)).primary(),
-            Some(FLASH)
-        );
-        let d = run(request("auto").input_tokens(200_001));
-        assert_eq!(d.primary(), Some(PRO));
-        assert_eq!(d.tag_value("reason"), Some("large-input"));
+    fn hard_hints_and_refactor_prompts_go_to_pro() {
+        check_cases(&[
+            "a hard-task hint",
+            "a refactor prompt",
+            "a codebase synthesis prompt",
+        ]);
     }
 
     #[test]
-    fn xhigh_reasoning_goes_to_pro_but_high_does_not() {
-        assert_eq!(
-            run(request("auto").reasoning_effort("high")).primary(),
-            Some(FLASH)
-        );
-        let d = run(request("auto").reasoning_effort("XHIGH"));
-        assert_eq!(d.primary(), Some(PRO));
-        assert_eq!(d.tag_value("reason"), Some("reasoning-effort"));
-    }
-
-    #[test]
-    fn a_hard_hint_goes_to_pro() {
-        let d = run(request("auto").hint("difficulty", "Hard"));
-        assert_eq!(d.primary(), Some(PRO));
-        assert_eq!(d.tag_value("reason"), Some("pro-hint"));
-    }
-
-    #[test]
-    fn refactor_and_synthesis_prompts_go_to_pro() {
-        for text in [
-            "Please do a multi-file refactor of the storage layer",
-            "Summarise how auth works across the WHOLE CODEBASE",
-        ] {
-            let d = run(request("auto").user_says(text));
-            assert_eq!(d.primary(), Some(PRO), "{text}");
-            assert_eq!(d.tag_value("reason"), Some("hard-task"));
-        }
-    }
-
-    #[test]
-    fn images_go_to_the_vision_model() {
-        let d = run(request("auto").with_image().tool_calls(50));
-        assert_eq!(d.primary(), Some(FRONTIER));
-        assert!(d.fallback_models().is_empty());
-        assert_eq!(d.tag_value("reason"), Some("images"));
+    fn images_go_to_the_vision_model_or_are_refused() {
+        check_cases(&[
+            "images go to the vision model",
+            "images without an image model",
+        ]);
     }
 
     #[test]
     fn a_flash_hint_wins_over_hard_signals() {
-        let d = run(request("auto").tool_calls(40).hint("tier", "flash"));
-        assert_eq!(d.primary(), Some(FLASH));
-        assert_eq!(d.tag_value("reason"), Some("flash-hint"));
+        check_cases(&["a flash hint wins"]);
     }
 
     #[test]
     fn a_nearly_spent_budget_keeps_hard_requests_on_flash() {
-        let d = run(request("auto").tool_calls(40).daily_budget(9.5, 10.0));
-        assert_eq!(d.primary(), Some(FLASH));
-        assert_eq!(d.tag_value("reason"), Some("budget-guard"));
-        let d = run(request("auto").tool_calls(40).daily_budget(5.0, 10.0));
-        assert_eq!(d.primary(), Some(PRO));
+        check_cases(&["a nearly spent budget", "half a budget"]);
     }
 
     #[test]
-    fn only_models_the_tenant_may_use_are_named() {
-        let only_flash = vec![candidate(FLASH, 0.14, 0.0028, 0.28, 1_000_000, false)];
-        // Pro and the frontier model are not allowed: the hard request is served by Flash.
-        let d = run(request("auto")
-            .tool_calls(40)
-            .candidates(only_flash.clone()));
-        assert_eq!(d.primary(), Some(FLASH));
-        assert!(d.fallback_models().is_empty());
-        assert_eq!(d.tag_value("reason"), Some("agent-depth"));
-        assert_eq!(d.tag_value("downgraded"), Some("true"));
-        // No allowed model reads images: refused rather than sent to a text-only model.
-        let d = run(request("auto").with_image().candidates(only_flash));
-        assert_eq!(d.as_rejection().map(|r| r.status), Some(400));
+    fn only_usable_models_are_named() {
+        check_cases(&[
+            "a hard request without the strong models",
+            "models whose context is too small",
+            "an unavailable primary moves to the end",
+        ]);
     }
 
     #[test]
-    fn models_whose_context_is_too_small_are_skipped() {
-        let d = run(request("auto")
-            .input_tokens(500_000)
-            .max_output_tokens(1_000));
-        // Pro holds 1M tokens; the 400K frontier model is dropped from the chain.
-        assert_eq!(d.primary(), Some(PRO));
-        assert!(d.fallback_models().is_empty());
-    }
-
-    #[test]
-    fn an_unavailable_primary_moves_to_the_end() {
-        let d = run(request("auto").health(FLASH, Health::Unavailable));
-        assert_eq!(d.primary(), Some(PRO));
-        assert_eq!(d.fallback_models(), vec![FRONTIER, FLASH]);
-    }
-
-    #[test]
-    fn thresholds_and_models_come_from_config() {
-        let config = r#"{"flash_model":"small","pro_model":"big","frontier_model":"huge",
-                         "agent_depth_threshold":2,"cache":"read-write","cache_ttl_seconds":60}"#;
-        let cands = vec![
-            candidate("small", 0.1, 0.01, 0.2, 100_000, false),
-            candidate("big", 1.0, 0.1, 2.0, 100_000, false),
-            candidate("huge", 5.0, 0.5, 10.0, 100_000, true),
-        ];
-        let d = decide::<FlashFirst>(
-            config,
-            request("auto").tool_calls(3).candidates(cands.clone()),
+    fn thresholds_models_and_cache_come_from_config() {
+        check_cases(&[
+            "thresholds, models and cache",
+            "a config that no longer parses",
+        ]);
+        // Models outside the example catalog, with labels and prices of their own.
+        let config = r#"{"flash_model":"small","pro_model":"big","frontier_model":"huge","agent_depth_threshold":2}"#;
+        let models = || {
+            [
+                candidate("small"),
+                candidate("big"),
+                candidate("huge").images(),
+            ]
+        };
+        let d = decide::<FlashFirst>(config, request("auto").tool_calls(3).candidates(models()));
+        assert_eq!(
+            (d.primary(), d.fallback_models()),
+            (Some("big"), vec!["huge"])
         );
-        assert_eq!(d.primary(), Some("big"));
-        assert_eq!(d.fallback_models(), vec!["huge"]);
-        let route = d.as_route().unwrap();
-        assert_eq!(route.cache, CacheMode::ReadWrite);
-        assert_eq!(route.cache_ttl_seconds, Some(60));
-        let d = decide::<FlashFirst>(config, request("auto").tool_calls(2).candidates(cands));
+        let d = decide::<FlashFirst>(config, request("auto").tool_calls(2).candidates(models()));
         assert_eq!(d.primary(), Some("small"));
     }
 
     #[test]
-    fn config_validation_names_the_problem() {
-        assert_eq!(validate::<FlashFirst>(""), Ok(()));
+    fn a_request_no_model_can_serve_is_rejected_and_logged() {
+        let _ = take_logs();
+        check_cases(&["nothing fits a 2M-token request"]);
+        let logs = take_logs();
+        assert_eq!(logs.len(), 1);
         assert!(
-            validate::<FlashFirst>(r#"{"cache":"sometimes"}"#)
-                .unwrap_err()
-                .contains("cache")
-        );
-        assert!(
-            validate::<FlashFirst>(r#"{"budget_guard":2}"#)
-                .unwrap_err()
-                .contains("budget_guard")
-        );
-        assert!(
-            validate::<FlashFirst>(r#"{"pro_hints":["hard"]}"#)
-                .unwrap_err()
-                .contains("key=value")
-        );
-        assert!(
-            validate::<FlashFirst>(r#"{"pro_model":""}"#)
-                .unwrap_err()
-                .contains("pro_model")
-        );
-        assert!(
-            validate::<FlashFirst>(r#"{"typo_field":1}"#)
-                .unwrap_err()
-                .contains("typo_field")
+            logs[0].1.contains("2000000-token request (large-input)"),
+            "{logs:?}"
         );
     }
 
     #[test]
-    fn a_request_no_model_can_serve_is_rejected_and_logged() {
-        let _ = switchyard_sdk::testing::take_logs();
-        let d = run(request("auto").input_tokens(2_000_000));
+    fn decisions_leave_the_0_2_knobs_to_the_host() {
+        let d = decide::<FlashFirst>("", request("auto").candidates(example_catalog()));
+        let route = d.as_route().unwrap();
+        assert!(!route.keep_conversation && !route.report_outcome);
+        assert_eq!(route.primary.first_token_deadline_ms, None);
         assert_eq!(
-            d.as_rejection().map(|r| r.code.as_str()),
-            Some("no_suitable_model")
+            (d.primary(), d.fallback_models()),
+            (Some(FLASH), vec![PRO, FRONTIER])
         );
-        assert_eq!(switchyard_sdk::testing::take_logs().len(), 1);
     }
 }

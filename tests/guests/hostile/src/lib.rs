@@ -14,14 +14,18 @@
 //! | `slow` | burns `spin` iterations of arithmetic, then routes to `model` |
 //! | `snoop` | reports in tag `leak` whether its static buffer held anything, then writes the tenant's name into it |
 //! | `bad-config` | refuses every config at validation |
+//! | `seed` | routes to `model` with tag `seed=<the summary's seed>` (a replayed request id replays it) |
+//! | `learn` | routes to `model` with tag `outcomes=<the counter in state>` and asks for the outcome; `on_outcome` adds one to the counter (key `outcomes`, a u64 as decimal text) |
 //!
 //! During the host's load-time smoke decision (request id `switchyard-smoke`) every mode behaves.
+//! `on_outcome` does nothing outside mode `learn`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::Deserialize;
 use switchyard_sdk::prelude::*;
+use switchyard_sdk::state;
 
 #[derive(Deserialize)]
 #[serde(default)]
@@ -55,6 +59,13 @@ fn recurse(n: u64, stop: u64) -> u64 {
     } else {
         recurse(n + 1, stop).wrapping_mul(3).wrapping_add(n)
     }
+}
+
+/// The `learn` counter: how many outcomes `on_outcome` has seen.
+fn outcomes_seen() -> u64 {
+    state::get("outcomes")
+        .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 struct Hostile;
@@ -126,9 +137,51 @@ impl Policy for Hostile {
                 }
                 Decision::route(&config.model).tag("leak", if dirty { "yes" } else { "no" })
             }
+            "seed" => Decision::route(&config.model).tag("seed", request.seed().to_string()),
+            "learn" => Decision::route(&config.model)
+                .tag("outcomes", outcomes_seen().to_string())
+                .report_outcome(),
             _ => Decision::route(&config.model).tag("mode", "ok"),
+        }
+    }
+
+    fn on_outcome(config: &Config, _: &Outcome) {
+        if config.mode == "learn"
+            && let Err(e) = state::set("outcomes", (outcomes_seen() + 1).to_string().as_bytes())
+        {
+            switchyard_sdk::warn!("outcome not counted: {e}");
         }
     }
 }
 
 switchyard_sdk::export_policy!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_sdk::testing::{self, decide, outcome_of, request};
+
+    #[test]
+    fn seed_mode_tags_the_seed() {
+        let d = decide::<Hostile>(r#"{"mode":"seed","model":"m"}"#, request("m").seed(42));
+        assert_eq!((d.primary(), d.tag_value("seed")), (Some("m"), Some("42")));
+    }
+
+    #[test]
+    fn learn_mode_counts_outcomes_in_state() {
+        let config = r#"{"mode":"learn","model":"m"}"#;
+        let d = decide::<Hostile>(config, request("m"));
+        assert_eq!(d.tag_value("outcomes"), Some("0"));
+        assert!(d.as_route().unwrap().report_outcome);
+        testing::on_outcome::<Hostile>(config, outcome_of(&d));
+        testing::on_outcome::<Hostile>(config, outcome_of(&d).failed(502));
+        assert_eq!(testing::state()["outcomes"], b"2");
+        assert_eq!(
+            decide::<Hostile>(config, request("m")).tag_value("outcomes"),
+            Some("2")
+        );
+        // Other modes learn nothing.
+        testing::on_outcome::<Hostile>(r#"{"mode":"ok"}"#, outcome_of(&d));
+        assert_eq!(testing::state()["outcomes"], b"2");
+    }
+}

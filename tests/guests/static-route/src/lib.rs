@@ -12,7 +12,7 @@ struct Config {
     cache: Option<String>,
     cache_ttl_seconds: Option<u32>,
     reasoning_effort: Option<String>,
-    max_output_tokens: Option<u64>,
+    max_output_tokens: Option<u32>,
 }
 
 impl Default for Config {
