@@ -9,8 +9,10 @@
 #                                        to the one just built from source
 #   scripts/build-policies.sh --update   copy the freshly built reference component into the host
 #
-# Needs the toolchain from scripts/install-toolchain.sh. Builds are reproducible: paths are remapped
-# so the bytes do not depend on where the repository or the cargo home live.
+# `cargo test -p switchyard-tests` runs it when a component is missing or older than its sources
+# (tests/build.rs). Needs the toolchain from scripts/install-toolchain.sh. Builds are
+# reproducible: paths are remapped so the bytes do not depend on where the repository or the
+# cargo home live.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -19,6 +21,15 @@ OUT="$ROOT/target/policies"
 WASM_TARGET_DIR="$ROOT/target/wasm"
 mkdir -p "$OUT"
 log() { echo "[build-policies] $*" >&2; }
+
+# One build at a time: tests/build.rs runs this script too, whenever a Cargo build of the tests
+# finds a component missing or stale, and two runs would write the same files at once. (On a
+# descriptor bash picks, so as not to replace an inherited one, such as a jobserver's.)
+exec {LOCK_FD}>"$OUT/.lock"
+if ! flock -n "$LOCK_FD"; then
+  log "another build of the components is running; waiting for it"
+  flock "$LOCK_FD"
+fi
 
 # Rust guest crates: name -> crate directory.
 GUESTS=(policies/flash-first)
@@ -47,11 +58,13 @@ else
     -Zbuild-std=std,panic_abort --target-dir "$WASM_TARGET_DIR" "${packages[@]}"
 fi
 
-cargo build --locked -q -p xtask
+# A target directory of its own: run from tests/build.rs, the Cargo that runs that build script
+# holds the lock on the main one.
+cargo build --locked -q -p xtask --target-dir "$ROOT/target/xtask"
 for g in "${GUESTS[@]}"; do
   crate=$(sed -n 's/^name = "\(.*\)"/\1/p' "$g/Cargo.toml" | head -1)
   module="$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm/${crate//-/_}.wasm"
-  "$ROOT/target/debug/xtask" componentize "$module" "$OUT/$crate.wasm"
+  "$ROOT/target/xtask/debug/xtask" componentize "$module" "$OUT/$crate.wasm"
 done
 
 # Other languages. Each is rebuilt only when its sources or the contract changed.

@@ -525,17 +525,28 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
 
 // === the real binary ===
 
-/// The `switchyard` binary next to the test executable (built by `cargo build --workspace`).
+/// The gateway binary under test: `switchyard-under-test`, host/cli's source built as a binary
+/// target of this package, so that Cargo builds it, from the sources of this very build, before
+/// it builds the integration tests and benches that run it.
+///
+/// Cargo names it in `CARGO_BIN_EXE_switchyard-under-test` when it compiles those targets and in
+/// the environment it runs them in; not when it compiles this library, so `env!` cannot be used
+/// here and the variable is read at run time. A test executable started by hand, without Cargo,
+/// finds the binary beside it (`target/<profile>/deps/..`).
 pub fn binary() -> PathBuf {
+    const NAME: &str = "switchyard-under-test";
+    if let Some(path) = std::env::var_os(format!("CARGO_BIN_EXE_{NAME}")) {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
+    let bin = exe
         .parent()
         .and_then(|d| d.parent())
-        .expect("target/<profile>/deps");
-    let bin = dir.join("switchyard");
+        .expect("target/<profile>/deps")
+        .join(NAME);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build --workspace` before the tests",
+        "{} is missing: run the tests with `cargo test -p switchyard-tests`, which builds it",
         bin.display()
     );
     bin
