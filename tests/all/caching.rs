@@ -51,7 +51,7 @@ async fn a_second_identical_request_is_served_from_the_cache_at_no_cost() {
             .unwrap()
             > 0.0
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    gw.wait_until_cached(KEY_A, &body).await;
     let second = chat(&gw, KEY_A, &body).await;
     assert_eq!(second.status, 200);
     assert_eq!(second.header("x-switchyard-cache"), Some("hit"));
@@ -86,7 +86,7 @@ async fn entries_never_cross_tenants() {
     let (mock, gw) = setup(MockUpstream::echo().await, "", "{ cache = \"read-write\" }").await;
     let body = user_says("auto", "secret question");
     chat(&gw, KEY_A, &body).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    gw.wait_until_cached(KEY_A, &body).await;
     assert_eq!(
         chat(&gw, KEY_B, &body).await.header("x-switchyard-cache"),
         Some("miss")
@@ -104,12 +104,12 @@ async fn entries_expire_after_their_ttl() {
     .await;
     let body = user_says("auto", "hello");
     chat(&gw, KEY_A, &body).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.wait_until_cached(KEY_A, &body).await;
     assert_eq!(
         chat(&gw, KEY_A, &body).await.header("x-switchyard-cache"),
         Some("hit")
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the 1 s TTL
     assert_eq!(
         chat(&gw, KEY_A, &body).await.header("x-switchyard-cache"),
         Some("miss")
@@ -149,7 +149,7 @@ async fn modes_decide_reads_and_writes() {
             .header("x-switchyard-cache"),
         Some("bypass")
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    gw.wait_until_cached(KEY_A, &body).await;
     assert_eq!(
         chat_with(&gw, KEY_A, &with_mode("read-only"), &body)
             .await
@@ -166,7 +166,7 @@ async fn a_completed_stream_is_stored_and_replayed_to_both_kinds_of_client() {
     let (mock, gw) = setup(mock, "", "{ cache = \"read-write\" }").await;
     let first = chat(&gw, KEY_A, &streaming("2+2?")).await;
     assert_eq!(first.header("x-switchyard-cache"), Some("miss"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.wait_until_cached(KEY_A, &streaming("2+2?")).await;
 
     // Streaming client: a well-formed SSE replay with the same text, ending in [DONE].
     let mut body = streaming("2+2?");
@@ -205,7 +205,8 @@ async fn a_completed_stream_is_stored_and_replayed_to_both_kinds_of_client() {
 async fn a_json_response_is_replayed_to_a_streaming_client() {
     let (mock, gw) = setup(MockUpstream::echo().await, "", "{ cache = \"read-write\" }").await;
     chat(&gw, KEY_A, &user_says("auto", "json first")).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    gw.wait_until_cached(KEY_A, &user_says("auto", "json first"))
+        .await;
     let r = chat(&gw, KEY_A, &streaming("json first")).await;
     assert_eq!(r.header("x-switchyard-cache"), Some("hit"));
     let frames = sse_data(&r.body);
@@ -238,6 +239,8 @@ async fn a_cut_stream_is_never_stored() {
     let (mock, gw) = setup(mock, "", "{ cache = \"read-write\" }").await;
     let r = chat(&gw, KEY_A, &streaming("cut")).await;
     assert!(r.text().contains("stream_interrupted"));
+    // Time for a write to land, were one made: there is no effect to wait for when the point is
+    // that nothing is stored.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let again = chat(&gw, KEY_A, &streaming("cut")).await;
     assert_eq!(again.header("x-switchyard-cache"), Some("miss"));
@@ -265,7 +268,13 @@ async fn two_gateways_share_one_redis_cache() {
         chat(&gw_a, KEY_A, &body).await.header("x-switchyard-cache"),
         Some("miss")
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The entry is written off the response's path: wait until it is in Redis.
+    eventually(
+        "the entry to be stored in Redis",
+        Duration::from_secs(10),
+        || async { !redis.keys("switchyard:cache:*").is_empty() },
+    )
+    .await;
     let r = chat(&gw_b, KEY_A, &body).await;
     assert_eq!(
         r.header("x-switchyard-cache"),

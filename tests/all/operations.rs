@@ -50,6 +50,8 @@ async fn metrics_count_requests_tokens_cost_attempts_and_failures() {
     let gw = start_gateway(&toml).await;
     for _ in 0..2 {
         assert_eq!(chat(&gw, KEY_A, &user_says("auto", "hi")).await.status, 200);
+        // The miss's cache write lands off the response's path. Its only observable effect is a
+        // look-up, which would count in the metrics this test checks: a wait, not a poll.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(chat(&gw, KEY_B, &user_says("auto", "hi")).await.status, 503);

@@ -74,9 +74,10 @@ async fn swapping_a_policy_every_100ms_under_load_drops_nothing() {
             },
         );
         i += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // the swaps' pace
     }
     let last_swap = Instant::now();
+    // The load goes on past the last swap, so that requests started a second after it are seen.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
 
@@ -192,11 +193,15 @@ async fn broken_policy_files_never_replace_the_version_in_service() {
 }
 
 async fn settle_generation(gw: &TestGateway, from: u64) -> u64 {
-    // Wait for the reload, then long enough for any straggling events to be handled.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while gw.generation().await == from && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Wait for the reload, then long enough for any straggling events to be handled: callers
+    // check that they caused no second reload, and there is no effect to wait for when the point
+    // is that nothing happens.
+    eventually(
+        &format!("a reload past generation {from}"),
+        Duration::from_secs(20),
+        || async { gw.generation().await != from },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     gw.generation().await
 }
@@ -215,7 +220,7 @@ async fn each_way_files_really_change_gives_exactly_one_effective_reload() {
     // Delete, then re-create.
     let g1 = gw.generation().await;
     std::fs::remove_file(&policy).unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await; // gone a while, then back
     std::fs::write(&policy, std::fs::read(component("flash-first")).unwrap()).unwrap();
     assert_eq!(
         settle_generation(&gw, g1).await,
@@ -246,6 +251,7 @@ async fn each_way_files_really_change_gives_exactly_one_effective_reload() {
     let g3 = gw.generation().await;
     std::fs::write(&policy, &bytes).unwrap();
     std::fs::write(dir.path("notes.txt"), "unrelated").unwrap();
+    // Longer than the watcher's debounce and a reload: nothing to wait for when nothing changes.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(gw.generation().await, g3, "no content change, no reload");
 }
@@ -434,7 +440,13 @@ async fn requests_in_flight_finish_on_the_version_they_started_with() {
             chat(&gw, KEY_A, &json!({"model": "auto", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // In flight: decided on the old version and sent upstream.
+    eventually(
+        "the request to reach the upstream",
+        Duration::from_secs(10),
+        || async { slow.count() == 1 },
+    )
+    .await;
     let g = gw.generation().await;
     replace_file(
         &dir.path("policy.wasm"),

@@ -51,7 +51,13 @@ async fn two_replicas_share_a_budget_and_a_cache_through_redis() {
             429 => assert_eq!(r.json()["error"]["code"], "budget_exceeded"),
             s => panic!("status {s}: {}", r.text()),
         }
-        tokio::time::sleep(Duration::from_millis(30)).await; // let the settlement land
+        // Let the settlement land: it leaves the tenant with no reservation open in Redis.
+        eventually(
+            "the settlement to land",
+            Duration::from_secs(10),
+            || async { redis.hlen("switchyard:{a}:reserved") == 0 },
+        )
+        .await;
     }
     // $1.00 at $0.12 a request: 9 fit (the 9th reserves against $0.96). Two local budgets would
     // have let 18 through.
@@ -76,8 +82,14 @@ async fn two_replicas_share_a_budget_and_a_cache_through_redis() {
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
 
-    // One cache: written through one replica, served by the other.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One cache: written through one replica, served by the other (once the writes, made off
+    // the responses' path, are in: one entry per request served).
+    eventually(
+        "the cache entries to land",
+        Duration::from_secs(10),
+        || async { redis.keys("switchyard:cache:*").len() >= served },
+    )
+    .await;
     let r = send(&b, "question 0".into()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -92,7 +104,12 @@ async fn two_replicas_share_a_budget_and_a_cache_through_redis() {
     let r = send(&a, "after redis".into()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-switchyard-cache"), Some("bypass"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        "the warning to be logged",
+        Duration::from_secs(10),
+        || async { a.logs().contains("shared state (redis) unavailable") },
+    )
+    .await;
     assert!(
         a.logs().contains("shared state (redis) unavailable"),
         "a warning was logged"

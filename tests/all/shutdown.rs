@@ -65,10 +65,22 @@ async fn sigterm_drops_no_in_flight_request() {
             .await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        "all eight to reach the upstream",
+        Duration::from_secs(10),
+        || async { slow.count() == 8 },
+    )
+    .await;
     assert_eq!(slow.count(), 8, "all eight are in flight");
     p.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The drain has begun once readiness turns false (the API listener is closed just before).
+    let readyz = format!("http://{admin}/readyz");
+    eventually(
+        "readiness to turn false",
+        Duration::from_secs(10),
+        || async { request("GET", &readyz, None, &[], "").await.status == 503 },
+    )
+    .await;
 
     // Draining: not ready, and new connections are refused.
     let ready = request("GET", &format!("http://{admin}/readyz"), None, &[], "").await;
@@ -125,7 +137,13 @@ async fn streams_past_the_drain_deadline_end_with_an_error_event() {
     let stream = tokio::spawn(async move {
         request("POST", &url, Some(KEY_A), &[], json!({"model": "auto", "stream": true, "messages": [{"role": "user", "content": "go"}]}).to_string()).await
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The stream is under way once its upstream call is out (the mock then streams at once).
+    eventually(
+        "the stream to reach the upstream",
+        Duration::from_secs(10),
+        || async { endless.count() == 1 },
+    )
+    .await;
     p.signal("TERM");
     let r = stream.await.unwrap();
     assert_eq!(r.status, 200);

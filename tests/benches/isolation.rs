@@ -109,7 +109,7 @@ fn run(rt: &Runtimes, mode: Option<(&str, &str)>, other_limits: &str) -> Run {
             "",
         );
     let dir = TempDir::new("isolation");
-    let config = dir.0.join("switchyard.toml");
+    let config = dir.path("switchyard.toml");
     std::fs::write(&config, toml).expect("write the config");
     // The access log off: a line per request would be parsed by this process's log reader.
     let gateway = Process::serve(

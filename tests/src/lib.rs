@@ -54,6 +54,25 @@ pub fn key_hash(key: &str) -> String {
     switchyard_gateway::hash_key(key)
 }
 
+// === waiting ===
+
+/// Polls `check` every 20 ms until it holds; panics naming `what` once `timeout` has passed. For
+/// waiting on an effect the test can observe, instead of sleeping for a guessed while.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 // === mock upstreams ===
 
 /// One request the mock received.
@@ -197,9 +216,15 @@ impl MockUpstream {
                                 .map(|c| c.to_bytes())
                                 .unwrap_or_default();
                             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                            let probe = headers
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .is_some_and(|id| id.starts_with(CACHE_PROBE));
                             let rec = Recorded { headers, body };
                             let reply = handler(&rec);
-                            recorded.lock().unwrap().push(rec);
+                            if !probe {
+                                recorded.lock().unwrap().push(rec);
+                            }
                             Ok::<_, Infallible>(respond(reply).await)
                         }
                     });
@@ -227,12 +252,13 @@ impl MockUpstream {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Requests received so far.
+    /// Requests received so far (not counting the cache probes of
+    /// [`TestGateway::wait_until_cached`]).
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
-    /// How many requests it received.
+    /// How many requests it received (not counting cache probes).
     pub fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
@@ -327,6 +353,36 @@ pub async fn try_start_gateway(toml: &str) -> Result<TestGateway, String> {
         .map_err(|e| e.to_string())?;
     let url = format!("http://{}", gateway.local_addr());
     Ok(TestGateway { gateway, url })
+}
+
+/// The `x-request-id` of [`TestGateway::wait_until_cached`]'s probes. The gateway passes a
+/// request's id on to the upstream, and mock upstreams leave requests with this id out of
+/// [`MockUpstream::requests`] and [`MockUpstream::count`]: a probe that misses goes upstream, and
+/// must not change the counts a test asserts.
+pub const CACHE_PROBE: &str = "switchyard-test-cache-probe";
+
+impl TestGateway {
+    /// Waits until tenant `key`'s cache entry for `body` is in the gateway's cache: a response is
+    /// stored off its path, after it is sent. The probes are read-only look-ups (the
+    /// `x-switchyard-cache-mode` hint, which the `static-route` test policy follows), so they
+    /// store nothing, and they are invisible to mock upstreams ([`CACHE_PROBE`]).
+    pub async fn wait_until_cached(&self, key: &str, body: &Value) {
+        let probe = [
+            ("x-switchyard-cache-mode", "read-only"),
+            ("x-request-id", CACHE_PROBE),
+        ];
+        eventually(
+            "the response to be stored in the cache",
+            Duration::from_secs(10),
+            || async {
+                chat_with(self, key, &probe, body)
+                    .await
+                    .header("x-switchyard-cache")
+                    == Some("hit")
+            },
+        )
+        .await;
+    }
 }
 
 /// A TOML `[upstreams.NAME]` section pointing at `url`.
@@ -664,30 +720,23 @@ impl Drop for Process {
 /// The admin token used by tests, and its hash for `[admin] token_sha256`.
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 
-/// A scratch directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A scratch directory under the system temp dir (`tempfile`), removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// A fresh, empty directory.
+    /// A fresh, empty directory named `switchyard-<label>-<random>`.
     pub fn new(label: &str) -> TempDir {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-{label}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix(&format!("switchyard-{label}-"))
+                .tempdir()
+                .expect("create temp dir"),
+        )
     }
 
     /// A path inside it.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 
@@ -833,6 +882,42 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Sends one command on a new connection and returns the reply: enough of a client to look
+    /// at what the gateways stored.
+    pub fn command(&self, args: &[&str]) -> Resp {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("connect to redis on port {}: {e}", self.port));
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request += &format!("${}\r\n{arg}\r\n", arg.len());
+        }
+        stream.write_all(request.as_bytes()).expect("send to redis");
+        read_resp(&mut std::io::BufReader::new(stream)).expect("read redis's reply")
+    }
+
+    /// The keys matching `pattern`.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        match self.command(&["KEYS", pattern]) {
+            Resp::Array(Some(items)) => items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Resp::Bulk(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    _ => None,
+                })
+                .collect(),
+            other => panic!("KEYS {pattern}: {other:?}"),
+        }
+    }
+
+    /// The number of fields of the hash at `key` (0 if there is none).
+    pub fn hlen(&self, key: &str) -> i64 {
+        match self.command(&["HLEN", key]) {
+            Resp::Int(n) => n,
+            other => panic!("HLEN {key}: {other:?}"),
+        }
+    }
+
     /// Stops it now.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -844,4 +929,46 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A Redis reply (RESP2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+fn read_resp(r: &mut impl std::io::BufRead) -> std::io::Result<Resp> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end_matches("\r\n");
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{line:?}"));
+    let (kind, rest) = (line.get(..1).ok_or_else(invalid)?, &line[1..]);
+    let number = || rest.parse::<i64>().map_err(|_| invalid());
+    Ok(match kind {
+        "+" => Resp::Simple(rest.to_owned()),
+        "-" => Resp::Error(rest.to_owned()),
+        ":" => Resp::Int(number()?),
+        "$" => match usize::try_from(number()?) {
+            Err(_) => Resp::Bulk(None),
+            Ok(n) => {
+                let mut bytes = vec![0; n + 2];
+                r.read_exact(&mut bytes)?;
+                bytes.truncate(n);
+                Resp::Bulk(Some(bytes))
+            }
+        },
+        "*" => match usize::try_from(number()?) {
+            Err(_) => Resp::Array(None),
+            Ok(n) => Resp::Array(Some(
+                (0..n)
+                    .map(|_| read_resp(r))
+                    .collect::<std::io::Result<_>>()?,
+            )),
+        },
+        _ => return Err(invalid()),
+    })
 }
