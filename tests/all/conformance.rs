@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use switchyard_policy::defaults;
 use switchyard_policy::types::{
-    Budget, CacheMode, Candidate, Decision, Endpoint, Health, Pair, RequestSummary,
+    Budget, CacheMode, Candidate, Decision, Health, Pair, RequestSummary,
 };
 use switchyard_policy::{CallContext, CompiledPolicy, EngineSettings, PolicyEngine, SandboxLimits};
 use switchyard_tests::*;
@@ -26,15 +27,13 @@ fn candidate(model: &str) -> Candidate {
         (1_000_000, false)
     };
     Candidate {
-        model: model.into(),
-        upstream: "main".into(),
         input_usd_per_mtok: 0.14,
         cached_input_usd_per_mtok: 0.0028,
         output_usd_per_mtok: 0.28,
         context_window: context,
         max_output_tokens: 384_000,
         supports_images: images,
-        health: Health::Healthy,
+        ..defaults::candidate(model, "main")
     }
 }
 
@@ -74,16 +73,11 @@ fn summary(case: &Value) -> RequestSummary {
             monthly_limit_usd: None,
         },
     };
+    let config = case.get("config").map_or("{}".into(), Value::to_string);
     RequestSummary {
-        request_id: "req_conformance".into(),
-        tenant: "t".into(),
-        endpoint: Endpoint::ChatCompletions,
         requested_model: r["requested_model"].as_str().unwrap_or("auto").into(),
-        streaming: false,
-        estimated_input_tokens: r["input_tokens"].as_u64().unwrap_or(1000),
-        max_output_tokens: r["max_output_tokens"].as_u64(),
-        message_count: 1,
-        tools_offered: 0,
+        estimated_input_tokens: r["input_tokens"].as_u64().unwrap_or(1000) as u32,
+        max_output_tokens: r["max_output_tokens"].as_u64().map(|t| t as u32),
         tool_calls_so_far: r["tool_calls"].as_u64().unwrap_or(0) as u32,
         reasoning_effort: r["reasoning_effort"].as_str().map(str::to_owned),
         has_images: r["images"].as_bool().unwrap_or(false),
@@ -100,9 +94,9 @@ fn summary(case: &Value) -> RequestSummary {
             })
             .unwrap_or_default(),
         candidates,
-        config: case.get("config").map_or("{}".into(), Value::to_string),
         budget,
         seed: 1,
+        ..defaults::summary("req_conformance", "t", &config)
     }
 }
 
@@ -153,13 +147,18 @@ fn check(language: &str, component_name: &str) {
     let policy: CompiledPolicy = engine
         .compile(component_name, &bytes)
         .unwrap_or_else(|e| panic!("{language}: {e}"));
-    assert_eq!(
-        policy.imports(),
-        [
-            "switchyard:policy/log@0.1.0",
-            "switchyard:policy/types@0.1.0"
-        ],
-        "{language}: the component imports only the contract (no WASI)"
+    // Only the contract, never WASI; Rust's build imports no state it does not use, the
+    // Python and JavaScript SDKs bind every interface.
+    let imports = policy.imports();
+    assert!(
+        imports
+            .iter()
+            .all(|i| i.starts_with("switchyard:policy/") && i.ends_with("@0.2.0")),
+        "{language}: the component imports only the 0.2.0 contract (no WASI): {imports:?}"
+    );
+    assert!(
+        imports.iter().any(|i| i == "switchyard:policy/types@0.2.0"),
+        "{language}: {imports:?}"
     );
     let ctx = CallContext {
         tenant: "t".into(),
@@ -171,6 +170,7 @@ fn check(language: &str, component_name: &str) {
         },
         capture_logs: false,
         yield_each_tick: false,
+        store: None,
     };
     let f = fixture();
     let mut failures = Vec::new();

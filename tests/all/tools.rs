@@ -24,7 +24,7 @@ fn policy_check_validates_and_prints_each_sample_decision() {
         let (ok, out) = switchyard(&["policy", "check", path.to_str().unwrap(), "--runs", "3"]);
         assert!(ok, "{name}: {out}");
         assert!(
-            out.contains("contract switchyard:policy@0.1.0: ok"),
+            out.contains("contract switchyard:policy@0.2.0: ok"),
             "{name}: {out}"
         );
         assert!(out.contains("config   {}: accepted"), "{name}: {out}");
@@ -90,7 +90,7 @@ fn policy_simulate_reports_the_same_mix_for_every_language() {
         ]);
         assert!(ok, "{name}: {out}");
         assert!(
-            out.contains("model mix:") && out.contains("everything on deepseek-v4-pro"),
+            out.contains("like for like") && out.contains("everything on deepseek-v4-pro"),
             "{name}: {out}"
         );
         let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -101,7 +101,7 @@ fn policy_simulate_reports_the_same_mix_for_every_language() {
         );
         reports.push(report);
     }
-    let r = &reports[0];
+    let r = &reports[0]["run"];
     assert_eq!(r["requests"], 87);
     let flash = r["mix"]["deepseek-v4-flash"]["requests"].as_u64().unwrap();
     let pro = r["mix"]["deepseek-v4-pro"]["requests"].as_u64().unwrap();
@@ -110,24 +110,26 @@ fn policy_simulate_reports_the_same_mix_for_every_language() {
         "most traffic on Flash, the hard part on Pro: {}",
         r["mix"]
     );
-    let policy_cost = r["policy_cost_usd"].as_f64().unwrap();
-    let all_frontier = r["baselines"]
+    // Like for like: the policy's cost on the requests the frontier model can serve.
+    let frontier = reports[0]["baselines"]
         .as_array()
         .unwrap()
         .iter()
         .find(|b| b["model"] == "gpt-5.5")
-        .unwrap()["cost_usd"]
-        .as_f64()
         .unwrap();
+    let (policy_cost, all_frontier) = (
+        frontier["policy_cost_usd"].as_f64().unwrap(),
+        frontier["cost_usd"].as_f64().unwrap(),
+    );
     assert!(
         policy_cost < all_frontier / 5.0,
         "{policy_cost} vs {all_frontier}"
     );
     for other in &reports[1..] {
         assert_eq!(
-            other["mix"], r["mix"],
+            other["run"]["mix"], r["mix"],
             "every language routes the trace the same way"
         );
-        assert_eq!(other["reasons"], r["reasons"]);
+        assert_eq!(other["run"]["reasons"], r["reasons"]);
     }
 }

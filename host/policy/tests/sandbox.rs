@@ -38,8 +38,8 @@ fn flash_first_routes_and_validates_config() {
     assert_eq!(
         policy.imports(),
         [
-            "switchyard:policy/log@0.1.0",
-            "switchyard:policy/types@0.1.0"
+            "switchyard:policy/log@0.2.0",
+            "switchyard:policy/types@0.2.0"
         ],
         "imports only the contract"
     );
