@@ -68,11 +68,46 @@ pub fn conversation(bytes: usize, stream: bool) -> Vec<u8> {
     serde_json::to_vec(&chat(messages, stream)).expect("serialisable")
 }
 
+/// The small conversation as an Anthropic Messages request (the system prompt at the top level).
+pub fn messages(stream: bool) -> Vec<u8> {
+    let body = json!({
+        "model": "deepseek-v4-flash",
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": paragraph(0)}],
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": 1024,
+        "metadata": {"user_id": "bench-user-0001"},
+        "stream": stream,
+    });
+    serde_json::to_vec(&body).expect("serialisable")
+}
+
+/// The small conversation as a Responses request (the system prompt as `instructions`).
+pub fn responses(stream: bool) -> Vec<u8> {
+    let body = json!({
+        "model": "deepseek-v4-flash",
+        "instructions": SYSTEM,
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": paragraph(0)}]}],
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_output_tokens": 1024,
+        "store": false,
+        "user": "bench-user-0001",
+        "stream": stream,
+    });
+    serde_json::to_vec(&body).expect("serialisable")
+}
+
 /// The fixed bodies, written under `dir`.
 pub struct Bodies {
     pub small: PathBuf,
     pub large: PathBuf,
     pub sse: PathBuf,
+    pub messages: PathBuf,
+    pub messages_sse: PathBuf,
+    pub responses: PathBuf,
+    pub responses_sse: PathBuf,
 }
 
 pub fn write_fixed(dir: &Path) -> Result<Bodies> {
@@ -86,6 +121,10 @@ pub fn write_fixed(dir: &Path) -> Result<Bodies> {
         small: write("small.json", conversation(1, false))?,
         large: write("large.json", conversation(200 << 10, false))?,
         sse: write("sse.json", conversation(1, true))?,
+        messages: write("messages.json", messages(false))?,
+        messages_sse: write("messages-sse.json", messages(true))?,
+        responses: write("responses.json", responses(false))?,
+        responses_sse: write("responses-sse.json", responses(true))?,
     })
 }
 

@@ -41,6 +41,9 @@ enum Command {
         /// Short runs and small curves: checks the harness works, figures not for quoting.
         #[arg(long)]
         quick: bool,
+        /// Only these parts (comma-separated): side-by-side, sizes, streams, dialects, tenants.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Runs the mock upstream.
     Mock {
@@ -81,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             out,
             cache,
             quick,
+            only,
         } => {
             run::run(run::Options {
                 switchyard,
@@ -88,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 out,
                 cache,
                 quick,
+                only,
             })
             .await
         }

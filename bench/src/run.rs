@@ -34,6 +34,14 @@ pub struct Options {
     pub cache: PathBuf,
     /// Shorter runs and smaller curves: a smoke test of the harness, not figures to quote.
     pub quick: bool,
+    /// The parts to run; empty runs all.
+    pub only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 /// A target of the side-by-side runs.
@@ -82,6 +90,19 @@ struct TenantPoint {
     latency: Latency,
 }
 
+/// One front door, passed through to an upstream that speaks it or translated through chat.
+#[derive(Debug, Serialize)]
+struct DialectRow {
+    api: String,
+    /// `passthrough` or `translated`.
+    mode: String,
+    /// `small` or `sse`.
+    body: String,
+    #[serde(flatten)]
+    latency: Latency,
+    cpu_us_per_request: f64,
+}
+
 #[derive(Debug, Default, Serialize)]
 struct Results {
     date: String,
@@ -95,6 +116,7 @@ struct Results {
     body_sizes: Vec<SizePoint>,
     streams: Vec<StreamPoint>,
     tenants: Vec<TenantPoint>,
+    dialects: Vec<DialectRow>,
 }
 
 struct Durations {
@@ -207,11 +229,16 @@ pub async fn run(mut opts: Options) -> Result<()> {
         ("rate200", 32, Some(200)),
         ("rate20", 32, Some(20)),
     ];
-    for (body_name, body) in [
-        ("small", &bodies.small),
-        ("large", &bodies.large),
-        ("sse", &bodies.sse),
-    ] {
+    let side_by_side = if opts.wants("side-by-side") {
+        &[
+            ("small", &bodies.small),
+            ("large", &bodies.large),
+            ("sse", &bodies.sse),
+        ][..]
+    } else {
+        &[]
+    };
+    for &(body_name, body) in side_by_side {
         for (load_name, concurrency, rate) in loads {
             for target in &mut targets {
                 target.proc.check_running()?;
@@ -258,7 +285,9 @@ pub async fn run(mut opts: Options) -> Result<()> {
     // Cost versus body size: 2 KB to 4 MB (about a 1M-token prompt).
     // Decimal sizes: 4 MB is about 970k tokens, inside the models' 1M-token window with the
     // reserved output (4 MiB would be over it, and rightly refused).
-    let sizes: &[usize] = if opts.quick {
+    let sizes: &[usize] = if !opts.wants("sizes") {
+        &[]
+    } else if opts.quick {
         &[2_000, 128_000, 4_000_000]
     } else {
         &[
@@ -326,7 +355,9 @@ pub async fn run(mut opts: Options) -> Result<()> {
     )?;
     let (sy, _) = start_switchyard(&opts.switchyard, &stream_config, &logs, "streams").await?;
     let sse = Bytes::from(std::fs::read(&bodies.sse)?);
-    let counts: &[usize] = if opts.quick {
+    let counts: &[usize] = if !opts.wants("streams") {
+        &[]
+    } else if opts.quick {
         &[1, 100]
     } else {
         &[1, 10, 100, 1000]
@@ -361,6 +392,72 @@ pub async fn run(mut opts: Options) -> Result<()> {
     drop(sy);
     drop(slow);
 
+    // The three front doors, each passed through (the upstream speaks it) and translated (the
+    // upstream speaks only chat), at full load, where CPU per request is counted precisely.
+    let dialect_mock = start_own(
+        &["mock", "--listen", MOCK],
+        MOCK,
+        &logs.join("mock-dialects.log"),
+    )
+    .await?;
+    let modes = if opts.wants("dialects") {
+        &[
+            ("passthrough", r#"["chat", "messages", "responses"]"#),
+            ("translated", r#"["chat"]"#),
+        ][..]
+    } else {
+        &[]
+    };
+    for &(mode, apis) in modes {
+        let config = opts.out.join(format!("switchyard-{mode}.toml"));
+        std::fs::write(
+            &config,
+            dialect_config(SWITCHYARD, MOCK, &opts.policy, &opts.cache, apis),
+        )?;
+        let (mut sy, _) = start_switchyard(&opts.switchyard, &config, &logs, mode).await?;
+        for (api, path, body_name, body) in [
+            ("chat", PATH, "small", &bodies.small),
+            ("chat", PATH, "sse", &bodies.sse),
+            ("messages", "/v1/messages", "small", &bodies.messages),
+            ("messages", "/v1/messages", "sse", &bodies.messages_sse),
+            ("responses", "/v1/responses", "small", &bodies.responses),
+            ("responses", "/v1/responses", "sse", &bodies.responses_sse),
+        ] {
+            sy.check_running()?;
+            let cpu = sy.cpu();
+            let latency = load::oha(
+                &oha,
+                &OhaRun {
+                    url: &format!("http://{SWITCHYARD}{path}"),
+                    body,
+                    key: Some(KEY),
+                    concurrency: 32,
+                    rate: None,
+                    duration: d.load,
+                },
+            )?;
+            let cpu_us = cpu_us_per_request(sy.cpu() - cpu, latency.requests);
+            eprintln!(
+                "{api:9} {mode:11} {body_name:5} {:>9.0} rps  p50 {:7.3} ms  cpu {:7.1} us/req  errors {}",
+                latency.rps, latency.p50_ms, cpu_us, latency.errors
+            );
+            if latency.errors > 0 {
+                bail!(
+                    "{api} {mode} {body_name}: {} requests failed",
+                    latency.errors
+                );
+            }
+            results.dialects.push(DialectRow {
+                api: api.into(),
+                mode: mode.into(),
+                body: body_name.into(),
+                latency,
+                cpu_us_per_request: cpu_us,
+            });
+        }
+    }
+    drop(dialect_mock);
+
     // Tenants, each with its own policy component (distinct bytes, so compiled and held apart).
     let _mock = start_own(
         &["mock", "--listen", MOCK],
@@ -368,7 +465,9 @@ pub async fn run(mut opts: Options) -> Result<()> {
         &logs.join("mock-tenants.log"),
     )
     .await?;
-    let tenant_counts: &[usize] = if opts.quick {
+    let tenant_counts: &[usize] = if !opts.wants("tenants") {
+        &[]
+    } else if opts.quick {
         &[1, 10]
     } else {
         &[1, 10, 100, 1000]
@@ -562,6 +661,14 @@ models = ["deepseek-v4-flash", "deepseek-v4-pro"]
     )
 }
 
+/// The single tenant, its upstream speaking `apis` (a TOML array).
+fn dialect_config(listen: &str, upstream: &str, policy: &Path, cache: &Path, apis: &str) -> String {
+    gateway_config(listen, upstream, &cache.join("single")).replace(
+        "[upstreams.mock]\n",
+        &format!("[upstreams.mock]\napis = {apis}\n"),
+    ) + &tenant_config("bench", "flash-first", policy, KEY)
+}
+
 fn single_tenant_config(listen: &str, upstream: &str, policy: &Path, cache: &Path) -> String {
     gateway_config(listen, upstream, &cache.join("single"))
         + &tenant_config("bench", "flash-first", policy, KEY)
@@ -751,6 +858,26 @@ fn summary(r: &Results) -> String {
             p.direct.failed + p.switchyard.failed,
             p.switchyard_rss_mib
         ));
+    }
+    s.push_str("\n### Front doors (c32): passed through to an upstream that speaks the dialect, or translated through chat\n\n| api | body | passthrough CPU µs/req | translated CPU µs/req | translated / passthrough | passthrough p50 ms | translated p50 ms |\n|---|---|---:|---:|---:|---:|---:|\n");
+    for api in ["chat", "messages", "responses"] {
+        for body in ["small", "sse"] {
+            let find = |mode: &str| {
+                r.dialects
+                    .iter()
+                    .find(|d| d.api == api && d.body == body && d.mode == mode)
+            };
+            if let (Some(p), Some(t)) = (find("passthrough"), find("translated")) {
+                s.push_str(&format!(
+                    "| {api} | {body} | {:.1} | {:.1} | {:.2}x | {:.3} | {:.3} |\n",
+                    p.cpu_us_per_request,
+                    t.cpu_us_per_request,
+                    t.cpu_us_per_request / p.cpu_us_per_request.max(1e-9),
+                    p.latency.p50_ms,
+                    t.latency.p50_ms
+                ));
+            }
+        }
     }
     s.push_str("\n### Tenants, each with its own policy\n\n| tenants | cold start ms | warm start ms | RSS idle MiB | RSS after load MiB | MiB per tenant (vs 1) | p50 ms | p99 ms | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let base = r.tenants.first().map_or(0.0, |t| t.rss_after_load_mib);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates the traces `switchyard policy simulate` is measured on (deterministic: seeded).
 
-    python3 policies/traces/generate.py policies/traces
+    python3 policies/traces/generate_agents.py target/traces
 
 writes:
 - agent-sessions.jsonl: coding-agent sessions of 10-60 turns. Each request carries the whole

@@ -225,6 +225,16 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The body in Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, whose
+    /// `error.type` (with the status) the Anthropic SDKs turn into their exception classes.
+    pub fn to_anthropic_body(&self) -> Bytes {
+        let status = self.status().as_u16();
+        let body = switchyard_upstream::dialect::messages::error_body(status, &self.to_string());
+        Bytes::from(body.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
+use switchyard_upstream::dialect::Api;
+
 use crate::error::GatewayError;
 
 /// The body of every response the gateway sends.
@@ -16,6 +18,10 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
 /// Response headers the gateway adds.
 pub mod headers {
     pub const REQUEST_ID: &str = "x-request-id";
+    /// The request id under the name Anthropic's API uses.
+    pub const ANTHROPIC_REQUEST_ID: &str = "request-id";
+    /// Set (`true`) on a token count that is the host's estimate, not the provider's tokenizer.
+    pub const TOKENS_ESTIMATED: &str = "x-switchyard-tokens-estimated";
     pub const MODEL: &str = "x-switchyard-model";
     pub const UPSTREAM: &str = "x-switchyard-upstream";
     pub const POLICY: &str = "x-switchyard-policy";
@@ -47,9 +53,14 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<ResponseBo
     full(status, "application/json", Bytes::from(body.to_string()))
 }
 
-/// The one place a [`GatewayError`] becomes a response.
-pub(crate) fn error_response(err: &GatewayError) -> Response<ResponseBody> {
-    let mut response = full(err.status(), "application/json", err.to_body());
+/// The one place a [`GatewayError`] becomes a response, in the shape of the API the client
+/// spoke: Anthropic's for Messages, OpenAI's otherwise.
+pub(crate) fn error_response(api: Api, err: &GatewayError) -> Response<ResponseBody> {
+    let body = match api {
+        Api::Messages => err.to_anthropic_body(),
+        Api::Chat | Api::Responses => err.to_body(),
+    };
+    let mut response = full(err.status(), "application/json", body);
     if let Some(wait) = err.retry_after() {
         // Whole seconds, rounded up: a client that waits this long will get through.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -1,5 +1,12 @@
-//! A simulated OpenAI-compatible provider, built into the binary so the default configuration
-//! works offline.
+//! A simulated provider, built into the binary so the default configuration works offline. It
+//! speaks chat completions, Anthropic Messages and Responses (the last two written by the same
+//! translators the gateway uses, from the chat answer it composes), so Claude Code and Codex can be
+//! pointed at the embedded default.
+//!
+//! It calls a tool when the request offers tools and asks for one: `tool_choice` forces it, or the
+//! last user message names an offered tool (`use the Bash tool to run \`ls\``). The arguments
+//! are filled from the tool's schema (a backticked command for `command`/`cmd`). Reasoning (a
+//! thinking block, a reasoning item) comes when the request enables thinking or sets an effort.
 //!
 //! It is a real HTTP server on loopback, reached through the same client, TLS-less connection pool
 //! and fallback loop as a real provider. Every response says it is simulated (`x-simulated: true`,
@@ -25,6 +32,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use switchyard_upstream::dialect::{self, Api, StreamEncoder};
 use tokio::net::TcpListener;
 
 /// Prefixes remembered per simulator before the cache is reset.
@@ -88,11 +96,12 @@ fn json_response(status: StatusCode, body: Value) -> Response<Body> {
         .unwrap_or_default()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        json!({"error": {"message": message, "type": "invalid_request_error", "code": code}}),
-    )
+fn error(api: Api, status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = match api {
+        Api::Messages => dialect::messages::error_body(status.as_u16(), message),
+        _ => json!({"error": {"message": message, "type": "invalid_request_error", "code": code}}),
+    };
+    json_response(status, body)
 }
 
 fn text_of(content: &Value) -> String {
@@ -114,7 +123,7 @@ fn tokens_of(text: &str) -> u64 {
 impl Simulator {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
-        match (req.method(), path.as_str()) {
+        let api = match (req.method(), path.as_str()) {
             (&Method::GET, "/v1/models" | "/models") => {
                 let data: Vec<Value> = self
                     .settings
@@ -124,30 +133,125 @@ impl Simulator {
                         |m| json!({"id": m, "object": "model", "owned_by": "switchyard-simulated"}),
                     )
                     .collect();
-                json_response(StatusCode::OK, json!({"object": "list", "data": data}))
+                return json_response(StatusCode::OK, json!({"object": "list", "data": data}));
             }
-            (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
-                let body = match Limited::new(req.into_body(), 64 << 20).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => {
-                        return error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "request_too_large",
-                            "body too large",
-                        );
-                    }
-                };
-                match serde_json::from_slice::<Value>(&body) {
-                    Ok(v) => self.chat(v).await,
-                    Err(e) => error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_json",
-                        &format!("invalid JSON: {e}"),
-                    ),
+            (&Method::POST, "/v1/chat/completions" | "/chat/completions") => Api::Chat,
+            (&Method::POST, "/v1/messages" | "/messages") => Api::Messages,
+            (&Method::POST, "/v1/responses" | "/responses") => Api::Responses,
+            _ => {
+                return error(
+                    Api::Chat,
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "unknown path",
+                );
+            }
+        };
+        let body = match Limited::new(req.into_body(), 64 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error(
+                    api,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    "body too large",
+                );
+            }
+        };
+        let request = match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    &format!("invalid JSON: {e}"),
+                );
+            }
+        };
+        let chat = match api {
+            Api::Chat => Ok(request.clone()),
+            Api::Messages => dialect::messages::request_to_chat(&request),
+            Api::Responses => dialect::responses::request_to_chat(&request),
+        };
+        let chat = match chat {
+            Ok(c) => c,
+            Err(e) => {
+                return error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &e.to_string(),
+                );
+            }
+        };
+        let answer = match self.answer(&chat) {
+            Ok(a) => a,
+            Err((status, code, message)) => return error(api, status, code, &message),
+        };
+        let id = answer.id.clone();
+        if !chat.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+            let body = match api {
+                Api::Chat => answer.completion,
+                Api::Messages => {
+                    dialect::messages::response_from_chat(&answer.completion, &answer.model)
                 }
-            }
-            _ => error(StatusCode::NOT_FOUND, "not_found", "unknown path"),
+                Api::Responses => dialect::responses::response_from_chat(
+                    &answer.completion,
+                    &dialect::responses::Echo::from_request(&request),
+                    &format!("resp_{id}"),
+                    answer.created,
+                ),
+            };
+            return json_response(StatusCode::OK, body);
         }
+        let include_usage = chat
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut encoder: Box<dyn StreamEncoder> = match api {
+            Api::Chat => Box::new(switchyard_upstream::chat::encode::Encoder::new(
+                include_usage,
+            )),
+            Api::Messages => Box::new(dialect::messages::Encoder::new(
+                format!("msg_{id}"),
+                answer.model.clone(),
+            )),
+            Api::Responses => Box::new(dialect::responses::Encoder::new(
+                dialect::responses::Echo::from_request(&request),
+                format!("resp_{id}"),
+                answer.created,
+            )),
+        };
+        // One write per chunk, as a provider streams tokens.
+        let mut frames: Vec<Bytes> = Vec::with_capacity(answer.chunks.len() + 1);
+        for chunk in &answer.chunks {
+            let mut out = Vec::new();
+            encoder.push(chunk, &mut out);
+            frames.push(join(out));
+        }
+        let mut out = Vec::new();
+        encoder.finish(&mut out);
+        frames.push(join(out));
+        frames.retain(|b| !b.is_empty());
+        let delay = self.settings.token_delay;
+        let body = StreamBody::new(stream::unfold(
+            (frames.into_iter(), true),
+            move |(mut frames, first)| async move {
+                let next = frames.next()?;
+                if !first && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, Infallible>(Frame::data(next)), (frames, false)))
+            },
+        ));
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .header("x-simulated", "true")
+            .body(body.boxed_unsync())
+            .unwrap_or_default()
     }
 
     /// Tokens of the longest message prefix seen before (rounded down to whole cache units), and
@@ -174,55 +278,79 @@ impl Simulator {
         hit / CACHE_UNIT_TOKENS * CACHE_UNIT_TOKENS
     }
 
-    async fn chat(&self, req: Value) -> Response<Body> {
+    /// The answer to a chat-completions request, whole and as stream chunks.
+    fn answer(&self, req: &Value) -> Result<Answer, (StatusCode, &'static str, String)> {
         let model = req
             .get("model")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
         if !self.settings.models.contains(&model) {
-            return error(
+            return Err((
                 StatusCode::NOT_FOUND,
                 "model_not_found",
-                &format!("The model `{model}` does not exist (simulated provider)"),
-            );
+                format!("The model `{model}` does not exist (simulated provider)"),
+            ));
         }
         let Some(messages) = req.get("messages").and_then(Value::as_array) else {
-            return error(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "messages is required",
-            );
+                "messages is required".into(),
+            ));
         };
         let prompt_tokens: u64 = messages
             .iter()
             .map(|m| tokens_of(&text_of(m.get("content").unwrap_or(&Value::Null))))
             .sum();
         let cached = self.cache_hit_tokens(&model, messages).min(prompt_tokens);
+        let last = messages.last();
+        let last_role = last.and_then(|m| m.get("role")).and_then(Value::as_str);
         let last_user = messages
             .iter()
             .rev()
             .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
             .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
             .unwrap_or_default();
-        let excerpt: String = last_user.chars().take(80).collect();
-        let reply = format!(
-            "[simulated {model}] This reply comes from Switchyard's built-in simulated provider, not a real model. \
-             You said: \"{excerpt}\". Point an upstream at a real API to get real answers."
-        );
-        let mut words: Vec<&str> = reply.split(' ').collect();
+        let call = (last_role == Some("user"))
+            .then(|| tool_call(req, &last_user))
+            .flatten();
+        let reply = if last_role == Some("tool") {
+            let result = last
+                .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
+                .unwrap_or_default();
+            let excerpt: String = result.chars().take(80).collect();
+            format!(
+                "[simulated {model}] The tool returned: \"{excerpt}\". This reply comes from Switchyard's built-in simulated provider, not a real model."
+            )
+        } else {
+            let excerpt: String = last_user.chars().take(80).collect();
+            format!(
+                "[simulated {model}] This reply comes from Switchyard's built-in simulated provider, not a real model. \
+                 You said: \"{excerpt}\". Point an upstream at a real API to get real answers."
+            )
+        };
+        let reasoning =
+            thinks(req).then_some("Simulated reasoning: read the request, then answer.");
+        let mut words: Vec<&str> = if call.is_some() {
+            Vec::new()
+        } else {
+            reply.split(' ').collect()
+        };
         let max = req
             .get("max_completion_tokens")
             .or(req.get("max_tokens"))
             .and_then(Value::as_u64);
-        let mut finish = "stop";
+        let mut finish = if call.is_some() { "tool_calls" } else { "stop" };
         if let Some(max) = max
             && (words.len() as u64) > max
         {
             words.truncate(max as usize);
             finish = "length";
         }
-        let completion_tokens = words.len() as u64;
+        let completion_tokens = words.len() as u64
+            + reasoning.map_or(0, tokens_of)
+            + call.as_ref().map_or(0, |(_, _, args)| tokens_of(args));
         let usage = json!({
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -238,30 +366,34 @@ impl Simulator {
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-            return json_response(
-                StatusCode::OK,
-                json!({
-                    "id": id, "object": "chat.completion", "created": created, "model": model,
-                    "system_fingerprint": "switchyard-simulated",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": words.join(" ")}, "finish_reason": finish}],
-                    "usage": usage,
-                }),
-            );
+        let content = words.join(" ");
+        let mut message = json!({"role": "assistant", "content": if call.is_some() { Value::Null } else { json!(content) }});
+        if let Some(r) = reasoning {
+            message["reasoning_content"] = json!(r);
         }
-        let include_usage = req
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        if let Some((call_id, name, args)) = &call {
+            message["tool_calls"] = json!([{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}]);
+        }
+        let completion = json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": "switchyard-simulated",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
+        });
         let chunk = |delta: Value, finish: Value| {
             json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                    "system_fingerprint": "switchyard-simulated",
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         };
-        let mut events: Vec<Value> = vec![chunk(
+        let mut chunks = vec![chunk(
             json!({"role": "assistant", "content": ""}),
             Value::Null,
         )];
+        if let Some(r) = reasoning {
+            for piece in r.split_inclusive(' ') {
+                chunks.push(chunk(json!({"reasoning_content": piece}), Value::Null));
+            }
+        }
         let count = words.len();
         for (i, w) in words.iter().enumerate() {
             let text = if i + 1 < count {
@@ -269,34 +401,176 @@ impl Simulator {
             } else {
                 (*w).to_owned()
             };
-            events.push(chunk(json!({"content": text}), Value::Null));
+            chunks.push(chunk(json!({"content": text}), Value::Null));
         }
-        events.push(chunk(json!({}), json!(finish)));
-        if include_usage {
-            events.push(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                               "system_fingerprint": "switchyard-simulated", "choices": [], "usage": usage}));
+        if let Some((call_id, name, args)) = &call {
+            chunks.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                Value::Null,
+            ));
+            let mid = args.len() / 2;
+            let mid = (0..=mid)
+                .rev()
+                .find(|i| args.is_char_boundary(*i))
+                .unwrap_or(0);
+            for piece in [&args[..mid], &args[mid..]] {
+                chunks.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    Value::Null,
+                ));
+            }
         }
-        let delay = self.settings.token_delay;
-        let frames = events
-            .into_iter()
-            .map(|e| Bytes::from(format!("data: {e}\n\n")))
-            .chain([Bytes::from_static(b"data: [DONE]\n\n")]);
-        let body = StreamBody::new(stream::unfold(
-            (frames, true),
-            move |(mut frames, first)| async move {
-                let next = frames.next()?;
-                if !first && !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                Some((Ok::<_, Infallible>(Frame::data(next)), (frames, false)))
-            },
-        ));
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .header("x-simulated", "true")
-            .body(body.boxed_unsync())
-            .unwrap_or_default()
+        chunks.push(chunk(json!({}), json!(finish)));
+        chunks.push(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                           "system_fingerprint": "switchyard-simulated", "choices": [], "usage": usage}));
+        Ok(Answer {
+            id,
+            model,
+            created,
+            completion,
+            chunks,
+        })
+    }
+}
+
+/// What the simulated model says to one request.
+struct Answer {
+    id: String,
+    model: String,
+    created: u64,
+    completion: Value,
+    chunks: Vec<Value>,
+}
+
+fn join(frames: Vec<Bytes>) -> Bytes {
+    if frames.len() == 1 {
+        return frames.into_iter().next().unwrap_or_default();
+    }
+    Bytes::from(frames.concat())
+}
+
+/// Whether the request turns reasoning on: DeepSeek's `thinking`, or a reasoning effort.
+fn thinks(req: &Value) -> bool {
+    req.pointer("/thinking/type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "disabled")
+        || req
+            .get("reasoning_effort")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e != "none")
+}
+
+/// The tool call the request asks for, if any: `(call id, tool name, arguments JSON)`.
+fn tool_call(req: &Value, last_user: &str) -> Option<(String, String, String)> {
+    let tools = req.get("tools").and_then(Value::as_array)?;
+    let function = |t: &Value| t.get("function").cloned();
+    let forced = match req.get("tool_choice") {
+        Some(Value::String(s)) if s == "none" => return None,
+        Some(Value::String(s)) if s == "required" => tools.first().and_then(function),
+        Some(Value::Object(o)) => {
+            let name = o.get("function").and_then(|f| f.get("name"));
+            tools
+                .iter()
+                .filter_map(function)
+                .find(|f| f.get("name") == name)
+        }
+        _ => None,
+    };
+    let named = || {
+        tools.iter().filter_map(function).find(|f| {
+            f.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| mentions_word(last_user, n))
+        })
+    };
+    let tool = forced.or_else(named)?;
+    let name = tool.get("name").and_then(Value::as_str)?.to_owned();
+    let args = arguments(tool.get("parameters").unwrap_or(&Value::Null), last_user);
+    let mut hasher = DefaultHasher::new();
+    (last_user, &name).hash(&mut hasher);
+    Some((
+        format!("call_sim_{:016x}", hasher.finish()),
+        name,
+        args.to_string(),
+    ))
+}
+
+/// Whether `text` has `word` as a whole word.
+fn mentions_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// Arguments that satisfy a JSON schema's required properties (all of them when none are
+/// marked required): a command in backticks for `command` or `cmd`, placeholders otherwise.
+fn arguments(schema: &Value, last_user: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Value::Object(out);
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_else(|| props.keys().map(String::as_str).collect());
+    let backticked = last_user
+        .split('`')
+        .nth(1)
+        .filter(|c| !c.is_empty())
+        .unwrap_or("echo simulated");
+    for name in required {
+        let kind = props
+            .get(name)
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("string");
+        let value = match kind {
+            "integer" | "number" => json!(1),
+            "boolean" => json!(false),
+            "array" => json!([]),
+            "object" => json!({}),
+            _ if matches!(name, "command" | "cmd") => json!(backticked),
+            _ => json!("simulated"),
+        };
+        out.insert(name.to_owned(), value);
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_tool_is_called_with_arguments_from_its_schema() {
+        let req = json!({
+            "tools": [
+                {"type": "function", "function": {"name": "Read", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "Bash", "parameters": {"type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}}, "required": ["command"]}}},
+            ],
+        });
+        let (_, name, args) = tool_call(&req, "Use the Bash tool to run `echo hi`").unwrap();
+        assert_eq!(name, "Bash");
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap(),
+            json!({"command": "echo hi"})
+        );
+        assert!(
+            tool_call(&req, "say hi").is_none(),
+            "no tool named, no call"
+        );
+        assert!(
+            tool_call(&req, "Bashful people").is_none(),
+            "whole words only"
+        );
+        let mut forced = req.clone();
+        forced["tool_choice"] = json!("required");
+        assert_eq!(tool_call(&forced, "say hi").unwrap().1, "Read");
+        forced["tool_choice"] = json!("none");
+        assert!(tool_call(&forced, "use Bash").is_none());
     }
 }

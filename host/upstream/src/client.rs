@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::chat::rewrite::SplicedBody;
+use crate::dialect::Api;
 use crate::redact::Secret;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, SplicedBody>;
@@ -31,12 +32,39 @@ pub struct Timeouts {
     pub first_token: Option<Duration>,
 }
 
+/// How a provider wants its key and which headers it expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProviderKind {
+    /// `Authorization: Bearer <key>` (OpenAI, DeepSeek and every OpenAI-compatible API; their
+    /// Anthropic-compatible endpoints accept it too).
+    #[default]
+    OpenAi,
+    /// Anthropic's own API: `x-api-key: <key>` and `anthropic-version`.
+    Anthropic,
+}
+
+/// The `anthropic-version` sent to an Anthropic upstream.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Where one upstream serves each API it speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiUrls {
+    pub chat: Option<String>,
+    pub messages: Option<String>,
+    pub responses: Option<String>,
+}
+
 /// What a client needs to know about one upstream provider account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     pub name: String,
-    /// Base URL of its OpenAI-compatible API (`.../v1`).
+    /// Base URL of its API (`.../v1`); each API's path is appended unless `urls` names it.
     pub base_url: String,
+    pub kind: ProviderKind,
+    /// The wire APIs it speaks, in order of preference when the client's is not among them.
+    pub apis: Vec<Api>,
+    /// Full URLs overriding `base_url` + the API's path.
+    pub urls: ApiUrls,
     pub api_key: Option<Secret>,
     /// Catalog model name -> the name this provider uses for it.
     pub models: BTreeMap<String, String>,
@@ -49,8 +77,9 @@ pub struct UpstreamSettings {
 pub struct UpstreamClient {
     pub name: Arc<str>,
     pub settings: UpstreamSettings,
-    chat_url: Uri,
-    auth: Option<HeaderValue>,
+    /// Indexed by [`Api::index`]; `None` where it does not speak that API.
+    urls: [Option<Uri>; 3],
+    auth: Option<(header::HeaderName, HeaderValue)>,
     http: HttpClient,
 }
 
@@ -58,7 +87,7 @@ impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamClient")
             .field("name", &self.name)
-            .field("chat_url", &self.chat_url)
+            .field("apis", &self.settings.apis)
             .finish()
     }
 }
@@ -67,23 +96,42 @@ impl UpstreamClient {
     /// Builds the client.
     pub fn new(settings: UpstreamSettings) -> Result<Self, String> {
         let config = &settings;
-        let chat_url: Uri = format!(
-            "{}/chat/completions",
-            settings.base_url.trim_end_matches('/')
-        )
-        .parse()
-        .map_err(|e| format!("upstream {}: bad URL: {e}", config.name))?;
+        let base = settings.base_url.trim_end_matches('/');
+        let mut urls: [Option<Uri>; 3] = [None, None, None];
+        for api in &config.apis {
+            let explicit = match api {
+                Api::Chat => &config.urls.chat,
+                Api::Messages => &config.urls.messages,
+                Api::Responses => &config.urls.responses,
+            };
+            let url = match explicit {
+                Some(url) => url.clone(),
+                None => format!("{base}{}", api.path()),
+            };
+            urls[api.index()] = Some(
+                url.parse()
+                    .map_err(|e| format!("upstream {}: bad URL `{url}`: {e}", config.name))?,
+            );
+        }
         let auth = match &config.api_key {
             Some(key) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                        format!(
-                            "upstream {}: the API key has characters a header cannot carry",
-                            config.name
-                        )
-                    })?;
+                let (name, value) = match config.kind {
+                    ProviderKind::OpenAi => {
+                        (header::AUTHORIZATION, format!("Bearer {}", key.expose()))
+                    }
+                    ProviderKind::Anthropic => (
+                        header::HeaderName::from_static("x-api-key"),
+                        key.expose().to_owned(),
+                    ),
+                };
+                let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                    format!(
+                        "upstream {}: the API key has characters a header cannot carry",
+                        config.name
+                    )
+                })?;
                 v.set_sensitive(true);
-                Some(v)
+                Some((name, v))
             }
             None => None,
         };
@@ -107,7 +155,7 @@ impl UpstreamClient {
             .build(https);
         Ok(UpstreamClient {
             name: config.name.as_str().into(),
-            chat_url,
+            urls,
             auth,
             http: client,
             settings,
@@ -117,6 +165,11 @@ impl UpstreamClient {
     /// Whether this upstream is the built-in simulated provider.
     pub fn is_simulated(&self) -> bool {
         self.settings.simulated
+    }
+
+    /// Whether this upstream speaks `api`.
+    pub fn speaks(&self, api: Api) -> bool {
+        self.urls[api.index()].is_some()
     }
 
     /// Whether this upstream serves catalog model `model`.
@@ -132,14 +185,19 @@ impl UpstreamClient {
             .map_or(model, String::as_str)
     }
 
-    /// Sends one chat-completions request; resolves when the response head arrives.
+    /// Sends one request in `api` (which it must speak); resolves when the response head arrives.
     pub async fn send(
         &self,
+        api: Api,
         body: SplicedBody,
         request_id: &str,
         trace_headers: &[(&'static str, HeaderValue)],
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        let mut req = Request::post(self.chat_url.clone())
+        let url = self.urls[api.index()]
+            .clone()
+            .or_else(|| self.urls.iter().flatten().next().cloned())
+            .unwrap_or_default();
+        let mut req = Request::post(url)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream")
             .header(
@@ -152,8 +210,14 @@ impl UpstreamClient {
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", id);
         }
-        if let Some(auth) = &self.auth {
-            headers.insert(header::AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = &self.auth {
+            headers.insert(name.clone(), value.clone());
+        }
+        if self.settings.kind == ProviderKind::Anthropic {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
         }
         for (name, value) in trace_headers {
             headers.insert(*name, value.clone());

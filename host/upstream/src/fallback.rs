@@ -16,16 +16,18 @@ use http_body_util::{BodyExt, Limited};
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
-use crate::chat::{ChatRequest, Overrides, rewrite};
+use crate::chat::{ChatRequest, Overrides, SplicedBody, rewrite};
 use crate::client::UpstreamClient;
+use crate::dialect::{self, Api};
 use crate::failure::{
     FailureClass, UpstreamFailure, client_status_for, error_message, is_context_length_error,
     retry_after,
 };
 use crate::health::{Admission, Breakers, RetryBudget};
+use crate::passthrough::Original;
 use crate::redact::Redactor;
 use crate::relay::{self, StreamStart};
-use crate::usage::{Usage, usage_of};
+use crate::usage::{Usage, usage_in_value, usage_of};
 
 /// Largest non-streaming response read from an upstream.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -58,10 +60,35 @@ pub struct TargetLimits {
     pub retries: u8,
 }
 
+/// What the client sent, in the forms an attempt may need.
+#[derive(Clone, Copy)]
+pub struct Outbound<'a> {
+    /// The request as chat completions: the client's own body, or its translation.
+    pub chat: &'a ChatRequest,
+    /// The client's body when it spoke another dialect, for upstreams that speak that one too.
+    pub original: Option<&'a Original>,
+}
+
+impl<'a> Outbound<'a> {
+    /// A chat-completions request.
+    pub fn chat(chat: &'a ChatRequest) -> Self {
+        Outbound {
+            chat,
+            original: None,
+        }
+    }
+}
+
 /// What the winning attempt produced.
 pub enum DeliveredBody {
-    /// A complete JSON response.
-    Full { body: Bytes, usage: Option<Usage> },
+    /// A complete JSON response in the upstream's dialect `wire`; `chat` is it as a
+    /// `chat.completion` when `wire` is not chat.
+    Full {
+        body: Bytes,
+        wire: Api,
+        chat: Option<serde_json::Value>,
+        usage: Option<Usage>,
+    },
     /// A stream past its commit point.
     Stream(StreamStart),
 }
@@ -168,7 +195,7 @@ pub struct ExecOptions<'a> {
 /// Tries `targets` in order. Returns the first success, or an error listing every attempt.
 pub async fn execute(
     targets: &[PlannedTarget],
-    chat: &ChatRequest,
+    request: Outbound<'_>,
     opts: &ExecOptions<'_>,
 ) -> Result<Delivered, ExecError> {
     let mut attempts: Vec<AttemptSummary> = Vec::with_capacity(targets.len());
@@ -177,12 +204,23 @@ pub async fn execute(
     let mut needs_context_above: u64 = 0;
     let mut sent = 0usize;
     let mut upstream_time = Duration::ZERO;
+    // Why the last target skipped for want of a translation could not carry the request.
+    let mut untranslatable: Option<String> = None;
     opts.retry_budget.record_request();
     'targets: for (index, target) in targets.iter().enumerate() {
         let summary = |outcome: String| AttemptSummary {
             model: target.model.clone(),
             upstream: target.upstream.name.to_string(),
             outcome,
+        };
+        let provider_model = target.upstream.provider_model(&target.model);
+        let outgoing = match outgoing(&target.upstream, request, provider_model, &opts.overrides) {
+            Ok(o) => o,
+            Err(why) => {
+                attempts.push(summary(format!("skipped: {why}")));
+                untranslatable = Some(why);
+                continue 'targets;
+            }
         };
         let mut retries_left = target.limits.retries;
         loop {
@@ -257,7 +295,7 @@ pub async fn execute(
             };
             let trace_headers = opts.trace.headers(&span);
             let in_flight = opts.stats.start(&target.upstream.name, &target.model);
-            let result = attempt(target, chat, opts, &trace_headers)
+            let result = attempt(target, &outgoing, request.chat.stream, opts, &trace_headers)
                 .instrument(span.clone())
                 .await;
             drop(in_flight);
@@ -337,6 +375,13 @@ pub async fn execute(
             retries_left -= 1;
         }
     }
+    if let (0, Some(why)) = (sent, untranslatable) {
+        return Err(ExecError::Rejected {
+            status: 400,
+            message: why,
+            attempts,
+        });
+    }
     let all_timed_out = !failures.is_empty() && failures.iter().all(UpstreamFailure::is_timeout);
     Err(ExecError::AllFailed {
         attempts,
@@ -344,9 +389,48 @@ pub async fn execute(
     })
 }
 
+/// The body of one attempt and the dialect it is in: the client's own bytes when the upstream
+/// speaks the client's dialect, else chat completions, else chat translated to Messages.
+fn outgoing(
+    up: &UpstreamClient,
+    request: Outbound<'_>,
+    provider_model: &str,
+    overrides: &Overrides,
+) -> Result<(Api, SplicedBody), String> {
+    if let Some(original) = request.original
+        && up.speaks(original.api)
+        && original.can_carry(overrides)
+    {
+        return Ok((original.api, original.splice(provider_model, overrides)));
+    }
+    if up.speaks(Api::Chat) {
+        return Ok((Api::Chat, rewrite(request.chat, provider_model, overrides)));
+    }
+    if up.speaks(Api::Messages) {
+        let chat = rewrite(request.chat, provider_model, overrides).to_bytes();
+        let chat: serde_json::Value = serde_json::from_slice(&chat)
+            .map_err(|e| format!("internal translation error: {e}"))?;
+        let messages = dialect::messages::request_from_chat(&chat).map_err(|e| {
+            format!(
+                "upstream {} speaks only Anthropic Messages, which cannot carry this request: {e}",
+                up.name
+            )
+        })?;
+        return Ok((
+            Api::Messages,
+            SplicedBody::whole(Bytes::from(messages.to_string())),
+        ));
+    }
+    Err(format!(
+        "upstream {} speaks none of the APIs this request can be sent in",
+        up.name
+    ))
+}
+
 async fn attempt(
     target: &PlannedTarget,
-    chat: &ChatRequest,
+    (wire, body): &(Api, SplicedBody),
+    stream: bool,
     opts: &ExecOptions<'_>,
     trace_headers: &[(&'static str, HeaderValue)],
 ) -> Result<DeliveredBody, UpstreamFailure> {
@@ -368,7 +452,7 @@ async fn attempt(
     let first_token_deadline =
         first_token.map_or(attempt_deadline, |d| attempt_deadline.min(started + d));
     let first_event_deadline = first_byte_deadline.min(first_token_deadline);
-    let body = rewrite(chat, up.provider_model(&target.model), &opts.overrides);
+    let wire = *wire;
 
     let timed_out = |what: &str, deadline: Instant| {
         let which = if deadline == first_token_deadline && first_token.is_some() {
@@ -386,7 +470,7 @@ async fn attempt(
     };
     let response = match timeout_at(
         first_event_deadline,
-        up.send(body, opts.request_id, trace_headers),
+        up.send(wire, body.clone(), opts.request_id, trace_headers),
     )
     .await
     {
@@ -416,13 +500,14 @@ async fn attempt(
         });
     }
 
-    if chat.stream {
+    if stream {
         let content_type = response
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let start = relay::start(
+            wire,
             content_type.as_deref(),
             response.into_body(),
             first_event_deadline,
@@ -470,8 +555,25 @@ async fn attempt(
             "upstream sent a response that is not a JSON object",
         ));
     }
-    let usage = usage_of(&bytes);
-    Ok(DeliveredBody::Full { body: bytes, usage })
+    let (chat, usage) = match wire {
+        Api::Chat => (None, usage_of(&bytes)),
+        Api::Messages | Api::Responses => {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let chat = if wire == Api::Messages {
+                dialect::messages::response_to_chat(&value)
+            } else {
+                dialect::responses::response_to_chat(&value)
+            };
+            let usage = usage_in_value(&chat);
+            (Some(chat), usage)
+        }
+    };
+    Ok(DeliveredBody::Full {
+        body: bytes,
+        wire,
+        chat,
+        usage,
+    })
 }
 
 enum ReadError {

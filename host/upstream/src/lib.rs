@@ -9,19 +9,23 @@
 
 pub mod chat;
 mod client;
+pub mod dialect;
 mod failure;
 mod fallback;
 mod health;
+pub mod passthrough;
 mod redact;
 pub mod relay;
 pub mod sse;
 mod stats;
 mod usage;
 
-pub use client::{Timeouts, UpstreamClient, UpstreamSettings};
+pub use client::{
+    ANTHROPIC_VERSION, ApiUrls, ProviderKind, Timeouts, UpstreamClient, UpstreamSettings,
+};
 pub use failure::{FailureClass, UpstreamFailure, retry_after};
 pub use fallback::{
-    AttemptObserver, AttemptSummary, Delivered, DeliveredBody, ExecError, ExecOptions,
+    AttemptObserver, AttemptSummary, Delivered, DeliveredBody, ExecError, ExecOptions, Outbound,
     PlannedTarget, Progress, TargetLimits, TracePropagation, execute,
 };
 pub use health::{
@@ -29,6 +33,8 @@ pub use health::{
     RetryBudgetSettings,
 };
 pub use redact::{Redactor, Secret};
-pub use relay::{RelayLimits, StreamEnd, StreamFinish, StreamOutcome, StreamStart, into_body};
+pub use relay::{
+    ClientStream, RelayLimits, StreamEnd, StreamFinish, StreamOutcome, StreamStart, into_body,
+};
 pub use stats::{InFlight, Signals, UpstreamStats};
-pub use usage::{Usage, usage_of};
+pub use usage::{Usage, usage_in_value, usage_of};

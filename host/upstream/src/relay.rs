@@ -9,6 +9,12 @@
 //!   failure here (broken connection, idle timeout, deadline) ends the stream with an SSE error
 //!   event and no `[DONE]`, so the client can tell a cut stream from a finished one; it is never
 //!   retried, so no content is ever sent twice.
+//!
+//! The upstream's events are read in its own dialect (its `wire`): chat completions, Anthropic
+//! Messages or Responses. When the client asked in the same dialect the events pass through as
+//! they came; otherwise each is decoded into chat chunks and encoded again in the client's
+//! dialect ([`ClientStream::Encode`]). Either way the commit point, usage, the assembled copy for
+//! the cache and the end of the stream are judged on the chat view.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,11 +27,14 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use tokio::time::{Instant, timeout_at};
 
+use serde_json::Value;
+
 use crate::chat::assemble::Assembler;
+use crate::dialect::{self, Api, StreamDecoder, StreamEncoder};
 use crate::failure::{FailureClass, UpstreamFailure, error_message};
 use crate::redact::Redactor;
 use crate::sse::{FrameKind, SseFrame, SseSplitter, error_frame, payload};
-use crate::usage::{Usage, usage_of};
+use crate::usage::{Usage, usage_in_value, usage_of};
 
 /// Told once how a relayed stream ended: when it ends, or when the client goes away and the body
 /// is dropped unfinished. The gateway's implementation settles the request (cost, cache, log).
@@ -58,13 +67,63 @@ pub enum StreamOutcome {
     ClientGone,
 }
 
+/// One upstream event held back before the commit point.
+struct Held {
+    raw: Bytes,
+    /// Its chat view, for dialects other than chat (chat frames are parsed only when needed).
+    chunks: Option<Vec<Value>>,
+    /// The event ended the stream (a short answer can be whole before it is committed).
+    end: Option<dialect::StreamEnd>,
+}
+
 /// A stream past its first substantive event, ready to be relayed.
 pub struct StreamStart {
-    held: VecDeque<Bytes>,
+    wire: Api,
+    decoder: Option<Box<dyn StreamDecoder>>,
+    held: Vec<Held>,
     body: Incoming,
     splitter: SseSplitter,
     usage: Option<Usage>,
     events: u64,
+}
+
+impl StreamStart {
+    /// The dialect the upstream streams in.
+    pub fn wire(&self) -> Api {
+        self.wire
+    }
+}
+
+/// How the client reads a relayed stream.
+pub enum ClientStream {
+    /// In the upstream's own dialect, event for event. `client` is that dialect, for the error
+    /// event that ends a cut stream.
+    Pass { client: Api },
+    /// Translated: each chat chunk is handed to the encoder of the client's dialect.
+    Encode(Box<dyn StreamEncoder>),
+}
+
+/// The decoder of an upstream dialect's events; chat needs none.
+fn decoder_for(wire: Api) -> Option<Box<dyn StreamDecoder>> {
+    match wire {
+        Api::Chat => None,
+        Api::Messages => Some(Box::new(dialect::messages::Decoder::new())),
+        Api::Responses => Some(Box::new(dialect::responses::Decoder::new())),
+    }
+}
+
+/// The decoded view of one non-chat event, or why it could not be read.
+fn decode(decoder: &mut dyn StreamDecoder, frame: &SseFrame) -> dialect::Decoded {
+    let data = frame.data();
+    match serde_json::from_str::<Value>(&data) {
+        Ok(value) => decoder.push(dialect::event_name(&frame.raw), &value),
+        Err(_) => dialect::Decoded {
+            chunks: Vec::new(),
+            end: Some(dialect::StreamEnd::Failed(
+                "upstream sent an event that is not JSON".into(),
+            )),
+        },
+    }
 }
 
 /// Timing rules for a committed stream.
@@ -85,6 +144,7 @@ pub struct RelayLimits {
 
 /// Reads up to the first substantive event, within `first_event_deadline`.
 pub async fn start(
+    wire: Api,
     content_type: Option<&str>,
     mut body: Incoming,
     first_event_deadline: Instant,
@@ -100,9 +160,56 @@ pub async fn start(
         ));
     }
     let mut splitter = SseSplitter::default();
-    let mut held = VecDeque::new();
+    let mut held = Vec::new();
+    let mut decoder = decoder_for(wire);
     loop {
         while let Some(frame) = splitter.next_frame() {
+            if let Some(dec) = decoder.as_deref_mut() {
+                if frame.kind == FrameKind::KeepAlive {
+                    continue;
+                }
+                let decoded = decode(dec, &frame);
+                match decoded.end {
+                    Some(dialect::StreamEnd::Failed(message)) => {
+                        return Err(UpstreamFailure::new(
+                            FailureClass::StreamError,
+                            redactor.redact(&message),
+                        ));
+                    }
+                    Some(dialect::StreamEnd::Completed)
+                        if !held.iter().any(|h: &Held| {
+                            h.chunks.iter().flatten().any(chunk_is_substantive)
+                        }) && !decoded.chunks.iter().any(chunk_is_substantive) =>
+                    {
+                        return Err(UpstreamFailure::new(
+                            FailureClass::StreamError,
+                            "stream ended before any content",
+                        ));
+                    }
+                    _ => {}
+                }
+                let substantive =
+                    decoded.end.is_some() || decoded.chunks.iter().any(chunk_is_substantive);
+                let usage = decoded.chunks.iter().rev().find_map(usage_in_value);
+                held.push(Held {
+                    raw: frame.raw,
+                    chunks: Some(decoded.chunks),
+                    end: decoded.end,
+                });
+                if substantive {
+                    let events = held.len() as u64;
+                    return Ok(StreamStart {
+                        wire,
+                        decoder,
+                        held,
+                        body,
+                        splitter,
+                        usage,
+                        events,
+                    });
+                }
+                continue;
+            }
             match frame.kind {
                 FrameKind::KeepAlive => {}
                 FrameKind::Error => {
@@ -118,10 +225,16 @@ pub async fn start(
                 FrameKind::Data => {
                     let substantive = is_substantive(&frame);
                     let usage = usage_in(&frame);
-                    held.push_back(frame.raw);
+                    held.push(Held {
+                        raw: frame.raw,
+                        chunks: None,
+                        end: None,
+                    });
                     if substantive {
                         let events = held.len() as u64;
                         return Ok(StreamStart {
+                            wire,
+                            decoder,
                             held,
                             body,
                             splitter,
@@ -184,6 +297,11 @@ fn is_substantive(frame: &SseFrame) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
         return true;
     };
+    chunk_is_substantive(&v)
+}
+
+/// [`is_substantive`] for a parsed chunk.
+fn chunk_is_substantive(v: &Value) -> bool {
     if v.get("usage").is_some_and(|u| !u.is_null()) {
         return true;
     }
@@ -274,19 +392,235 @@ struct RelayState<F: StreamFinish> {
     read_ahead: Option<Option<Result<Frame<Bytes>, hyper::Error>>>,
     guard: EndGuard<F>,
     redactor: Redactor,
+    wire: Api,
+    decoder: Option<Box<dyn StreamDecoder>>,
+    client: ClientStream,
+    /// The last `sequence_number` of a Responses stream passed through, so the error event that
+    /// ends a cut one continues the count.
+    sequence: Option<u64>,
 }
 
-/// The response body for a committed stream. `on_end` is told once how it ended.
+impl<F: StreamFinish> RelayState<F> {
+    /// One chat chunk of the response: into the assembled copy, the usage, and (translating) the
+    /// client's dialect.
+    fn chunk(&mut self, chunk: &Value) {
+        if let Some(a) = &mut self.guard.assembler {
+            a.push_value(chunk);
+        }
+        if let Some(u) = usage_in_value(chunk) {
+            self.guard.usage = Some(u);
+        }
+        if let ClientStream::Encode(encoder) = &mut self.client {
+            let mut out = Vec::new();
+            encoder.push(chunk, &mut out);
+            self.queue.extend(out);
+        }
+    }
+
+    /// The upstream finished its answer.
+    fn complete(&mut self) {
+        if let ClientStream::Encode(encoder) = &mut self.client {
+            let mut out = Vec::new();
+            encoder.finish(&mut out);
+            self.queue.extend(out);
+        }
+        self.done = true;
+        self.guard.finish(StreamOutcome::Completed);
+    }
+
+    /// Ends a committed stream that failed, with an error event in the client's dialect unless
+    /// the upstream's own (passed through) already said so.
+    fn fail(&mut self, failure: String, code: &str, upstream_said_it: bool) {
+        match &mut self.client {
+            ClientStream::Encode(encoder) => {
+                let mut out = Vec::new();
+                encoder.fail(&failure, code, &mut out);
+                self.queue.extend(out);
+            }
+            ClientStream::Pass { .. } if upstream_said_it => {}
+            ClientStream::Pass { client: Api::Chat } => {
+                self.queue.push_back(error_frame(&failure, code));
+            }
+            ClientStream::Pass {
+                client: Api::Messages,
+            } => self
+                .queue
+                .push_back(dialect::messages::stream_error_frame(502, &failure)),
+            ClientStream::Pass {
+                client: Api::Responses,
+            } => {
+                let event = serde_json::json!({
+                    "type": "error",
+                    "sequence_number": self.sequence.map_or(0, |n| n + 1),
+                    "code": code,
+                    "message": failure,
+                    "param": null,
+                });
+                self.queue
+                    .push_back(Bytes::from(format!("event: error\ndata: {event}\n\n")));
+            }
+        }
+        self.done = true;
+        self.guard.finish(StreamOutcome::Failed(failure));
+    }
+
+    /// Handles one complete upstream frame after the commit point.
+    fn take(&mut self, frame: SseFrame) {
+        if frame.kind == FrameKind::KeepAlive {
+            // A comment is valid SSE in every dialect; it keeps the client's connection warm.
+            self.queue.push_back(frame.raw);
+            return;
+        }
+        if let Some(decoder) = self.decoder.as_deref_mut() {
+            self.last_event = Instant::now();
+            if self.wire == Api::Responses
+                && let Some(n) = sequence_number(&frame)
+            {
+                self.sequence = Some(n);
+            }
+            let decoded = decode(decoder, &frame);
+            self.guard.events += 1;
+            if matches!(self.client, ClientStream::Pass { .. }) {
+                self.queue.push_back(frame.raw);
+            }
+            for chunk in &decoded.chunks {
+                self.chunk(chunk);
+            }
+            match decoded.end {
+                None => {}
+                Some(dialect::StreamEnd::Completed) => self.complete(),
+                Some(dialect::StreamEnd::Failed(message)) => {
+                    let message = self.redactor.redact(&message);
+                    self.fail(
+                        format!("upstream error event: {message}"),
+                        "upstream_error",
+                        true,
+                    );
+                }
+            }
+            return;
+        }
+        match frame.kind {
+            FrameKind::KeepAlive => {}
+            FrameKind::Done => {
+                if matches!(self.client, ClientStream::Pass { .. }) {
+                    self.queue.push_back(frame.raw);
+                }
+                self.complete();
+            }
+            FrameKind::Error => {
+                let message = self
+                    .redactor
+                    .redact(&error_message(frame.data().as_bytes()));
+                let passing = matches!(self.client, ClientStream::Pass { .. });
+                if passing {
+                    self.queue.push_back(frame.raw);
+                }
+                self.fail(
+                    format!("upstream error event: {message}"),
+                    "upstream_error",
+                    passing,
+                );
+            }
+            FrameKind::Data => {
+                self.last_event = Instant::now();
+                if let ClientStream::Encode(_) = self.client {
+                    self.guard.events += 1;
+                    match serde_json::from_str::<Value>(&frame.data()) {
+                        Ok(chunk) => self.chunk(&chunk),
+                        // Nothing to translate; the assembled copy is no longer whole.
+                        Err(_) => self.guard.assemble(b"data: not json"),
+                    }
+                    return;
+                }
+                self.guard.assemble(&frame.raw);
+                if let Some(u) = usage_in(&frame) {
+                    self.guard.usage = Some(u);
+                    if self.limits.strip_usage_chunks && is_usage_only(&frame) {
+                        return;
+                    }
+                }
+                self.guard.events += 1;
+                self.queue.push_back(frame.raw);
+            }
+        }
+    }
+
+    /// The upstream closed the connection after whole events.
+    fn closed(&mut self) {
+        if self.wire == Api::Chat {
+            // Closed cleanly without `[DONE]`: pass on what it sent.
+            self.complete();
+        } else {
+            self.fail(
+                "upstream closed the stream before its end event".into(),
+                "stream_interrupted",
+                false,
+            );
+        }
+    }
+
+    /// The events held back before the commit, now part of the response.
+    fn release(&mut self, held: Vec<Held>) {
+        for h in held {
+            match h.chunks {
+                Some(chunks) => {
+                    if self.wire == Api::Responses
+                        && let Some(n) = sequence_number(&SseFrame {
+                            raw: h.raw.clone(),
+                            kind: FrameKind::Data,
+                        })
+                    {
+                        self.sequence = Some(n);
+                    }
+                    if matches!(self.client, ClientStream::Pass { .. }) {
+                        self.queue.push_back(h.raw);
+                    }
+                    for chunk in &chunks {
+                        self.chunk(chunk);
+                    }
+                    if h.end == Some(dialect::StreamEnd::Completed) {
+                        self.complete();
+                    }
+                }
+                None => match &self.client {
+                    ClientStream::Pass { .. } => {
+                        self.guard.assemble(&h.raw);
+                        self.queue.push_back(h.raw);
+                    }
+                    ClientStream::Encode(_) => {
+                        if let Ok(chunk) = serde_json::from_str::<Value>(&payload(&h.raw)) {
+                            self.chunk(&chunk);
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The `sequence_number` of a Responses event, read without a full parse when absent.
+fn sequence_number(frame: &SseFrame) -> Option<u64> {
+    memchr::memmem::find(&frame.raw, b"\"sequence_number\"")?;
+    serde_json::from_str::<Value>(&frame.data())
+        .ok()?
+        .get("sequence_number")?
+        .as_u64()
+}
+
+/// The response body for a committed stream, read by the client as `client` says. `on_end` is
+/// told once how it ended.
 pub fn into_body<F: StreamFinish>(
     start: StreamStart,
     limits: RelayLimits,
     redactor: Redactor,
+    client: ClientStream,
     on_end: F,
 ) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static>
 {
     let assembler = limits.assemble.then(Assembler::default);
     let mut state = RelayState {
-        queue: start.held,
+        queue: VecDeque::with_capacity(start.held.len()),
         body: start.body,
         splitter: start.splitter,
         limits,
@@ -300,11 +634,12 @@ pub fn into_body<F: StreamFinish>(
             assembler,
         },
         redactor,
+        wire: start.wire,
+        decoder: start.decoder,
+        client,
+        sequence: None,
     };
-    // The frames held back before the commit are part of the response too.
-    for raw in &state.queue {
-        state.guard.assemble(raw);
-    }
+    state.release(start.held);
     StreamBody::new(stream::unfold(state, |mut s| async move {
         loop {
             if !s.queue.is_empty() {
@@ -313,38 +648,11 @@ pub fn into_body<F: StreamFinish>(
             if s.done {
                 return None;
             }
-            // Forward every complete frame already buffered.
-            while let Some(frame) = s.splitter.next_frame() {
-                match frame.kind {
-                    FrameKind::KeepAlive => s.queue.push_back(frame.raw),
-                    FrameKind::Done => {
-                        s.queue.push_back(frame.raw);
-                        s.done = true;
-                        s.guard.finish(StreamOutcome::Completed);
-                        break;
-                    }
-                    FrameKind::Error => {
-                        let message = s.redactor.redact(&error_message(frame.data().as_bytes()));
-                        s.queue.push_back(frame.raw);
-                        s.done = true;
-                        s.guard.finish(StreamOutcome::Failed(format!(
-                            "upstream error event: {message}"
-                        )));
-                        break;
-                    }
-                    FrameKind::Data => {
-                        s.last_event = Instant::now();
-                        s.guard.assemble(&frame.raw);
-                        if let Some(u) = usage_in(&frame) {
-                            s.guard.usage = Some(u);
-                            if s.limits.strip_usage_chunks && is_usage_only(&frame) {
-                                continue;
-                            }
-                        }
-                        s.guard.events += 1;
-                        s.queue.push_back(frame.raw);
-                    }
-                }
+            // Handle every complete frame already buffered.
+            while !s.done
+                && let Some(frame) = s.splitter.next_frame()
+            {
+                s.take(frame);
             }
             if !s.queue.is_empty() || s.done {
                 continue;
@@ -359,12 +667,11 @@ pub fn into_body<F: StreamFinish>(
                 },
             };
             let Some(next) = next else {
-                let failure =
-                    "the gateway is shutting down and its drain deadline has passed".to_owned();
-                s.queue
-                    .push_back(error_frame(&failure, "server_shutting_down"));
-                s.done = true;
-                s.guard.finish(StreamOutcome::Failed(failure));
+                s.fail(
+                    "the gateway is shutting down and its drain deadline has passed".to_owned(),
+                    "server_shutting_down",
+                    false,
+                );
                 continue;
             };
             let failure = match next {
@@ -392,9 +699,7 @@ pub fn into_body<F: StreamFinish>(
                     continue;
                 }
                 Ok(None) if s.splitter.pending() == 0 => {
-                    // Closed cleanly after whole events but without `[DONE]`: pass on what it sent.
-                    s.done = true;
-                    s.guard.finish(StreamOutcome::Completed);
+                    s.closed();
                     continue;
                 }
                 Ok(None) => "upstream closed the stream in the middle of an event".to_owned(),
@@ -407,10 +712,7 @@ pub fn into_body<F: StreamFinish>(
                 }
                 Err(_) => format!("no stream event for {} ms", s.limits.idle.as_millis()),
             };
-            s.queue
-                .push_back(error_frame(&failure, "stream_interrupted"));
-            s.done = true;
-            s.guard.finish(StreamOutcome::Failed(failure));
+            s.fail(failure, "stream_interrupted", false);
         }
     }))
 }

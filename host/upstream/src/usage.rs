@@ -82,6 +82,12 @@ pub fn usage_of(json: &[u8]) -> Option<Usage> {
         .map(Usage::from)
 }
 
+/// Usage from an already parsed document (a translated response or stream chunk).
+pub fn usage_in_value(json: &serde_json::Value) -> Option<Usage> {
+    let usage = json.get("usage").filter(|u| !u.is_null())?;
+    WireUsage::deserialize(usage).ok().map(Usage::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

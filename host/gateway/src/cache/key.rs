@@ -3,12 +3,18 @@
 //! removed (`stream`, `stream_options`). Every other field, including any field a future client
 //! sends, is part of the key, so nothing semantic can be forgotten; entries never cross tenants.
 //!
+//! A Messages or Responses request is keyed on the client's own body and its dialect (a
+//! passed-through upstream sees every field of it), and its entry is still a chat completion,
+//! replayed in the client's dialect.
+//!
 //! The canonical body is hashed once per request; each model of the route then costs one more
 //! hash of that digest, not another serialisation of the body.
 
+use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard_upstream::chat::{ChatRequest, Overrides};
+use switchyard_upstream::dialect::Api;
 
 use crate::live::tenant::Tenant;
 use crate::routing::RoutePlan;
@@ -40,21 +46,29 @@ pub(crate) struct CacheKeys {
 }
 
 impl CacheKeys {
-    /// The keys of `chat` as `plan` sends it, when the plan reads or writes the cache.
-    pub fn for_plan(tenant: &Tenant, chat: &ChatRequest, plan: &RoutePlan) -> Option<CacheKeys> {
+    /// The keys of a request as `plan` sends it, when the plan reads or writes the cache:
+    /// `original` is the client's body when it spoke a dialect other than chat.
+    pub fn for_plan(
+        tenant: &Tenant,
+        original: Option<(Api, &Bytes)>,
+        chat: &ChatRequest,
+        plan: &RoutePlan,
+    ) -> Option<CacheKeys> {
+        let (api, body) = original.unwrap_or((Api::Chat, &chat.body));
         (plan.cache_reads() || plan.cache_writes())
-            .then(|| Self::new(&tenant.name, chat, &plan.overrides))
+            .then(|| Self::new(&tenant.name, api, body, &plan.overrides))
             .flatten()
     }
 
-    /// The keys of `chat` with `overrides` applied, for `tenant`; `None` if the body is not a
-    /// JSON object (the parser accepted it, so this does not happen in practice).
+    /// The keys of `body`, a request in `api`, with `overrides` applied, for `tenant`; `None` if
+    /// the body is not a JSON object (the parser accepted it, so this does not happen).
     pub fn new(
         tenant: &std::sync::Arc<str>,
-        chat: &ChatRequest,
+        api: Api,
+        body: &Bytes,
         overrides: &Overrides,
     ) -> Option<CacheKeys> {
-        let mut body: Value = serde_json::from_slice(&chat.body).ok()?;
+        let mut body: Value = serde_json::from_slice(body).ok()?;
         let obj = body.as_object_mut()?;
         for field in TRANSPORT_FIELDS {
             obj.remove(*field);
@@ -64,10 +78,10 @@ impl CacheKeys {
             obj.insert("reasoning_effort".into(), Value::String(effort.clone()));
         }
         if let Some(cap) = overrides.max_output_tokens {
-            let field = if obj.contains_key("max_completion_tokens") {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
+            let field = match api {
+                Api::Responses => "max_output_tokens",
+                Api::Chat if obj.contains_key("max_completion_tokens") => "max_completion_tokens",
+                _ => "max_tokens",
             };
             let current = obj.get(field).and_then(Value::as_u64);
             obj.insert(
@@ -75,8 +89,11 @@ impl CacheKeys {
                 Value::from(current.map_or(cap, |c| c.min(cap))),
             );
         }
-        // serde_json's map is ordered by key, so this serialisation is canonical.
-        let canonical = serde_json::to_vec(&body).ok()?;
+        // serde_json's map is ordered by key, so this serialisation is canonical; the dialect
+        // comes first, so the same JSON in two dialects never shares an entry.
+        let mut canonical = api.label().as_bytes().to_vec();
+        canonical.push(0);
+        serde_json::to_writer(&mut canonical, &body).ok()?;
         Some(CacheKeys {
             tenant: tenant.clone(),
             body: Sha256::digest(&canonical).into(),
@@ -117,9 +134,21 @@ mod tests {
     }
 
     fn key(tenant: &str, model: &str, body: &str, o: &Overrides) -> CacheKey {
-        CacheKeys::new(&tenant.into(), &chat(body), o)
+        CacheKeys::new(&tenant.into(), Api::Chat, &chat(body).body, o)
             .unwrap()
             .for_model(model)
+    }
+
+    #[test]
+    fn dialects_never_share_entries() {
+        let body = Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#,
+        );
+        let o = Overrides::default();
+        let tenant: std::sync::Arc<str> = "t".into();
+        let chat = CacheKeys::new(&tenant, Api::Chat, &body, &o).unwrap();
+        let messages = CacheKeys::new(&tenant, Api::Messages, &body, &o).unwrap();
+        assert_ne!(chat.for_model("m"), messages.for_model("m"));
     }
 
     #[test]

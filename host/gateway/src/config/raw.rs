@@ -198,6 +198,19 @@ pub struct RawSandbox {
 pub struct RawUpstream {
     /// Base URL of an OpenAI-compatible API, e.g. `https://api.deepseek.com/v1`.
     pub base_url: Option<String>,
+    /// `openai` (Bearer key; the default) or `anthropic` (Anthropic's own API: `x-api-key`,
+    /// `anthropic-version`).
+    pub kind: Option<super::upstreams::ProviderKindSetting>,
+    /// The wire APIs it speaks: any of `chat`, `messages`, `responses`. Default: `["chat"]`
+    /// (`["messages"]` for `kind = "anthropic"`; all three for the simulated provider).
+    pub apis: Option<Vec<switchyard_upstream::dialect::Api>>,
+    /// Full URL of its chat-completions endpoint, when not `base_url` + `/chat/completions`.
+    pub chat_url: Option<String>,
+    /// Full URL of its Messages endpoint, when not `base_url` + `/messages` (DeepSeek's is
+    /// `https://api.deepseek.com/anthropic/v1/messages`).
+    pub messages_url: Option<String>,
+    /// Full URL of its Responses endpoint, when not `base_url` + `/responses`.
+    pub responses_url: Option<String>,
     /// Serve this upstream from the built-in simulated provider instead of a URL.
     #[serde(default)]
     pub simulated: bool,
@@ -289,7 +302,8 @@ pub struct RawTenant {
     pub policy_config: Option<toml::Table>,
     /// Models this tenant may be routed to. Policies can never go beyond this list.
     pub models: Vec<String>,
-    /// Names a client may send as `model` to let the policy choose (besides the allowed models).
+    /// Names a client may send as `model` to let the policy choose (besides the allowed models);
+    /// a trailing `*` matches any name with that prefix (`"claude-*"`).
     pub model_aliases: Option<Vec<String>>,
     /// What happens when the policy fails: `"reject"` (503) or `{ route = ["model", ...] }`.
     pub on_policy_failure: Option<RawFailureOutcome>,

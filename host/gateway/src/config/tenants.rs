@@ -63,6 +63,17 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
+    /// Whether `model` is one of the names that let the policy choose: an alias, or matches one
+    /// ending in `*` (`claude-*` takes every name Claude Code may send).
+    pub fn is_alias(&self, model: &str) -> bool {
+        self.model_aliases
+            .iter()
+            .any(|a| match a.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => a == model,
+            })
+    }
+
     /// Whether the tenant uses policy `name`, live or as its candidate.
     pub fn uses(&self, name: &str) -> bool {
         self.policy == name || self.candidate.as_ref().is_some_and(|c| c.policy == name)

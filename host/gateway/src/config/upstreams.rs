@@ -7,7 +7,16 @@ use std::time::Duration;
 use super::catalog::{ModelInfo, unknown_model};
 use super::error::{ConfigError, duration, opt_duration};
 use super::raw::RawUpstream;
-use switchyard_upstream::Secret;
+use switchyard_upstream::dialect::Api;
+use switchyard_upstream::{ApiUrls, ProviderKind, Secret};
+
+/// `kind` in an upstream's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKindSetting {
+    Openai,
+    Anthropic,
+}
 
 /// How a model that several upstreams serve is spread over them. Whichever comes first, the
 /// others follow as same-model fallbacks.
@@ -38,6 +47,10 @@ pub enum UpstreamEndpoint {
 pub struct UpstreamConfig {
     pub name: String,
     pub endpoint: UpstreamEndpoint,
+    pub kind: ProviderKind,
+    /// The wire APIs it speaks, in order of preference.
+    pub apis: Vec<Api>,
+    pub urls: ApiUrls,
     pub api_key: Option<Secret>,
     /// Catalog model name -> the name this provider uses for it.
     pub models: BTreeMap<String, String>,
@@ -77,23 +90,56 @@ pub(super) fn upstream(
         },
         (Some(url), false) => {
             let url = url.trim_end_matches('/');
-            let uri: http::Uri = url.parse().map_err(|e| {
-                ConfigError::new(
-                    format!("{path}.base_url"),
-                    format!("`{url}` is not a URL: {e}"),
-                )
-            })?;
-            match uri.scheme_str() {
-                Some("http" | "https") if uri.host().is_some() => {}
-                _ => {
-                    return Err(ConfigError::new(
-                        format!("{path}.base_url"),
-                        format!("`{url}` must be an http:// or https:// URL"),
-                    ));
-                }
-            }
+            check_url(url, &format!("{path}.base_url"))?;
             UpstreamEndpoint::Url(url.to_owned())
         }
+    };
+    let kind = match up.kind {
+        Some(ProviderKindSetting::Anthropic) => ProviderKind::Anthropic,
+        _ => ProviderKind::OpenAi,
+    };
+    let simulated = matches!(endpoint, UpstreamEndpoint::Simulated { .. });
+    let apis = match &up.apis {
+        Some(apis) if apis.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{path}.apis"),
+                "must list at least one of `chat`, `messages`, `responses`",
+            ));
+        }
+        Some(apis) => {
+            let mut unique = Vec::new();
+            for api in apis {
+                if !unique.contains(api) {
+                    unique.push(*api);
+                }
+            }
+            unique
+        }
+        None if simulated => vec![Api::Chat, Api::Messages, Api::Responses],
+        None if kind == ProviderKind::Anthropic => vec![Api::Messages],
+        None => vec![Api::Chat],
+    };
+    if !apis.iter().any(|a| matches!(a, Api::Chat | Api::Messages)) {
+        // Requests in other dialects are translated through chat; a Responses-only upstream
+        // could serve only Responses clients.
+        return Err(ConfigError::new(
+            format!("{path}.apis"),
+            "must include `chat` or `messages`: requests in other dialects reach an upstream through one of them",
+        ));
+    }
+    let url_setting = |value: &Option<String>, key: &str| -> Result<Option<String>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(url) => {
+                check_url(url, &format!("{path}.{key}"))?;
+                Ok(Some(url.clone()))
+            }
+        }
+    };
+    let urls = ApiUrls {
+        chat: url_setting(&up.chat_url, "chat_url")?,
+        messages: url_setting(&up.messages_url, "messages_url")?,
+        responses: url_setting(&up.responses_url, "responses_url")?,
     };
     let api_key = match &up.api_key_env {
         None => None,
@@ -134,6 +180,9 @@ pub(super) fn upstream(
         first_token_timeout,
         name: name.to_owned(),
         endpoint,
+        kind,
+        apis,
+        urls,
         api_key,
         models: served,
         connect_timeout: duration(
@@ -161,4 +210,18 @@ pub(super) fn upstream(
             &format!("{path}.idle_timeout"),
         )?,
     })
+}
+
+/// An `http://` or `https://` URL with a host.
+fn check_url(url: &str, path: &str) -> Result<(), ConfigError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| ConfigError::new(path, format!("`{url}` is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(()),
+        _ => Err(ConfigError::new(
+            path,
+            format!("`{url}` must be an http:// or https:// URL"),
+        )),
+    }
 }

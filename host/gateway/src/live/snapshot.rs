@@ -280,6 +280,9 @@ async fn build_upstreams(
         let settings = UpstreamSettings {
             name: name.clone(),
             base_url: base,
+            kind: up.kind,
+            apis: up.apis.clone(),
+            urls: up.urls.clone(),
             api_key: up.api_key.clone(),
             models: up.models.clone(),
             simulated: matches!(up.endpoint, UpstreamEndpoint::Simulated { .. }),

@@ -19,6 +19,8 @@ pub struct RequestLabels {
     pub model: String,
     pub status: u16,
     pub cache: &'static str,
+    /// The API the client spoke: `chat`, `messages` or `responses`.
+    pub api: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -66,6 +66,9 @@ pub(crate) struct RequestCtx {
     pub seed: u64,
     method: Method,
     path: String,
+    /// The API the client spoke (`chat`, `messages`, `responses`; `-` for other endpoints), a
+    /// label on the metrics and the access line.
+    pub api: &'static str,
     pub started: Instant,
     pub span: tracing::Span,
     pub tenant: Option<Arc<str>>,
@@ -130,6 +133,7 @@ impl RequestCtx {
             seed,
             method,
             path: path.to_owned(),
+            api: "-",
             started: Instant::now(),
             span,
             tenant: None,
@@ -216,6 +220,7 @@ impl RequestCtx {
             seed: self.seed,
             method: self.method.clone(),
             path: std::mem::take(&mut self.path),
+            api: self.api,
             started: self.started,
             span: self.span.clone(),
             tenant: self.tenant.take(),
@@ -284,6 +289,7 @@ impl RequestCtx {
                 model: model.clone(),
                 status: self.status,
                 cache: self.cache.as_str(),
+                api: self.api,
             })
             .inc();
         let total = self.started.elapsed();
@@ -360,6 +366,7 @@ impl RequestCtx {
             request_id = %self.id,
             method = %self.method,
             path = %self.path,
+            api = self.api,
             status = self.status,
             tenant = self.tenant.as_deref().unwrap_or("-"),
             policy = self.policy_header.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),

@@ -16,6 +16,7 @@
 
 mod body;
 mod ctx;
+mod door;
 mod respond;
 
 use std::sync::Arc;
@@ -23,12 +24,14 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use switchyard_policy::types::{Budget, Endpoint, RateLimits, RequestSummary};
-use switchyard_upstream::chat::{ChatRequest, ParseError};
+use switchyard_policy::types::{Budget, RateLimits, RequestSummary};
+use switchyard_upstream::chat::ChatRequest;
+use switchyard_upstream::dialect::Api;
 use switchyard_upstream::{Delivered, ExecOptions, execute};
 use tracing::Instrument;
 
 pub(crate) use ctx::{Finish, RequestCtx, seed_of};
+use door::Door;
 
 use crate::auth;
 use crate::cache::{CacheKeys, CacheOutcome, CachedResponse};
@@ -58,35 +61,52 @@ pub(crate) async fn handle(
     );
     crate::observe::telemetry::adopt_remote_parent(&ctx.span, req.headers());
     let span = ctx.span.clone();
+    let api = api_of(req.uri().path());
     let mut pipeline = Pipeline {
         snapshot: services.live.snapshot.load_full(),
         services: &services,
         ctx,
+        api,
     };
-    let result = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
-            pipeline.chat(req).instrument(span).await
+    if let Some(api) = api {
+        pipeline.ctx.api = api.label();
+    }
+    let result = match (req.method(), req.uri().path(), api) {
+        (&Method::POST, "/v1/messages/count_tokens", _) => {
+            pipeline.count_tokens(req).instrument(span).await
         }
-        (&Method::GET, "/v1/models" | "/models") => pipeline.models(req.headers()),
-        (&Method::GET, "/healthz") => Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))),
-        (&Method::GET, "/readyz") => Ok(response::readiness(services.is_draining())),
+        (&Method::POST, _, Some(api)) => pipeline.front(api, req).instrument(span).await,
+        (&Method::GET, "/v1/models" | "/models", _) => pipeline.models(req.headers()),
+        (&Method::GET, "/healthz", _) => {
+            Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))
+        }
+        (&Method::GET, "/readyz", _) => Ok(response::readiness(services.is_draining())),
         (
             _,
-            path @ ("/v1/chat/completions"
-            | "/chat/completions"
-            | "/v1/models"
-            | "/models"
-            | "/healthz"
-            | "/readyz"),
-        ) => Err(GatewayError::MethodNotAllowed {
+            path
+            @ ("/v1/messages/count_tokens" | "/v1/models" | "/models" | "/healthz" | "/readyz"),
+            _,
+        )
+        | (_, path, Some(_)) => Err(GatewayError::MethodNotAllowed {
             method: req.method().to_string(),
             path: path.to_owned(),
         }),
-        (_, path) => Err(GatewayError::NotFound {
+        (_, path, _) => Err(GatewayError::NotFound {
             path: path.to_owned(),
         }),
     };
     pipeline.finish(result)
+}
+
+/// The front door a path is: chat completions, Anthropic Messages, or Responses (both with and
+/// without `/v1`, as the SDKs build them from a base URL either way).
+fn api_of(path: &str) -> Option<Api> {
+    match path {
+        "/v1/chat/completions" | "/chat/completions" => Some(Api::Chat),
+        "/v1/messages" => Some(Api::Messages),
+        "/v1/responses" | "/responses" => Some(Api::Responses),
+        _ => None,
+    }
 }
 
 /// One request on its way through the phases.
@@ -95,22 +115,28 @@ struct Pipeline<'a> {
     /// The config version the whole request runs on.
     snapshot: Arc<Snapshot>,
     ctx: RequestCtx,
+    /// The front door the request came in through, if it is one; errors are written in its
+    /// dialect's shape.
+    api: Option<Api>,
 }
 
 impl Pipeline<'_> {
-    /// `POST /v1/chat/completions`.
-    async fn chat(
+    /// `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/responses`.
+    async fn front(
         &mut self,
+        api: Api,
         req: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let tenant = self.authenticate(req.headers()).await?;
         let headers = req.headers().clone();
-        let chat = self.parse(&tenant, req).await?;
-        let summary = self.summarise(&tenant, &chat, &headers).await;
-        let (plan, teardown) = self.decide(&tenant, summary, chat.stats.prefix_key).await?;
+        let (door, chat) = self.parse(&tenant, api, req).await?;
+        let summary = self.summarise(&tenant, &door, &chat, &headers).await;
+        let (plan, teardown) = self
+            .decide(&tenant, &door, summary, chat.stats.prefix_key)
+            .await?;
         // The decision's instance is torn down once the request first waits (see `Teardown`).
         teardown
-            .after_first_wait(self.serve(&tenant, &chat, &headers, plan))
+            .after_first_wait(self.serve(&tenant, &door, &chat, &headers, plan))
             .await
     }
 
@@ -118,25 +144,69 @@ impl Pipeline<'_> {
     async fn serve(
         &mut self,
         tenant: &Tenant,
+        door: &Door,
         chat: &ChatRequest,
         headers: &HeaderMap,
         plan: RoutePlan,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        let keys = CacheKeys::for_plan(tenant, chat, &plan);
+        let original = door.original.as_ref().map(|o| (o.api, &o.body));
+        let keys = CacheKeys::for_plan(tenant, original, chat, &plan);
         if let Some(hit) = self.lookup(keys.as_ref(), &plan).await {
-            return respond::cached(&self.snapshot, &mut self.ctx, chat, &plan, &hit);
+            return respond::cached(&self.snapshot, &mut self.ctx, door, chat, &plan, &hit);
         }
         self.reserve(tenant, chat, &plan).await?;
-        let delivered = self.execute(tenant, chat, headers, &plan).await?;
+        let delivered = self.execute(tenant, door, chat, headers, &plan).await?;
         respond::delivered(
             self.services,
             &self.snapshot,
             &mut self.ctx,
-            chat,
+            (door, chat),
             &plan,
             keys,
             delivered,
         )
+    }
+
+    /// `POST /v1/messages/count_tokens`: the host's estimate of the input tokens of a Messages
+    /// request (the same estimate budgets and policies use), not the provider's tokenizer.
+    async fn count_tokens(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        self.api = Some(Api::Messages);
+        self.ctx.api = Api::Messages.label();
+        let tenant = auth::authenticate(req.headers(), &self.snapshot.keys)?;
+        self.ctx.tenant = Some(tenant.name.clone());
+        let server = &self.snapshot.config.server;
+        let body = body::read(req, server.max_body_bytes).await?;
+        // The count takes no `max_tokens`; the translation wants one.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest {
+                message: format!("request body is not valid JSON: {e}"),
+                param: None,
+            })?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.entry("max_tokens").or_insert(json!(1));
+            obj.remove("stream");
+        }
+        let (_, chat) = Door::open(
+            Api::Messages,
+            bytes::Bytes::from(value.to_string()),
+            server.max_messages,
+        )?;
+        check_requested_model(
+            &self.snapshot,
+            &tenant,
+            self.snapshot.config.canonical(&chat.model.value),
+        )?;
+        let mut response = response::json(
+            StatusCode::OK,
+            &json!({"input_tokens": chat.stats.estimated_input_tokens}),
+        );
+        response
+            .headers_mut()
+            .insert(headers::TOKENS_ESTIMATED, HeaderValue::from_static("true"));
+        Ok(response)
     }
 
     /// Phase 1: who is calling. Before the body is read, so an unauthenticated client cannot
@@ -159,11 +229,12 @@ impl Pipeline<'_> {
     async fn parse(
         &mut self,
         tenant: &Tenant,
+        api: Api,
         req: Request<Incoming>,
-    ) -> Result<ChatRequest, GatewayError> {
+    ) -> Result<(Door, ChatRequest), GatewayError> {
         let server = &self.snapshot.config.server;
         let body = body::read(req, server.max_body_bytes).await?;
-        let chat = ChatRequest::parse(body, server.max_messages).map_err(invalid_request)?;
+        let (door, chat) = Door::open(api, body, server.max_messages)?;
         self.ctx.stream = chat.stream;
         if server.log_prompts {
             self.ctx.prompt = Some(chat.stats.last_user_excerpt.clone());
@@ -186,13 +257,14 @@ impl Pipeline<'_> {
             )
             .await
             .map_err(GatewayError::Refused)?;
-        Ok(chat)
+        Ok((door, chat))
     }
 
     /// Phase 3: the policy's view of the request.
     async fn summarise(
         &mut self,
         tenant: &Tenant,
+        door: &Door,
         chat: &ChatRequest,
         headers: &HeaderMap,
     ) -> RequestSummary {
@@ -221,7 +293,7 @@ impl Pipeline<'_> {
         let context = routing::Context {
             request_id: &self.ctx.id,
             seed: self.ctx.seed,
-            endpoint: Endpoint::ChatCompletions,
+            endpoint: door.endpoint(),
             hints: routing::hints(headers, chat),
             breakers: &self.services.breakers,
             stats: &self.services.stats,
@@ -239,6 +311,7 @@ impl Pipeline<'_> {
     async fn decide(
         &mut self,
         tenant: &Arc<Tenant>,
+        door: &Door,
         summary: RequestSummary,
         prefix_key: u64,
     ) -> Result<(RoutePlan, Teardown), GatewayError> {
@@ -306,7 +379,7 @@ impl Pipeline<'_> {
             tenant: tenant.clone(),
             conversations: self.services.conversations.clone(),
             learning: plan.report_outcome.then(|| self.services.learning.clone()),
-            endpoint: Endpoint::ChatCompletions,
+            endpoint: door.endpoint(),
             canary,
         });
         self.ctx.route = plan
@@ -392,6 +465,7 @@ impl Pipeline<'_> {
     async fn execute(
         &mut self,
         tenant: &Tenant,
+        door: &Door,
         chat: &ChatRequest,
         headers: &HeaderMap,
         plan: &RoutePlan,
@@ -411,7 +485,7 @@ impl Pipeline<'_> {
             progress: &self.ctx.progress,
             stats: &self.services.stats,
         };
-        let result = execute(&plan.targets, chat, &opts).await;
+        let result = execute(&plan.targets, door.outbound(chat), &opts).await;
         let delivered = result.inspect_err(|e| self.ctx.attempts = e.attempts().len())?;
         if delivered.attempts.len() > 1 {
             self.services.metrics.fallback(&tenant.name);
@@ -432,7 +506,13 @@ impl Pipeline<'_> {
             .config
             .models
             .iter()
-            .chain(&tenant.config.model_aliases)
+            .chain(
+                tenant
+                    .config
+                    .model_aliases
+                    .iter()
+                    .filter(|a| !a.ends_with('*')),
+            )
             .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "switchyard"}))
             .collect();
         Ok(response::json(
@@ -448,12 +528,17 @@ impl Pipeline<'_> {
         mut self,
         result: Result<Response<ResponseBody>, GatewayError>,
     ) -> Response<ResponseBody> {
+        let api = self.api.unwrap_or(Api::Chat);
         let mut response = result.unwrap_or_else(|e| {
             self.ctx.error = Some(e.to_string());
-            response::error_response(&e)
+            response::error_response(api, &e)
         });
         let h = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.ctx.id) {
+            if api == Api::Messages {
+                // Anthropic's SDKs expose this one as the error's `request_id`.
+                h.insert(headers::ANTHROPIC_REQUEST_ID, v.clone());
+            }
             h.insert(headers::REQUEST_ID, v);
         }
         if let Some(policy) = &self.ctx.policy_header {
@@ -482,22 +567,12 @@ impl Pipeline<'_> {
     }
 }
 
-fn invalid_request(e: ParseError) -> GatewayError {
-    GatewayError::InvalidRequest {
-        param: e.param().map(str::to_owned),
-        message: match &e {
-            ParseError::Malformed(m) => m.clone(),
-            ParseError::Invalid { .. } => e.to_string(),
-        },
-    }
-}
-
 fn check_requested_model(
     snapshot: &Snapshot,
     tenant: &Tenant,
     model: &str,
 ) -> Result<(), GatewayError> {
-    if tenant.allows(model) || tenant.config.model_aliases.iter().any(|a| a == model) {
+    if tenant.allows(model) || tenant.config.is_alias(model) {
         return Ok(());
     }
     if snapshot.config.models.contains_key(model) {

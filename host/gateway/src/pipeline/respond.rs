@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use switchyard_upstream::chat::{ChatRequest, replay};
+use switchyard_upstream::chat::ChatRequest;
+use switchyard_upstream::dialect::Api;
 use switchyard_upstream::{
     Delivered, DeliveredBody, RelayLimits, StreamEnd, StreamFinish, StreamOutcome, into_body,
     usage_of,
@@ -18,6 +19,7 @@ use switchyard_upstream::{
 use tracing::Instrument;
 
 use super::RequestCtx;
+use super::door::Door;
 use crate::cache::{CacheKey, CacheKeys, CachedResponse};
 use crate::config::ModelInfo;
 use crate::error::GatewayError;
@@ -64,6 +66,7 @@ fn built(
 pub(super) fn cached(
     snapshot: &Snapshot,
     ctx: &mut RequestCtx,
+    door: &Door,
     chat: &ChatRequest,
     plan: &RoutePlan,
     hit: &CachedResponse,
@@ -85,10 +88,17 @@ pub(super) fn cached(
         .header(headers::CACHE, ctx.cache.as_str())
         .header(headers::COST_USD, format!("{:.10}", 0.0))
         .header(headers::SAVED_USD, format!("{saved:.10}"));
+    let completion = || {
+        serde_json::from_str::<serde_json::Value>(&hit.body)
+            .map_err(|e| GatewayError::Internal(format!("cached entry: {e}")))
+    };
     if chat.stream {
-        let completion: serde_json::Value = serde_json::from_str(&hit.body)
-            .map_err(|e| GatewayError::Internal(format!("cached entry: {e}")))?;
-        let frames = replay::sse_frames(&completion, chat.wants_stream_usage());
+        let frames = door.replay(
+            &completion()?,
+            &ctx.id,
+            &hit.model,
+            chat.wants_stream_usage(),
+        );
         let body = StreamBody::new(futures_util::stream::iter(
             frames.into_iter().map(|f| Ok(Frame::data(f))),
         ));
@@ -99,10 +109,14 @@ pub(super) fn cached(
                 .body(body.boxed_unsync()),
         )
     } else {
+        let body = match door.api {
+            Api::Chat => Bytes::copy_from_slice(hit.body.as_bytes()),
+            _ => door.render(&completion()?, &ctx.id, &hit.model),
+        };
         built(
             builder
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::copy_from_slice(hit.body.as_bytes())).boxed_unsync()),
+                .body(Full::new(body).boxed_unsync()),
         )
     }
 }
@@ -112,7 +126,7 @@ pub(super) fn delivered(
     services: &Arc<Services>,
     snapshot: &Snapshot,
     ctx: &mut RequestCtx,
-    chat: &ChatRequest,
+    (door, chat): (&Door, &ChatRequest),
     plan: &RoutePlan,
     keys: Option<CacheKeys>,
     delivered: Delivered,
@@ -134,7 +148,12 @@ pub(super) fn delivered(
     }
     let price = snapshot.config.models.get(&delivered.model).cloned();
     match delivered.body {
-        DeliveredBody::Full { body, usage } => {
+        DeliveredBody::Full {
+            body,
+            wire,
+            chat: completion,
+            usage,
+        } => {
             let cost = usage.zip(price.as_ref()).map(|(u, p)| p.cost(&u));
             // Without usage from the provider, the estimate is what the tenant is charged.
             ctx.charge(usage, cost);
@@ -146,12 +165,18 @@ pub(super) fn delivered(
                 builder = builder.header(headers::COST_ESTIMATED, "true");
             }
             if let Some((key, ttl)) = cache_write {
+                // Entries are chat completions whatever the dialect, replayed in the client's.
+                let stored = match &completion {
+                    Some(c) => c.to_string(),
+                    None => String::from_utf8_lossy(&body).into_owned(),
+                };
                 let entry = CachedResponse {
                     model: delivered.model.clone(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
+                    body: stored,
                 };
                 store(services, key, entry, ttl, &ctx.span);
             }
+            let body = door.full(wire, body, completion.as_ref(), &ctx.id, &delivered.model)?;
             built(
                 builder
                     .header(header::CONTENT_TYPE, "application/json")
@@ -164,7 +189,7 @@ pub(super) fn delivered(
                 deadline: tokio::time::Instant::from_std(
                     ctx.started + snapshot.config.server.request_deadline,
                 ),
-                strip_usage_chunks: !chat.wants_stream_usage(),
+                strip_usage_chunks: door.api == Api::Chat && !chat.wants_stream_usage(),
                 assemble: cache_write.is_some(),
                 drain_expired: services.drain_expired.subscribe(),
             };
@@ -178,7 +203,13 @@ pub(super) fn delivered(
                 price,
                 cache_write,
             };
-            let body = into_body(start, limits, snapshot.redactor.clone(), finisher);
+            let client = door.stream(
+                start.wire(),
+                &ctx.id,
+                &delivered.model,
+                chat.wants_stream_usage(),
+            );
+            let body = into_body(start, limits, snapshot.redactor.clone(), client, finisher);
             built(
                 builder
                     .header(header::CONTENT_TYPE, "text/event-stream")

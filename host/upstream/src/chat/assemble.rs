@@ -38,10 +38,14 @@ pub struct Assembler {
 impl Assembler {
     /// Adds one chunk's JSON payload. A chunk that does not parse poisons the result.
     pub fn push(&mut self, data: &str) {
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            self.broken = true;
-            return;
-        };
+        match serde_json::from_str::<Value>(data) {
+            Ok(chunk) => self.push_value(&chunk),
+            Err(_) => self.broken = true,
+        }
+    }
+
+    /// Adds one chunk already parsed (or translated from another dialect).
+    pub fn push_value(&mut self, chunk: &Value) {
         for (slot, field) in [
             (&mut self.id, "id"),
             (&mut self.model, "model"),

@@ -3,6 +3,7 @@
 //! into one completion, and a stored completion replayed as a stream.
 
 pub mod assemble;
+pub mod encode;
 pub mod replay;
 pub mod request;
 pub mod rewrite;

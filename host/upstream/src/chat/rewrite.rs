@@ -41,6 +41,34 @@ impl SplicedBody {
         self.len == 0
     }
 
+    /// `body` with each `(range, replacement)` applied (an empty range inserts).
+    pub fn from_edits(body: &Bytes, mut edits: Vec<(std::ops::Range<usize>, Bytes)>) -> Self {
+        edits.sort_by_key(|(range, _)| (range.start, range.end));
+        let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
+        let mut pos = 0;
+        for (range, replacement) in edits {
+            if range.start > pos {
+                chunks.push(body.slice(pos..range.start));
+            }
+            chunks.push(replacement);
+            pos = pos.max(range.end);
+        }
+        if pos < body.len() {
+            chunks.push(body.slice(pos..));
+        }
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        SplicedBody { chunks, len }
+    }
+
+    /// A body that is `bytes` as they are.
+    pub fn whole(bytes: Bytes) -> Self {
+        let len = bytes.len() as u64;
+        SplicedBody {
+            chunks: vec![bytes],
+            len,
+        }
+    }
+
     /// The body as one contiguous buffer (tests and diagnostics).
     pub fn to_bytes(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.len as usize);
@@ -122,22 +150,7 @@ pub fn rewrite(req: &ChatRequest, provider_model: &str, overrides: &Overrides) -
             )),
         }
     }
-    edits.sort_by_key(|(range, _)| (range.start, range.end));
-
-    let mut chunks = Vec::with_capacity(edits.len() * 2 + 1);
-    let mut pos = 0;
-    for (range, replacement) in edits {
-        if range.start > pos {
-            chunks.push(req.body.slice(pos..range.start));
-        }
-        chunks.push(replacement);
-        pos = pos.max(range.end);
-    }
-    if pos < req.body.len() {
-        chunks.push(req.body.slice(pos..));
-    }
-    let len = chunks.iter().map(|c| c.len() as u64).sum();
-    SplicedBody { chunks, len }
+    SplicedBody::from_edits(&req.body, edits)
 }
 
 #[cfg(test)]

@@ -1,0 +1,419 @@
+//! Translation between chat completions, the gateway's canonical form, and the other wire APIs
+//! clients and upstreams speak: Anthropic Messages ([`messages`]) and stateless OpenAI Responses
+//! ([`responses`]).
+//!
+//! Everything here is pure: `serde_json::Value` in, `Value` (or SSE frames) out, no I/O. Requests
+//! are translated to a chat-completions body that `chat::ChatRequest::parse` then validates as
+//! usual; responses come back as a `chat.completion` or a stream of `chat.completion.chunk`s and
+//! are translated to the client's dialect. What each field becomes is tabulated in
+//! `docs/dialects.md`. Unknown fields are never an error; a field the translation cannot carry is
+//! a [`TranslateError`] (a 400 for the client) or is dropped, as documented there.
+
+pub mod messages;
+pub mod responses;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::usage::usage_of;
+
+/// A wire API spoken by a client or an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    Chat,
+    Messages,
+    Responses,
+}
+
+impl Api {
+    /// Every API, in [`Api::index`] order.
+    pub const ALL: [Api; 3] = [Api::Chat, Api::Messages, Api::Responses];
+
+    /// The name used in configuration, logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Messages => "messages",
+            Api::Responses => "responses",
+        }
+    }
+
+    /// A dense index (0, 1, 2), for per-API arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Api::Chat => 0,
+            Api::Messages => 1,
+            Api::Responses => 2,
+        }
+    }
+
+    /// The path appended to a provider's `.../v1` base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Api::Chat => "/chat/completions",
+            Api::Messages => "/messages",
+            Api::Responses => "/responses",
+        }
+    }
+}
+
+/// A request the translation cannot carry: a 400 invalid_request_error in the caller's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TranslateError {
+    /// The request field at fault, as a path in the caller's dialect (`messages[2].content[0]`).
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl TranslateError {
+    /// An error about the field at `param`.
+    pub fn at(param: impl Into<String>, message: impl Into<String>) -> Self {
+        TranslateError {
+            param: Some(param.into()),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the body as a whole.
+    pub fn body(message: impl Into<String>) -> Self {
+        TranslateError {
+            param: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Turns canonical chat-completion stream chunks into a client dialect's SSE frames.
+pub trait StreamEncoder: Send {
+    /// One chat chunk (the parsed `data:` JSON of a `chat.completion.chunk`); appends 0..n
+    /// complete SSE frames (`event: X\ndata: {...}\n\n`) to `out`.
+    fn push(&mut self, chunk: &Value, out: &mut Vec<Bytes>);
+    /// The upstream stream completed (`[DONE]` or a clean end): close open blocks/items and
+    /// emit the dialect's terminal events, with the usage seen in earlier chunks.
+    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// The stream was cut after the commit point: emit the dialect's own error ending.
+    fn fail(&mut self, message: &str, code: &str, out: &mut Vec<Bytes>);
+}
+
+/// What one upstream event means in canonical terms.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Equivalent chat chunks (JSON objects shaped like `chat.completion.chunk`, usage in chat
+    /// shape). Empty for pings and lifecycle events with nothing to say.
+    pub chunks: Vec<Value>,
+    /// The event ended the stream.
+    pub end: Option<StreamEnd>,
+}
+
+/// How an upstream stream in another dialect said it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    Completed,
+    Failed(String),
+}
+
+/// Turns an upstream dialect's SSE events into canonical chat chunks.
+pub trait StreamDecoder: Send {
+    /// `event` is the SSE `event:` name if the frame had one; `data` the parsed `data:` JSON.
+    fn push(&mut self, event: Option<&str>, data: &Value) -> Decoded;
+}
+
+/// The `event:` field of one raw SSE frame (the first one, if a frame repeats it).
+pub fn event_name(raw: &[u8]) -> Option<&str> {
+    raw.split(|b| *b == b'\n' || *b == b'\r')
+        .find_map(|line| line.strip_prefix(b"event:"))
+        .map(|rest| rest.strip_prefix(b" ").unwrap_or(rest))
+        .and_then(|name| std::str::from_utf8(name).ok())
+}
+
+/// One SSE frame with an `event:` line; Anthropic's SDKs drop frames without one.
+pub(crate) fn frame(event: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// An end-user id as DeepSeek accepts it (`[A-Za-z0-9_-]{1,512}`, used for KV-cache isolation):
+/// kept when it already fits, otherwise replaced by a stable hash of it, so one user still maps
+/// to one id (Claude Code sends a JSON document here).
+pub(crate) fn user_id(raw: &str) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    let fits = raw.len() <= 512
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if fits {
+        return Some(raw.to_owned());
+    }
+    Some(format!(
+        "u_{:032x}",
+        xxhash_rust::xxh3::xxh3_128(raw.as_bytes())
+    ))
+}
+
+/// Token counts in the canonical (chat) sense, whatever dialect reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// All input tokens.
+    pub prompt: u64,
+    /// Input tokens read from the prompt cache.
+    pub cached: u64,
+    /// Output tokens, reasoning included.
+    pub completion: u64,
+    /// Input tokens written to the prompt cache (Anthropic's `cache_creation_input_tokens`;
+    /// part of `prompt`, billed as misses).
+    pub cache_write: u64,
+    /// Output tokens spent on reasoning.
+    pub reasoning: u64,
+}
+
+impl Counts {
+    /// The counts of a chat `usage` object, read as `usage::usage_of` reads it (so DeepSeek's
+    /// `prompt_cache_hit_tokens` and OpenAI's `prompt_tokens_details` agree with the gateway's
+    /// accounting).
+    pub fn from_chat(usage: &Value) -> Option<Counts> {
+        if !usage.is_object() {
+            return None;
+        }
+        let doc = serde_json::to_vec(&json!({ "usage": usage })).ok()?;
+        let u = usage_of(&doc)?;
+        let cache_write = u64_at(usage, &["cache_creation_input_tokens"])
+            .min(u.prompt_tokens.saturating_sub(u.cached_prompt_tokens));
+        Some(Counts {
+            prompt: u.prompt_tokens,
+            cached: u.cached_prompt_tokens,
+            completion: u.completion_tokens,
+            cache_write,
+            reasoning: u64_at(usage, &["completion_tokens_details", "reasoning_tokens"]),
+        })
+    }
+
+    /// The canonical chat `usage` object, readable by `usage::usage_of`.
+    pub fn to_chat(self) -> Value {
+        let cached = self.cached.min(self.prompt);
+        let mut u = json!({
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt.saturating_add(self.completion),
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "prompt_cache_hit_tokens": cached,
+            "prompt_cache_miss_tokens": self.prompt - cached,
+        });
+        if self.cache_write > 0 {
+            u["cache_creation_input_tokens"] = json!(self.cache_write);
+        }
+        if self.reasoning > 0 {
+            u["completion_tokens_details"] = json!({"reasoning_tokens": self.reasoning});
+        }
+        u
+    }
+}
+
+/// The non-negative integer at `path` inside `v`, or 0.
+pub(crate) fn u64_at(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for key in path {
+        match cur.get(key) {
+            Some(next) => cur = next,
+            None => return 0,
+        }
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+/// The string at `key`, if it is one.
+pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A `type` field, or "" (so a `match` can fall through to "unknown").
+pub(crate) fn type_of(v: &Value) -> &str {
+    str_at(v, "type").unwrap_or("")
+}
+
+/// A `chat.completion.chunk` with one choice (index 0).
+pub(crate) fn chat_chunk(id: &Value, model: &Value, delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    })
+}
+
+/// The first choice of a chat completion or chunk (choice 0: the gateway never asks for `n`).
+pub(crate) fn first_choice(v: &Value) -> Option<&Value> {
+    let choices = v.get("choices")?.as_array()?;
+    choices
+        .iter()
+        .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
+        .or_else(|| choices.first())
+}
+
+/// The assistant message of a chat completion, read leniently (an upstream's answer is never an
+/// error here): its text, reasoning, tool calls and finish reason.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    pub text: String,
+    pub reasoning: String,
+    /// (id, name, arguments) of each tool call.
+    pub calls: Vec<(String, String, String)>,
+    pub finish: Option<String>,
+    pub counts: Option<Counts>,
+}
+
+impl Answer {
+    pub fn of(completion: &Value) -> Answer {
+        let mut a = Answer {
+            counts: completion.get("usage").and_then(Counts::from_chat),
+            ..Answer::default()
+        };
+        let Some(choice) = first_choice(completion) else {
+            return a;
+        };
+        a.finish = str_at(choice, "finish_reason").map(str::to_owned);
+        let message = choice.get("message").unwrap_or(&Value::Null);
+        a.text = match message.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| str_at(p, "text").or_else(|| str_at(p, "refusal")))
+                .collect(),
+            _ => String::new(),
+        };
+        if a.text.is_empty()
+            && let Some(refusal) = str_at(message, "refusal")
+        {
+            a.text = refusal.to_owned();
+        }
+        a.reasoning = str_at(message, "reasoning_content")
+            .unwrap_or_default()
+            .to_owned();
+        for (i, call) in message
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let f = call.get("function").unwrap_or(&Value::Null);
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            a.calls.push((
+                str_at(call, "id").map_or_else(|| format!("call_{i}"), str::to_owned),
+                str_at(f, "name").unwrap_or_default().to_owned(),
+                arguments,
+            ));
+        }
+        a
+    }
+}
+
+/// A chat `message` for the assistant: `content` is null only when there are tool calls and no
+/// text, as `chat::assemble` does.
+pub(crate) fn assistant_message(
+    text: String,
+    reasoning: String,
+    calls: Vec<(String, String, String)>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("role".into(), json!("assistant"));
+    m.insert(
+        "content".into(),
+        if text.is_empty() && !calls.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text)
+        },
+    );
+    if !reasoning.is_empty() {
+        m.insert("reasoning_content".into(), Value::String(reasoning));
+    }
+    if !calls.is_empty() {
+        let calls: Vec<Value> = calls
+            .into_iter()
+            .map(|(id, name, arguments)| {
+                json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+            })
+            .collect();
+        m.insert("tool_calls".into(), Value::Array(calls));
+    }
+    Value::Object(m)
+}
+
+/// A whole `chat.completion` with one choice.
+pub(crate) fn chat_completion(
+    id: Value,
+    model: Value,
+    message: Value,
+    finish: &str,
+    counts: Option<Counts>,
+) -> Value {
+    let mut out = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+    });
+    if let Some(c) = counts {
+        out["usage"] = c.to_chat();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_read_from_raw_frames() {
+        assert_eq!(
+            event_name(b"event: message_start\ndata: {}\n\n"),
+            Some("message_start")
+        );
+        assert_eq!(event_name(b"event:ping\r\ndata: {}\r\n\r\n"), Some("ping"));
+        assert_eq!(event_name(b"data: {}\n\n"), None);
+        assert_eq!(event_name(b"event: \xff\n\n"), None);
+    }
+
+    #[test]
+    fn user_ids_outside_deepseeks_alphabet_are_hashed_stably() {
+        assert_eq!(user_id("user_1-A").as_deref(), Some("user_1-A"));
+        let json = r#"{"device_id":"d","session_id":"s"}"#;
+        let hashed = user_id(json).unwrap();
+        assert_eq!(hashed.len(), 34);
+        assert!(
+            hashed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        );
+        assert_eq!(user_id(json), Some(hashed));
+        assert_eq!(user_id(&"a".repeat(513)).unwrap().len(), 34);
+        assert_eq!(user_id(""), None);
+    }
+
+    #[test]
+    fn canonical_usage_reads_back_through_usage_of() {
+        let c = Counts {
+            prompt: 100,
+            cached: 60,
+            completion: 7,
+            cache_write: 30,
+            reasoning: 3,
+        };
+        let v = c.to_chat();
+        assert_eq!(v["prompt_cache_miss_tokens"], 40);
+        assert_eq!(Counts::from_chat(&v), Some(c));
+        let deepseek =
+            json!({"prompt_tokens": 10, "completion_tokens": 2, "prompt_cache_hit_tokens": 4});
+        assert_eq!(Counts::from_chat(&deepseek).unwrap().cached, 4);
+        assert_eq!(Counts::from_chat(&json!("x")), None);
+    }
+}
