@@ -99,7 +99,7 @@ export function outcome(model = 'm', fields = {}) {
   const o = {
     requestId: 'req_test', endpoint: 'chat-completions', conversationKey: 0n, model, upstream: 'test-upstream',
     status: 200, ttftMs: 300, totalMs: 1000, inputTokens: 1000, cachedInputTokens: 0, outputTokens: 100,
-    costUsd: 0.001, fallbacks: 0, tags: [], receivedAtUnixMs: RECEIVED_AT_UNIX_MS, ...fields,
+    costUsd: 0.001, fallbacks: 0, attempts: [], tags: [], receivedAtUnixMs: RECEIVED_AT_UNIX_MS, ...fields,
   };
   o.tags = pairs(o.tags);
   return o;

@@ -121,7 +121,7 @@ def outcome(model="m", **fields):
     the first byte, 1,000 in all, 1,000 input tokens (none cached), 100 output, USD 0.001."""
     values = dict(request_id="req_test", endpoint=Endpoint.CHAT_COMPLETIONS, conversation_key=0, model=model,
                   upstream="test-upstream", status=200, ttft_ms=300, total_ms=1_000, input_tokens=1_000,
-                  cached_input_tokens=0, output_tokens=100, cost_usd=0.001, fallbacks=0, tags=[],
+                  cached_input_tokens=0, output_tokens=100, cost_usd=0.001, fallbacks=0, attempts=[], tags=[],
                   received_at_unix_ms=RECEIVED_AT_UNIX_MS)
     values.update(fields)
     values["tags"] = _pairs(values["tags"])

@@ -480,6 +480,7 @@ pub fn outcome(model: &str) -> OutcomeBuilder {
         output_tokens: 100,
         cost_usd: 0.001,
         fallbacks: 0,
+        attempts: Vec::new(),
         tags: Vec::new(),
         received_at_unix_ms: RECEIVED_AT_UNIX_MS,
     })
@@ -566,6 +567,18 @@ impl OutcomeBuilder {
     /// Sets the attempts before the one that served it.
     pub fn fallbacks(mut self, n: u32) -> Self {
         self.0.fallbacks = n;
+        self
+    }
+    /// Adds an attempt: `failure` empty for the one that served it.
+    pub fn attempt(mut self, model: &str, upstream: &str, failure: &str) -> Self {
+        self.0
+            .attempts
+            .push(crate::bindings::switchyard::policy::types::Attempt {
+                model: model.into(),
+                upstream: upstream.into(),
+                ok: failure.is_empty(),
+                failure: failure.into(),
+            });
         self
     }
     /// Adds a tag.

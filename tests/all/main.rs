@@ -17,6 +17,8 @@ mod clients;
 #[cfg(not(components_missing))]
 mod conformance;
 #[cfg(not(components_missing))]
+mod contract;
+#[cfg(not(components_missing))]
 mod disconnects;
 #[cfg(not(components_missing))]
 mod errors;

@@ -78,8 +78,12 @@ where
 /// One request the mock received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The request's path (no query), e.g. `/v1/chat/completions` or `/v1/messages`.
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body exactly as it arrived.
+    pub raw: Bytes,
 }
 
 /// A step of a scripted SSE response.
@@ -209,6 +213,7 @@ impl MockUpstream {
                         let (handler, recorded) = (handler.clone(), recorded.clone());
                         async move {
                             let headers = req.headers().clone();
+                            let path = req.uri().path().to_owned();
                             let bytes = req
                                 .into_body()
                                 .collect()
@@ -220,7 +225,12 @@ impl MockUpstream {
                                 .get("x-request-id")
                                 .and_then(|v| v.to_str().ok())
                                 .is_some_and(|id| id.starts_with(CACHE_PROBE));
-                            let rec = Recorded { headers, body };
+                            let rec = Recorded {
+                                path,
+                                headers,
+                                body,
+                                raw: bytes,
+                            };
                             let reply = handler(&rec);
                             if !probe {
                                 recorded.lock().unwrap().push(rec);
@@ -577,6 +587,230 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
             (!data.is_empty()).then(|| data.join("\n"))
         })
         .collect()
+}
+
+// === the Anthropic Messages and Responses front doors ===
+
+/// `POST /v1/messages` with `body`.
+pub async fn messages(gw: &TestGateway, key: &str, body: &Value) -> TestResponse {
+    messages_with(gw, key, &[], body).await
+}
+
+/// `POST /v1/messages` with extra headers.
+pub async fn messages_with(
+    gw: &TestGateway,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> TestResponse {
+    request(
+        "POST",
+        &format!("{}/v1/messages", gw.url),
+        Some(key),
+        headers,
+        body.to_string(),
+    )
+    .await
+}
+
+/// `POST /v1/responses` with `body`.
+pub async fn responses(gw: &TestGateway, key: &str, body: &Value) -> TestResponse {
+    request(
+        "POST",
+        &format!("{}/v1/responses", gw.url),
+        Some(key),
+        &[],
+        body.to_string(),
+    )
+    .await
+}
+
+/// One server-sent event: its `event:` name, if it had one, and its `data:` payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The payload as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
+    }
+}
+
+/// Reads a whole SSE body into its events, keeping `event:` names. Comment-only frames
+/// (keep-alives) are left out.
+pub fn sse_events(body: &[u8]) -> Vec<SseEvent> {
+    String::from_utf8_lossy(body)
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .filter_map(|frame| {
+            let mut event = None;
+            let mut data = Vec::new();
+            for line in frame.lines() {
+                let field = |name: &str| {
+                    line.strip_prefix(name)
+                        .map(|v| v.strip_prefix(' ').unwrap_or(v).to_owned())
+                };
+                if let Some(v) = field("event:") {
+                    event = Some(v);
+                } else if let Some(v) = field("data:") {
+                    data.push(v);
+                }
+            }
+            (event.is_some() || !data.is_empty()).then(|| SseEvent {
+                event,
+                data: data.join("\n"),
+            })
+        })
+        .collect()
+}
+
+/// One SSE frame with an `event:` line, as Anthropic and Responses servers send them.
+pub fn sse_event(event: &str, data: &Value) -> SseStep {
+    SseStep::Raw(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// Anthropic usage: 10 uncached input tokens, 90 read from the prompt cache, 5 written to it, 42
+/// output tokens (in chat terms: 105 prompt tokens, 90 of them cache hits).
+pub fn anthropic_usage_json() -> Value {
+    json!({"input_tokens": 10, "cache_read_input_tokens": 90,
+           "cache_creation_input_tokens": 5, "output_tokens": 42})
+}
+
+/// A whole Anthropic Message from `model` saying `text`.
+pub fn anthropic_message(model: &str, text: &str) -> Value {
+    json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+           "content": [{"type": "text", "text": text}],
+           "stop_reason": "end_turn", "stop_sequence": null, "usage": anthropic_usage_json()})
+}
+
+/// An Anthropic Messages stream of `words` for `model`, every frame with its `event:` line:
+/// message_start, ping, one text block, message_delta (with [`anthropic_usage_json`]'s output
+/// tokens), message_stop.
+pub fn anthropic_stream_steps(model: &str, words: &[&str]) -> Vec<SseStep> {
+    let start_usage = json!({"input_tokens": 10, "cache_read_input_tokens": 90,
+                             "cache_creation_input_tokens": 5, "output_tokens": 1});
+    let mut steps = vec![
+        sse_event(
+            "message_start",
+            &json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+                "role": "assistant", "model": model, "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": start_usage}}),
+        ),
+        sse_event("ping", &json!({"type": "ping"})),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    for w in words {
+        steps.push(sse_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": w}}),
+        ));
+    }
+    steps.push(sse_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    steps.push(sse_event(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": 42}}),
+    ));
+    steps.push(sse_event("message_stop", &json!({"type": "message_stop"})));
+    steps
+}
+
+/// Responses usage: 100 input tokens (60 cached), 20 output tokens.
+pub fn responses_usage_json() -> Value {
+    json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 60},
+           "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 0},
+           "total_tokens": 120})
+}
+
+/// A whole Response object from `model` saying `text` (`usage: null` when `usage` is false, as
+/// in a stream's lifecycle events).
+pub fn response_object(model: &str, status: &str, output: Vec<Value>, usage: bool) -> Value {
+    json!({"id": "resp_mock", "object": "response", "created_at": 1, "status": status,
+           "error": null, "incomplete_details": null, "instructions": null,
+           "max_output_tokens": null, "model": model, "output": output,
+           "parallel_tool_calls": true, "previous_response_id": null, "store": false,
+           "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}},
+           "usage": if usage { responses_usage_json() } else { Value::Null }})
+}
+
+/// A Responses message output item saying `text`.
+pub fn response_message_item(text: &str) -> Value {
+    json!({"id": "msg_mock", "type": "message", "status": "completed", "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+/// The canonical Responses event sequence for `words` from `model` (event lines and sequence
+/// numbers from 0): created, in_progress, one message item, completed with usage.
+pub fn responses_stream_steps(model: &str, words: &[&str]) -> Vec<SseStep> {
+    let text: String = words.concat();
+    let mut events = vec![
+        json!({"type": "response.created", "response": response_object(model, "in_progress", vec![], false)}),
+        json!({"type": "response.in_progress", "response": response_object(model, "in_progress", vec![], false)}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"id": "msg_mock", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        json!({"type": "response.content_part.added", "item_id": "msg_mock", "output_index": 0,
+               "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+    ];
+    for w in words {
+        events.push(
+            json!({"type": "response.output_text.delta", "item_id": "msg_mock",
+                           "output_index": 0, "content_index": 0, "delta": w}),
+        );
+    }
+    events.push(
+        json!({"type": "response.output_text.done", "item_id": "msg_mock",
+                       "output_index": 0, "content_index": 0, "text": text}),
+    );
+    events.push(
+        json!({"type": "response.output_item.done", "output_index": 0,
+                       "item": response_message_item(&text)}),
+    );
+    events.push(json!({"type": "response.completed",
+                       "response": response_object(model, "completed", vec![response_message_item(&text)], true)}));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e["sequence_number"] = json!(i);
+            let ty = e["type"].as_str().unwrap_or_default().to_owned();
+            sse_event(&ty, &e)
+        })
+        .collect()
+}
+
+impl TestGateway {
+    /// [`TestGateway::wait_until_cached`] for a request to `path` (`/v1/messages`,
+    /// `/v1/responses`...).
+    pub async fn wait_until_cached_at(&self, path: &str, key: &str, body: &Value) {
+        let probe = [
+            ("x-switchyard-cache-mode", "read-only"),
+            ("x-request-id", CACHE_PROBE),
+        ];
+        let url = format!("{}{path}", self.url);
+        eventually(
+            "the response to be stored in the cache",
+            Duration::from_secs(10),
+            || async {
+                request("POST", &url, Some(key), &probe, body.to_string())
+                    .await
+                    .header("x-switchyard-cache")
+                    == Some("hit")
+            },
+        )
+        .await;
+    }
 }
 
 // === the real binary ===

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use switchyard_policy::types::{Budget, Endpoint, Outcome, Pair, RateLimits};
+use switchyard_policy::types::{Attempt, Budget, Endpoint, Outcome, Pair, RateLimits};
 use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, PolicyStore};
 use switchyard_upstream::chat::ChatRequest;
 use switchyard_upstream::{Breakers, UpstreamStats, Usage};
@@ -318,6 +318,22 @@ impl OfflineTenant {
             output_tokens: routing::tokens(outcome.usage.completion_tokens),
             cost_usd: outcome.cost_usd,
             fallbacks: outcome.failed.len() as u32,
+            attempts: outcome
+                .failed
+                .iter()
+                .map(|(model, upstream)| Attempt {
+                    model: model.clone(),
+                    upstream: upstream.clone(),
+                    ok: false,
+                    failure: "failed".into(),
+                })
+                .chain(outcome.served_by.iter().map(|(model, upstream)| Attempt {
+                    model: model.clone(),
+                    upstream: upstream.clone(),
+                    ok: true,
+                    failure: String::new(),
+                }))
+                .collect(),
             tags: tags
                 .iter()
                 .map(|(k, v)| Pair {

@@ -25,8 +25,9 @@ pub(crate) mod v0_1 {
 pub mod types {
     pub use super::v0_2::switchyard::policy::log::Level as LogLevel;
     pub use super::v0_2::switchyard::policy::types::{
-        Budget, CacheMode, Candidate, Conversation, ConversationSource, Decision, Endpoint, Health,
-        Outcome, Pair, RateLimits, Rejection, RequestSummary, Route, Target, UpstreamSignals,
+        Attempt, Budget, CacheMode, Candidate, Conversation, ConversationSource, Decision,
+        Endpoint, Health, Outcome, Pair, RateLimits, Rejection, RequestSummary, Route, Target,
+        UpstreamSignals,
     };
 }
 

@@ -207,7 +207,26 @@ pub async fn execute(
     // Why the last target skipped for want of a translation could not carry the request.
     let mut untranslatable: Option<String> = None;
     opts.retry_budget.record_request();
-    'targets: for (index, target) in targets.iter().enumerate() {
+    // The order targets are tried in: the route's, except that a target whose model and
+    // upstream already failed waits behind a later one serving the same model on an upstream not
+    // tried yet (a fallback "the same model anywhere" goes to the other upstream first, not back to
+    // the one that just failed).
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    let mut position = 0;
+    'targets: while position < order.len() {
+        let index = order[position];
+        position += 1;
+        let target = &targets[index];
+        let failed_here = tried.contains_key(&(target.model.as_str(), &*target.upstream.name));
+        if failed_here
+            && let Some(later) = order[position..].iter().position(|&j| {
+                targets[j].model == target.model
+                    && !tried.contains_key(&(targets[j].model.as_str(), &*targets[j].upstream.name))
+            })
+        {
+            order.insert(position + later + 1, index);
+            continue 'targets;
+        }
         let summary = |outcome: String| AttemptSummary {
             model: target.model.clone(),
             upstream: target.upstream.name.to_string(),

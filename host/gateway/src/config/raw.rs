@@ -336,6 +336,9 @@ pub struct RawCandidate {
     pub max_error_rate: Option<f64>,
     /// Canary: requests seen before the error rate counts (20).
     pub min_requests: Option<u32>,
+    /// The candidate's own policy config (a new version may read new settings); default: the
+    /// tenant's `policy_config`.
+    pub policy_config: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,6 +78,15 @@ impl TenantConfig {
     pub fn uses(&self, name: &str) -> bool {
         self.policy == name || self.candidate.as_ref().is_some_and(|c| c.policy == name)
     }
+
+    /// The policy config policy `name` runs with for this tenant: the candidate's own when `name`
+    /// is the candidate.
+    pub fn config_for(&self, name: &str) -> &str {
+        match &self.candidate {
+            Some(c) if c.policy == name && self.policy != name => &c.policy_config,
+            _ => &self.policy_config,
+        }
+    }
 }
 
 /// How a candidate policy is rolled out.
@@ -98,6 +107,8 @@ pub struct CandidateConfig {
     pub share: f64,
     pub max_error_rate: f64,
     pub min_requests: u32,
+    /// The config the candidate decides with, as JSON (the tenant's unless it has its own).
+    pub policy_config: String,
 }
 
 /// The components compiled into the binary.
@@ -381,7 +392,17 @@ pub(super) fn tenant(
                     "must be between 0 and 1",
                 ));
             }
+            let policy_config = match &c.policy_config {
+                None => policy_config.clone(),
+                Some(table) => serde_json::to_string(table).map_err(|e| {
+                    ConfigError::new(
+                        format!("{at}.policy_config"),
+                        format!("cannot be expressed as JSON: {e}"),
+                    )
+                })?,
+            };
             Some(CandidateConfig {
+                policy_config,
                 policy: c.policy.clone(),
                 mode: c.mode,
                 share,

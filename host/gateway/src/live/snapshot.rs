@@ -341,7 +341,10 @@ async fn check_tenants(
         if already {
             continue;
         }
-        let (p, tc, c) = (policy.clone(), t.clone(), tenant::candidates(config, t));
+        // The candidate is checked with the config it will decide with.
+        let mut tc = t.clone();
+        tc.policy_config = t.config_for(name).to_owned();
+        let (p, c) = (policy.clone(), tenant::candidates(config, t));
         tokio::task::spawn_blocking(move || loader::check_for_tenant(&p, &tc, c))
             .await
             .map_err(|e| PolicyLoadError::Invalid {

@@ -76,6 +76,8 @@ pub(crate) struct RequestCtx {
     pub model: Option<String>,
     pub upstream: Option<Arc<str>>,
     pub attempts: usize,
+    /// Every attempt's target and result, for the policy's outcome.
+    pub attempt_list: Vec<switchyard_upstream::AttemptSummary>,
     pub decision: Option<Duration>,
     pub stream: bool,
     pub status: u16,
@@ -141,6 +143,7 @@ impl RequestCtx {
             model: None,
             upstream: None,
             attempts: 0,
+            attempt_list: Vec::new(),
             decision: None,
             stream: false,
             status: CLIENT_GONE,
@@ -228,6 +231,7 @@ impl RequestCtx {
             model: self.model.take(),
             upstream: self.upstream.take(),
             attempts: self.attempts,
+            attempt_list: std::mem::take(&mut self.attempt_list),
             decision: self.decision,
             stream: self.stream,
             status: self.status,
@@ -464,6 +468,20 @@ impl Finish {
             output_tokens: crate::routing::tokens(usage.completion_tokens),
             cost_usd: ctx.cost_usd.unwrap_or(0.0),
             fallbacks: ctx.attempts.saturating_sub(1) as u32,
+            attempts: ctx
+                .attempt_list
+                .iter()
+                .map(|a| switchyard_policy::types::Attempt {
+                    model: a.model.clone(),
+                    upstream: a.upstream.clone(),
+                    ok: a.outcome == "ok",
+                    failure: if a.outcome == "ok" {
+                        String::new()
+                    } else {
+                        a.outcome.clone()
+                    },
+                })
+                .collect(),
             tags: ctx
                 .tags
                 .iter()

@@ -312,18 +312,26 @@ impl Pipeline<'_> {
         &mut self,
         tenant: &Arc<Tenant>,
         door: &Door,
-        summary: RequestSummary,
+        mut summary: RequestSummary,
         prefix_key: u64,
     ) -> Result<(RoutePlan, Teardown), GatewayError> {
         // A canary candidate decides its share of requests; a shadow one decides beside the live
-        // policy, off the request path.
+        // policy, off the request path. Each with its own config.
         let (policy, role) = self.services.rollouts.pick(tenant, self.ctx.seed);
         let policy = policy.clone();
         let shadow = tenant
             .rollout
             .as_ref()
             .filter(|r| r.config.mode == RolloutMode::Shadow)
-            .map(|_| summary.clone());
+            .map(|r| RequestSummary {
+                config: r.config.policy_config.clone(),
+                ..summary.clone()
+            });
+        if role == Role::Canary
+            && let Some(r) = &tenant.rollout
+        {
+            summary.config = r.config.policy_config.clone();
+        }
         let decided = self
             .services
             .sandbox
@@ -486,13 +494,17 @@ impl Pipeline<'_> {
             stats: &self.services.stats,
         };
         let result = execute(&plan.targets, door.outbound(chat), &opts).await;
-        let delivered = result.inspect_err(|e| self.ctx.attempts = e.attempts().len())?;
+        let delivered = result.inspect_err(|e| {
+            self.ctx.attempts = e.attempts().len();
+            self.ctx.attempt_list = e.attempts().to_vec();
+        })?;
         if delivered.attempts.len() > 1 {
             self.services.metrics.fallback(&tenant.name);
         }
         self.ctx.model = Some(delivered.model.clone());
         self.ctx.upstream = Some(delivered.upstream.name.clone());
         self.ctx.attempts = delivered.attempts.len();
+        self.ctx.attempt_list = delivered.attempts.clone();
         self.ctx.upstream_wait = delivered.upstream_time;
         self.ctx.first_byte = Some(self.ctx.started.elapsed());
         Ok(delivered)

@@ -1,5 +1,7 @@
-//! A minimal policy for host tests: route to `model` with `fallbacks`, cache as `cache` says (or
-//! as the request's `cache-mode` hint says), and tag every decision `policy=static-route`.
+//! A minimal policy for host tests: route to `model` (on `upstream`, when set, with a
+//! `first_token_deadline_ms`) with `fallbacks`, cache as `cache` says (or as the request's
+//! `cache-mode` hint says), keep the conversation where it is when `keep_conversation`, and tag
+//! every decision `policy=static-route`.
 
 use serde::Deserialize;
 use switchyard_sdk::prelude::*;
@@ -13,6 +15,9 @@ struct Config {
     cache_ttl_seconds: Option<u32>,
     reasoning_effort: Option<String>,
     max_output_tokens: Option<u32>,
+    upstream: Option<String>,
+    first_token_deadline_ms: Option<u32>,
+    keep_conversation: bool,
 }
 
 impl Default for Config {
@@ -24,6 +29,9 @@ impl Default for Config {
             cache_ttl_seconds: None,
             reasoning_effort: None,
             max_output_tokens: None,
+            upstream: None,
+            first_token_deadline_ms: None,
+            keep_conversation: false,
         }
     }
 }
@@ -48,9 +56,17 @@ impl Policy for StaticRoute {
             Some("read-write") => CacheMode::ReadWrite,
             _ => CacheMode::Off,
         };
-        let mut d = Decision::route(&config.model)
-            .fallbacks(config.fallbacks.iter().cloned())
-            .cache(cache);
+        let mut d = Decision::route(&config.model);
+        if let Some(upstream) = &config.upstream {
+            d = d.via(upstream);
+        }
+        if let Some(ms) = config.first_token_deadline_ms {
+            d = d.first_token_deadline_ms(ms);
+        }
+        if config.keep_conversation {
+            d = d.keep_conversation();
+        }
+        let mut d = d.fallbacks(config.fallbacks.iter().cloned()).cache(cache);
         if let Some(ttl) = config.cache_ttl_seconds {
             d = d.cache_ttl(ttl);
         }
