@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds every WebAssembly policy component from source: the Rust policies in policies/ and the
+# Builds every WebAssembly policy component from source: the Rust policies in policies/ (flash-first,
+# cache-sticky and adaptive, the last two on the plain library policies/flash-first-rule) and the
 # deliberately broken test guests in tests/guests/, and the Python (componentize-py) and
 # JavaScript (componentize-js) builds of flash-first. Output: target/policies/<name>.wasm.
 #
@@ -32,7 +33,7 @@ if ! flock -n "$LOCK_FD"; then
 fi
 
 # Rust guest crates: name -> crate directory.
-GUESTS=(policies/flash-first)
+GUESTS=(policies/flash-first policies/cache-sticky policies/adaptive)
 for d in tests/guests/*/; do GUESTS+=("${d%/}"); done
 
 CARGO_HOME_DIR=${CARGO_HOME:-$HOME/.cargo}

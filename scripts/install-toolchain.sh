@@ -10,8 +10,13 @@
 #     Debian lacks).
 #   - redis-server: integration tests of the shared (multi-replica) state start a real Redis.
 #   - wrk: the load generator the benchmark harness drives.
-#   - python3-venv + the `openai` package, node + the `openai` npm package: the client-compatibility
-#     tests run the official OpenAI libraries, unmodified, against the proxy.
+#   - python3-venv + the `openai` and `anthropic` packages, node + the `openai` npm package: the
+#     client-compatibility tests run the official OpenAI and Anthropic libraries, unmodified,
+#     against the proxy.
+#   - Claude Code and Codex (npm, pinned in tests/clients/agents) + strace: the agent tests run
+#     both CLIs headless against the gateway and check, with strace, that they connect nowhere else.
+#   - chromium + chromium-driver: the console tests drive the web console in headless Chromium
+#     through chromedriver (WebDriver).
 #   - componentize-py (PyPI) and componentize-js (npm): build the Python and JavaScript policies.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +39,9 @@ command -v redis-server >/dev/null 2>&1 || apt_need+=(redis-server)
 command -v wrk >/dev/null 2>&1 || apt_need+=(wrk)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_need+=(python3-venv)
 command -v node >/dev/null 2>&1 || apt_need+=(nodejs npm)
+command -v strace >/dev/null 2>&1 || apt_need+=(strace)
+command -v chromium >/dev/null 2>&1 || apt_need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_need+=(chromium-driver)
 
 if [[ ${#apt_need[@]} -gt 0 ]]; then
   log "apt-get install ${apt_need[*]}"
@@ -65,16 +73,31 @@ if [[ ! -d "$JS_POLICY/node_modules/@bytecodealliance/componentize-js" ]]; then
   (cd "$JS_POLICY" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# OpenAI client libraries for the compatibility tests, kept inside the repository's ignored folders.
+# OpenAI and Anthropic client libraries for the compatibility tests, kept inside the repository's
+# ignored folders. The venv keeps a copy of the requirements it was installed from, so a changed
+# pin is installed on the next run.
 VENV="$ROOT/target/client-venv"
-if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import openai' >/dev/null 2>&1; then
-  log "python venv with openai -> $VENV"
+REQS="$ROOT/tests/clients/python/requirements.txt"
+if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$REQS" "$VENV/installed-requirements.txt" \
+  || ! "$VENV/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
+  log "python venv with openai and anthropic -> $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/clients/python/requirements.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
+  cp "$REQS" "$VENV/installed-requirements.txt"
 fi
 NODE_DIR="$ROOT/tests/clients/node"
 if [[ ! -d "$NODE_DIR/node_modules/openai" ]]; then
   log "npm install (openai) in $NODE_DIR"
   (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# Claude Code and Codex for the agent tests, at the versions package-lock.json pins (each ships a
+# native binary in a platform package; nothing is compiled).
+AGENTS_DIR="$ROOT/tests/clients/agents"
+if [[ ! -x "$AGENTS_DIR/node_modules/.bin/claude" || ! -x "$AGENTS_DIR/node_modules/.bin/codex" ]] \
+  || ! cmp -s "$AGENTS_DIR/package-lock.json" "$AGENTS_DIR/node_modules/installed-package-lock.json"; then
+  log "npm ci (claude-code, codex) in $AGENTS_DIR"
+  # Claude Code declares engines.node >= 22 but runs a native binary; on Node 20 npm only warns.
+  (cd "$AGENTS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$AGENTS_DIR/package-lock.json" "$AGENTS_DIR/node_modules/installed-package-lock.json"
 fi
 log "done"

@@ -13,6 +13,7 @@ log "building policy components from source"
 log "building the workspace (the integration tests run the real binary too)"
 cargo build --locked --workspace
 log "native tests of the Python and JavaScript policies"
+rm -rf "$ROOT/target/pybindings"  # the generator refuses to write over an earlier run
 "$ROOT/target/pytools/bin/componentize-py" -d wit -w policy bindings "$ROOT/target/pybindings" >/dev/null
 (cd policies/flash-first-py && PYTHONPATH="$ROOT/target/pybindings" python3 -m unittest -q test_flash_first)
 (cd policies/flash-first-js && npm test --silent)

@@ -28,7 +28,10 @@ const MISSING: &str = "policy components are missing: run scripts/install-toolch
 
 /// Sources of the Rust guests: the script rebuilds all of them on every run.
 const RUST_SOURCES: &[&str] = &[
+    "policies/flash-first-rule",
     "policies/flash-first",
+    "policies/cache-sticky",
+    "policies/adaptive",
     "tests/guests",
     "sdk/src",
     "sdk/Cargo.toml",
@@ -151,9 +154,13 @@ fn main() {
 }
 
 /// Every component the tests load, as `scripts/build-policies.sh` builds them: the Rust guests
-/// (policies/flash-first and each crate in tests/guests), then the Python and JavaScript builds.
+/// (the reference policies flash-first, cache-sticky and adaptive, and each crate in
+/// tests/guests), then the Python and JavaScript builds.
 fn components(root: &Path) -> Vec<Component> {
-    let mut crates = vec![root.join("policies/flash-first")];
+    let mut crates: Vec<PathBuf> = ["flash-first", "cache-sticky", "adaptive"]
+        .iter()
+        .map(|name| root.join("policies").join(name))
+        .collect();
     let mut guests: Vec<PathBuf> = std::fs::read_dir(root.join("tests/guests"))
         .expect("read tests/guests")
         .flatten()

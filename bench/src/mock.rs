@@ -31,7 +31,7 @@ const USAGE: &str = r#""usage":{"prompt_tokens":412,"completion_tokens":64,"tota
 
 fn completion() -> Bytes {
     Bytes::from(format!(
-        r#"{{"id":"chatcmpl-bench","object":"chat.completion","created":1767225600,"model":"deepseek-v4-flash","choices":[{{"index":0,"message":{{"role":"assistant","content":"This is a fixed mock response used to measure proxy overhead only; it is about as long as a short answer from a model, with usage including prompt-cache hits."}},"finish_reason":"stop"}}],{USAGE},"system_fingerprint":"fp_bench"}}"#
+        r#"{{"id":"chatcmpl-bench","object":"chat.completion","created":1767225600,"model":"deepseek-v4-flash","choices":[{{"index":0,"message":{{"role":"assistant","content":"{TEXT}"}},"finish_reason":"stop"}}],{USAGE},"system_fingerprint":"fp_bench"}}"#
     ))
 }
 
@@ -140,17 +140,7 @@ fn events() -> Vec<Bytes> {
         ))
     };
     let mut out = vec![chunk(r#"{"role":"assistant","content":""}"#, "null", "")];
-    for word in [
-        "This ",
-        "is ",
-        "a ",
-        "fixed ",
-        "streamed ",
-        "mock ",
-        "response ",
-        "for ",
-        "benchmarks.",
-    ] {
+    for word in WORDS {
         out.push(chunk(&format!(r#"{{"content":"{word}"}}"#), "null", ""));
     }
     out.push(chunk("{}", r#""stop""#, &format!(",{USAGE}")));

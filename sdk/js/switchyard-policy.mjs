@@ -278,6 +278,30 @@ const message = (e) => (e instanceof Error ? e.message : String(e));
  * nothing). A config that no longer parses when deciding is a 503 `policy_config_invalid`, as in
  * the Rust SDK.
  */
+// The contract counts tokens and context windows in u64 (0.1.0's types), which jco hands over as
+// BigInts: policies see them as Numbers (exact up to 2^53 tokens), and a completion cap goes back
+// as a BigInt.
+const num = (v) => (typeof v === 'bigint' ? Number(v) : v);
+function fromHost(request) {
+  return {
+    ...request,
+    estimatedInputTokens: num(request.estimatedInputTokens),
+    maxOutputTokens: num(request.maxOutputTokens),
+    candidates: request.candidates.map((c) => ({
+      ...c,
+      contextWindow: num(c.contextWindow),
+      maxOutputTokens: num(c.maxOutputTokens),
+    })),
+  };
+}
+function toHost(decision) {
+  const cap = decision?.val?.maxOutputTokens;
+  if (decision?.tag === 'route' && cap !== undefined && cap !== null) {
+    return { ...decision, val: { ...decision.val, maxOutputTokens: BigInt(cap) } };
+  }
+  return decision;
+}
+
 export function policy({ defaults, enums = {}, validate, decide, onOutcome }) {
   const parse = (text) => parseConfig(text, defaults, enums);
   return {
@@ -297,7 +321,7 @@ export function policy({ defaults, enums = {}, validate, decide, onOutcome }) {
       } catch (e) {
         return reject(503, 'policy_config_invalid', message(e));
       }
-      return decide(config, request);
+      return toHost(decide(config, fromHost(request)));
     },
     onOutcome(text, outcome) {
       if (!onOutcome) return;

@@ -79,7 +79,7 @@ export function summary(fields = {}) {
   return {
     requestId: 'req_test', tenant: 'test-tenant', endpoint: 'chat-completions', requestedModel: 'auto',
     streaming: false, estimatedInputTokens: 1000, maxOutputTokens: undefined, messageCount: 1,
-    toolsOffered: 0, toolCallsSoFar: 0, reasoningEffort: undefined, hasImages: false, lastUserExcerpt: '',
+    toolsOffered: 0, toolCallsSoFar: 0, messagesSinceUser: 0, reasoningEffort: undefined, hasImages: false, lastUserExcerpt: '',
     candidates: [], config: '{}', receivedAtUnixMs: RECEIVED_AT_UNIX_MS, seed: 0n, ...rest,
     hints: pairs(hints),
     budget: { ...budget(), ...b },

@@ -105,7 +105,7 @@ def summary(**fields):
     a dict or pairs; `budget` a Budget or a dict of budget()'s arguments)."""
     values = dict(request_id="req_test", tenant="test-tenant", endpoint=Endpoint.CHAT_COMPLETIONS,
                   requested_model="auto", streaming=False, estimated_input_tokens=1_000,
-                  max_output_tokens=None, message_count=1, tools_offered=0, tool_calls_so_far=0,
+                  max_output_tokens=None, message_count=1, tools_offered=0, tool_calls_so_far=0, messages_since_user=0,
                   reasoning_effort=None, has_images=False, last_user_excerpt="", hints=[], candidates=[],
                   config="{}", budget=budget(), rate_limits=rate_limits(), conversation=conversation(),
                   received_at_unix_ms=RECEIVED_AT_UNIX_MS, seed=0)

@@ -160,7 +160,7 @@ impl Decision {
     }
 
     /// Caps the completion length.
-    pub fn max_output_tokens(self, tokens: u32) -> Self {
+    pub fn max_output_tokens(self, tokens: u64) -> Self {
         self.map_route(|r| r.max_output_tokens = Some(tokens))
     }
 

@@ -44,18 +44,18 @@ impl Request {
     }
 
     /// The host's estimate of the prompt size, in tokens.
-    pub fn input_tokens(&self) -> u32 {
+    pub fn input_tokens(&self) -> u64 {
         self.summary.estimated_input_tokens
     }
 
     /// The completion cap the client set, if any.
-    pub fn max_output_tokens(&self) -> Option<u32> {
+    pub fn max_output_tokens(&self) -> Option<u64> {
         self.summary.max_output_tokens
     }
 
     /// The context a model needs for this request: the prompt plus the completion cap.
     pub fn tokens_needed(&self) -> u64 {
-        u64::from(self.input_tokens()) + u64::from(self.max_output_tokens().unwrap_or(0))
+        self.input_tokens() + self.max_output_tokens().unwrap_or(0)
     }
 
     /// Number of messages in the conversation.
@@ -71,6 +71,12 @@ impl Request {
     /// Tool calls the assistant has made so far in this conversation (the agent's depth).
     pub fn tool_calls(&self) -> u32 {
         self.summary.tool_calls_so_far
+    }
+
+    /// Messages since the user last spoke (assistant turns, tool results): 0 on a new user
+    /// message, more inside an agent's tool loop.
+    pub fn messages_since_user(&self) -> u32 {
+        self.summary.messages_since_user
     }
 
     /// The reasoning effort the client asked for.
@@ -247,7 +253,7 @@ impl Candidate {
 
     /// Whether the context window holds `tokens`.
     pub fn fits(&self, tokens: u64) -> bool {
-        u64::from(self.context_window) >= tokens
+        self.context_window >= tokens
     }
 
     /// What the host has seen of this model on `upstream`.

@@ -59,6 +59,7 @@ pub fn request(model: &str) -> RequestBuilder {
         message_count: 1,
         tools_offered: 0,
         tool_calls_so_far: 0,
+        messages_since_user: 0,
         reasoning_effort: None,
         has_images: false,
         last_user_excerpt: String::new(),
@@ -157,12 +158,12 @@ impl CandidateBuilder {
         self
     }
     /// Sets the context window, in tokens.
-    pub fn context_window(mut self, tokens: u32) -> Self {
+    pub fn context_window(mut self, tokens: u64) -> Self {
         self.0.context_window = tokens;
         self
     }
     /// Sets the largest completion, in tokens.
-    pub fn max_output_tokens(mut self, tokens: u32) -> Self {
+    pub fn max_output_tokens(mut self, tokens: u64) -> Self {
         self.0.max_output_tokens = tokens;
         self
     }
@@ -284,12 +285,12 @@ impl RequestBuilder {
         self
     }
     /// Sets the estimated prompt size.
-    pub fn input_tokens(mut self, tokens: u32) -> Self {
+    pub fn input_tokens(mut self, tokens: u64) -> Self {
         self.0.estimated_input_tokens = tokens;
         self
     }
     /// Sets the completion cap.
-    pub fn max_output_tokens(mut self, tokens: u32) -> Self {
+    pub fn max_output_tokens(mut self, tokens: u64) -> Self {
         self.0.max_output_tokens = Some(tokens);
         self
     }
@@ -311,6 +312,11 @@ impl RequestBuilder {
     /// Sets how many tool calls the assistant has made so far.
     pub fn tool_calls(mut self, count: u32) -> Self {
         self.0.tool_calls_so_far = count;
+        self
+    }
+    /// Sets how many messages came after the user's last one (an agent's loop).
+    pub fn messages_since_user(mut self, count: u32) -> Self {
+        self.0.messages_since_user = count;
         self
     }
     /// Sets the requested reasoning effort.

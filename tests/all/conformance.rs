@@ -76,8 +76,8 @@ fn summary(case: &Value) -> RequestSummary {
     let config = case.get("config").map_or("{}".into(), Value::to_string);
     RequestSummary {
         requested_model: r["requested_model"].as_str().unwrap_or("auto").into(),
-        estimated_input_tokens: r["input_tokens"].as_u64().unwrap_or(1000) as u32,
-        max_output_tokens: r["max_output_tokens"].as_u64().map(|t| t as u32),
+        estimated_input_tokens: r["input_tokens"].as_u64().unwrap_or(1000),
+        max_output_tokens: r["max_output_tokens"].as_u64(),
         tool_calls_so_far: r["tool_calls"].as_u64().unwrap_or(0) as u32,
         reasoning_effort: r["reasoning_effort"].as_str().map(str::to_owned),
         has_images: r["images"].as_bool().unwrap_or(false),

@@ -7,6 +7,8 @@
 //! commands build them. `SWITCHYARD_FORCE_COMPONENTS_MISSING=1` takes that path on purpose.
 
 #[cfg(not(components_missing))]
+mod agents;
+#[cfg(not(components_missing))]
 mod binary;
 #[cfg(not(components_missing))]
 mod budgets;
@@ -17,19 +19,27 @@ mod clients;
 #[cfg(not(components_missing))]
 mod conformance;
 #[cfg(not(components_missing))]
+mod console;
+#[cfg(not(components_missing))]
 mod contract;
 #[cfg(not(components_missing))]
 mod disconnects;
 #[cfg(not(components_missing))]
 mod errors;
 #[cfg(not(components_missing))]
+mod failover;
+#[cfg(not(components_missing))]
 mod fallback;
+#[cfg(not(components_missing))]
+mod front_doors;
 #[cfg(not(components_missing))]
 mod hostile;
 #[cfg(not(components_missing))]
 mod languages;
 #[cfg(not(components_missing))]
 mod operations;
+#[cfg(not(components_missing))]
+mod policies;
 #[cfg(not(components_missing))]
 mod policy_failures;
 #[cfg(not(components_missing))]

@@ -396,13 +396,21 @@ impl TestGateway {
 }
 
 /// A TOML `[upstreams.NAME]` section pointing at `url`.
+///
+/// Each target is tried once (`retries = 0`) unless `extra` sets `retries`: most tests count
+/// attempts per target, and the default of one retry has tests of its own.
 pub fn upstream_toml(name: &str, url: &str, models: &[&str], extra: &str) -> String {
     let models = models
         .iter()
         .map(|m| format!("\"{m}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("[upstreams.{name}]\nbase_url = \"{url}\"\nmodels = [{models}]\n{extra}\n")
+    let retries = if extra.contains("retries") {
+        ""
+    } else {
+        "retries = 0\n"
+    };
+    format!("[upstreams.{name}]\nbase_url = \"{url}\"\nmodels = [{models}]\n{retries}{extra}\n")
 }
 
 /// A TOML `[tenants.NAME]` section with `key`, `policy`, the given models and extra lines.
@@ -850,11 +858,13 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `switchyard serve` with `args` (JSON logs) and waits until it listens.
+    /// Starts `switchyard serve` with `args` (JSON logs) and waits until it listens. Both
+    /// listeners get ephemeral ports (the embedded default's admin listener too).
     pub fn serve(args: &[&str], envs: &[(&str, &str)]) -> Process {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(binary());
         cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(args);
         cmd.env_remove("SWITCHYARD_CONFIG");
         for (k, v) in envs {

@@ -67,6 +67,10 @@ enum Command {
         /// Overrides `server.listen`.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Overrides `admin.listen` (the admin API and the console), when there is an admin
+        /// listener.
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
     },
     /// Prints the SHA-256 of an API key, the form `api_keys_sha256` stores.
     HashKey {
@@ -254,6 +258,7 @@ async fn run(cli: Cli) -> Result<()> {
                 state_out,
                 json,
                 svg,
+                quiet: false,
             };
             switchyard_tools::simulate::run(&options).await?;
             Ok(())
@@ -274,7 +279,11 @@ async fn run(cli: Cli) -> Result<()> {
             gateway.shutdown().await;
             Ok(())
         }
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => {
             let mut loaded = match &config {
                 Some(path) => Config::load(path).map_err(anyhow::Error::msg)?,
                 None => Config::embedded_default().map_err(anyhow::Error::msg)?,
@@ -282,10 +291,26 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(addr) = listen {
                 loaded.server.listen = addr;
             }
+            if let (Some(addr), Some(admin)) = (admin_listen, loaded.admin.as_mut()) {
+                admin.listen = addr;
+            }
             let demo = config.is_none();
+            // The embedded default's admin listener opens with a demo token made now and printed
+            // below (its file holds a digest no token has); a real config needs its own.
+            let demo_admin_token = match loaded.admin.as_mut().filter(|_| demo) {
+                Some(admin) => {
+                    let token = demo_admin_token()?;
+                    admin.token_sha256 = sha256(&token);
+                    Some(token)
+                }
+                None => None,
+            };
             let gateway = Gateway::start(loaded, config.clone())
                 .await
                 .context("starting the gateway")?;
+            gateway.set_playground(std::sync::Arc::new(
+                switchyard_tools::playground::Playground,
+            ));
             let addr = gateway.local_addr();
             // Before "switchyard listening": whoever waits for that line finds the admin address
             // already logged.
@@ -301,6 +326,12 @@ async fn run(cli: Cli) -> Result<()> {
                      -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"Do a multi-file refactor of the auth module\"}}]}}'\n\n\
                      The x-switchyard-model header shows the model the flash-first policy chose.\n"
                 );
+                if let (Some(admin), Some(token)) = (gateway.admin_addr(), &demo_admin_token) {
+                    eprintln!(
+                        "The console: http://{admin}/console\n  demo admin token: {token}\n  \
+                         (made at this start and good until it ends; a config file sets its own in [admin])\n"
+                    );
+                }
             }
             let stop = gateway.shutdown_handle();
             tokio::spawn(async move {
@@ -322,6 +353,29 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A fresh admin token for the embedded default: 24 random bytes from the kernel, hex.
+fn demo_admin_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the demo admin token")?;
+    Ok(format!(
+        "sy-demo-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// The SHA-256 of `token`, as `[admin] token_sha256` holds it.
+fn sha256(token: &str) -> [u8; 32] {
+    let hex = switchyard_gateway::hash_key(token);
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    out
 }
 
 async fn wait_for_signal() {

@@ -59,6 +59,8 @@ pub(crate) enum GatewayError {
     UpstreamRejected {
         status: u16,
         message: String,
+        /// The provider's own error code (`content_policy_violation`), passed on as `error.code`.
+        provider_code: Option<String>,
         attempts: Vec<AttemptSummary>,
     },
     #[error("all upstream attempts failed: {}", describe(.attempts))]
@@ -76,6 +78,18 @@ pub(crate) enum GatewayError {
     Internal(String),
     #[error("the client closed the connection before the request was complete")]
     ClientGone,
+    /// The request bodies in flight already hold the gateway's budget for them.
+    #[error(
+        "the gateway is holding its limit of {limit} bytes of request bodies in flight; retry shortly"
+    )]
+    BodiesInFlight { limit: usize },
+    /// A request head hyper could not read (answered before any handler runs).
+    #[error("{message}")]
+    BadHead {
+        status: u16,
+        code: &'static str,
+        message: &'static str,
+    },
 }
 
 impl From<ExecError> for GatewayError {
@@ -84,10 +98,12 @@ impl From<ExecError> for GatewayError {
             ExecError::Rejected {
                 status,
                 message,
+                code,
                 attempts,
             } => GatewayError::UpstreamRejected {
                 status,
                 message,
+                provider_code: code,
                 attempts,
             },
             ExecError::AllFailed {
@@ -149,6 +165,8 @@ impl GatewayError {
             GatewayError::Internal(_) => 500,
             GatewayError::ClientGone => 499,
             GatewayError::Refused(_) => 429,
+            GatewayError::BodiesInFlight { .. } => 503,
+            GatewayError::BadHead { status, .. } => *status,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -176,6 +194,10 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::PolicyFailed { .. } => "policy_failed",
             GatewayError::PolicyRejected { code, .. } => code,
+            GatewayError::UpstreamRejected {
+                provider_code: Some(code),
+                ..
+            } => code,
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::AllAttemptsFailed {
                 all_timed_out: true,
@@ -188,6 +210,8 @@ impl GatewayError {
             GatewayError::ClientGone => "client_gone",
             GatewayError::Refused(Refusal::Budget { .. }) => "budget_exceeded",
             GatewayError::Refused(Refusal::Rate { .. }) => "rate_limit_exceeded",
+            GatewayError::BodiesInFlight { .. } => "server_busy",
+            GatewayError::BadHead { code, .. } => code,
         }
     }
 
@@ -197,6 +221,7 @@ impl GatewayError {
             GatewayError::Refused(
                 Refusal::Budget { retry_after, .. } | Refusal::Rate { retry_after, .. },
             ) => Some(*retry_after),
+            GatewayError::BodiesInFlight { .. } => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -230,7 +255,17 @@ impl GatewayError {
     /// `error.type` (with the status) the Anthropic SDKs turn into their exception classes.
     pub fn to_anthropic_body(&self) -> Bytes {
         let status = self.status().as_u16();
-        let body = switchyard_upstream::dialect::messages::error_body(status, &self.to_string());
+        let mut body =
+            switchyard_upstream::dialect::messages::error_body(status, &self.to_string());
+        // Switchyard extension: the provider's own code, which Anthropic's shape has no field for.
+        if let GatewayError::UpstreamRejected {
+            provider_code: Some(code),
+            ..
+        } = self
+            && let Some(error) = body.get_mut("error").and_then(|e| e.as_object_mut())
+        {
+            error.insert("code".into(), code.as_str().into());
+        }
         Bytes::from(body.to_string())
     }
 }
@@ -290,6 +325,22 @@ mod tests {
                     .is_some_and(|m| !m.is_empty())
             );
         }
+    }
+
+    #[test]
+    fn a_providers_code_is_passed_on_in_both_shapes() {
+        let err = GatewayError::UpstreamRejected {
+            status: 400,
+            message: "upstream main refused the request: HTTP 400: flagged".into(),
+            provider_code: Some("content_policy_violation".into()),
+            attempts: vec![],
+        };
+        let body: serde_json::Value = serde_json::from_slice(&err.to_body()).unwrap();
+        assert_eq!(body["error"]["code"], "content_policy_violation");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        let body: serde_json::Value = serde_json::from_slice(&err.to_anthropic_body()).unwrap();
+        assert_eq!(body["error"]["code"], "content_policy_violation");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
     }
 
     #[test]

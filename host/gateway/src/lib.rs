@@ -14,6 +14,7 @@
 //! - `cache`: the exact response cache (memory or Redis), streams included;
 //! - `config`, `live`: the configuration, and the swappable snapshot with its reload and watcher;
 //! - `observe`: logs, traces and metrics;
+//! - `console`: the web console on the admin listener (`/console`);
 //! - `simulator`: the built-in simulated provider of the offline default.
 //!
 //! The sandbox itself is the `switchyard-policy` crate; talking to providers (wire formats,
@@ -24,6 +25,7 @@ mod app;
 mod auth;
 mod cache;
 mod config;
+mod console;
 mod conversations;
 mod error;
 mod http;
@@ -41,7 +43,8 @@ mod simulator;
 
 pub use app::{Gateway, Reloader, StartError};
 pub use auth::hash_key;
-pub use config::{Config, ConfigError, ModelInfo, PolicySource, builtin_models};
+pub use config::{AdminSettings, Config, ConfigError, ModelInfo, PolicySource, builtin_models};
+pub use console::{Simulate, SimulateJob};
 pub use live::reload::{ReloadReport, Trigger};
 pub use sandbox::testing as sandbox_testing;
 pub use switchyard_upstream::Usage;

@@ -66,7 +66,7 @@ pub struct OfflineTarget {
     pub upstream: String,
     /// Its first-token deadline: the decision's, or the upstream's default.
     pub first_token: Option<Duration>,
-    /// Retries the decision asked for on it.
+    /// Retries it gets: the decision's, or the upstream's default.
     pub retries: u8,
 }
 
@@ -251,7 +251,7 @@ impl OfflineTenant {
                             .settings
                             .timeouts
                             .first_token),
-                        retries: t.limits.retries,
+                        retries: t.retries(),
                     })
                     .collect(),
                 tags: plan.tags,

@@ -187,8 +187,8 @@ impl Rollouts {
                 .iter()
                 .find(|c| c.model == model)
                 .map_or(0.0, |c| {
-                    let output = f64::from(summary.max_output_tokens.unwrap_or(1000));
-                    (f64::from(summary.estimated_input_tokens) * c.input_usd_per_mtok
+                    let output = summary.max_output_tokens.unwrap_or(1000) as f64;
+                    (summary.estimated_input_tokens as f64 * c.input_usd_per_mtok
                         + output * c.output_usd_per_mtok)
                         / 1e6
                 })

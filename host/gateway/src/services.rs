@@ -3,13 +3,14 @@
 //! only the request path (`pipeline`) and the listeners (`http`) use it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use switchyard_upstream::{Breakers, RetryBudget, UpstreamStats};
 use tokio::sync::watch;
 
 use crate::accounts::Accounts;
 use crate::cache::ResponseCache;
+use crate::console::Console;
 use crate::conversations::Conversations;
 use crate::learning::Learning;
 use crate::live::Live;
@@ -47,6 +48,11 @@ pub(crate) struct Services {
     pub draining: AtomicBool,
     /// Turns true when the drain deadline passes: open streams end with an error event.
     pub drain_expired: watch::Sender<bool>,
+    /// The web console's sessions, time series, policy versions and Playground.
+    pub console: Console,
+    /// Bytes of request bodies held by requests in flight (bounded by
+    /// `server.max_inflight_body_bytes`).
+    pub bodies: Arc<AtomicUsize>,
 }
 
 impl Services {

@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -257,8 +256,9 @@ impl Simulator {
     /// Tokens of the longest message prefix seen before (rounded down to whole cache units), and
     /// remembers every prefix of this conversation for later requests.
     fn cache_hit_tokens(&self, model: &str, messages: &[Value]) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        model.hash(&mut hasher);
+        // A fixed algorithm (XXH3), so the simulated cache behaves alike in every build.
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(model.as_bytes());
         let mut hit = 0;
         let mut running = 0;
         let mut seen = self.prefixes.lock();
@@ -266,9 +266,10 @@ impl Simulator {
             seen.clear();
         }
         for m in messages {
-            m.to_string().hash(&mut hasher);
+            hasher.update(&[0]);
+            hasher.update(m.to_string().as_bytes());
             running += tokens_of(&text_of(m.get("content").unwrap_or(&Value::Null)));
-            let key = hasher.finish();
+            let key = hasher.digest();
             if seen.contains(&key) {
                 hit = running;
             } else {
@@ -304,13 +305,31 @@ impl Simulator {
             .map(|m| tokens_of(&text_of(m.get("content").unwrap_or(&Value::Null))))
             .sum();
         let cached = self.cache_hit_tokens(&model, messages).min(prompt_tokens);
-        let last = messages.last();
+        // The conversation's last turn, past trailing system messages (Claude Code puts its
+        // environment block in one after the user's turn).
+        let last = messages.iter().rev().find(|m| {
+            !matches!(
+                m.get("role").and_then(Value::as_str),
+                Some("system" | "developer")
+            )
+        });
         let last_role = last.and_then(|m| m.get("role")).and_then(Value::as_str);
+        // The user's own words: the last text part of the last user message (clients such as
+        // Claude Code put reminders before them).
         let last_user = messages
             .iter()
             .rev()
             .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
+            .map(|m| match m.get("content") {
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .rev()
+                    .find_map(|p| p.get("text").and_then(Value::as_str))
+                    .unwrap_or_default()
+                    .to_owned(),
+                Some(other) => text_of(other),
+                None => String::new(),
+            })
             .unwrap_or_default();
         let call = (last_role == Some("user"))
             .then(|| tool_call(req, &last_user))
@@ -319,7 +338,10 @@ impl Simulator {
             let result = last
                 .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
                 .unwrap_or_default();
-            let excerpt: String = result.chars().take(80).collect();
+            // The end of the output, where a tool's result usually is (Codex puts a header
+            // before it).
+            let chars: Vec<char> = result.trim_end().chars().collect();
+            let excerpt: String = chars[chars.len().saturating_sub(120)..].iter().collect();
             format!(
                 "[simulated {model}] The tool returned: \"{excerpt}\". This reply comes from Switchyard's built-in simulated provider, not a real model."
             )
@@ -486,10 +508,12 @@ fn tool_call(req: &Value, last_user: &str) -> Option<(String, String, String)> {
     let tool = forced.or_else(named)?;
     let name = tool.get("name").and_then(Value::as_str)?.to_owned();
     let args = arguments(tool.get("parameters").unwrap_or(&Value::Null), last_user);
-    let mut hasher = DefaultHasher::new();
-    (last_user, &name).hash(&mut hasher);
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(last_user.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(name.as_bytes());
     Some((
-        format!("call_sim_{:016x}", hasher.finish()),
+        format!("call_sim_{:016x}", hasher.digest()),
         name,
         args.to_string(),
     ))

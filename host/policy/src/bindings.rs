@@ -86,8 +86,8 @@ pub(crate) mod convert {
             endpoint: old::Endpoint::ChatCompletions,
             requested_model: s.requested_model.clone(),
             streaming: s.streaming,
-            estimated_input_tokens: u64::from(s.estimated_input_tokens),
-            max_output_tokens: s.max_output_tokens.map(u64::from),
+            estimated_input_tokens: s.estimated_input_tokens,
+            max_output_tokens: s.max_output_tokens,
             message_count: s.message_count,
             tools_offered: s.tools_offered,
             tool_calls_so_far: s.tool_calls_so_far,
@@ -104,8 +104,8 @@ pub(crate) mod convert {
                     input_usd_per_mtok: c.input_usd_per_mtok,
                     cached_input_usd_per_mtok: c.cached_input_usd_per_mtok,
                     output_usd_per_mtok: c.output_usd_per_mtok,
-                    context_window: u64::from(c.context_window),
-                    max_output_tokens: u64::from(c.max_output_tokens),
+                    context_window: c.context_window,
+                    max_output_tokens: c.max_output_tokens,
                     supports_images: c.supports_images,
                     health: health(c.health),
                 })
@@ -131,7 +131,7 @@ pub(crate) mod convert {
         }
     }
 
-    /// A 0.1.0 decision in the host's terms. A completion cap beyond `u32` is no cap at all.
+    /// A 0.1.0 decision in the host's terms.
     pub fn decision(d: old::Decision) -> new::Decision {
         match d {
             old::Decision::Reject(r) => new::Decision::Reject(new::Rejection {
@@ -143,9 +143,7 @@ pub(crate) mod convert {
                 primary: target(r.primary),
                 fallbacks: r.fallbacks.into_iter().map(target).collect(),
                 reasoning_effort: r.reasoning_effort,
-                max_output_tokens: r
-                    .max_output_tokens
-                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                max_output_tokens: r.max_output_tokens,
                 cache: match r.cache {
                     old::CacheMode::Off => new::CacheMode::Off,
                     old::CacheMode::ReadOnly => new::CacheMode::ReadOnly,

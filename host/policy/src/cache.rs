@@ -7,7 +7,7 @@
 //! with a random secret kept in the cache directory (mode 0600, in a 0700 directory). A file that
 //! fails the check, or that is not owned by this user, is ignored and recompiled.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -78,10 +78,15 @@ impl ArtifactCache {
     }
 
     fn entry_name(engine: &Engine, hash: &PolicyHash) -> String {
-        let mut h = DefaultHasher::new();
+        // `precompile_compatibility_hash` feeds a `Hasher`; SHA-256 behind that interface keeps
+        // the entry name stable across toolchains (std's `DefaultHasher` may change).
+        let mut h = Sha256Hasher::default();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        format!("{hash}-{:016x}.cwasm", h.finish())
+        format!(
+            "{hash}-{}.cwasm",
+            &hex::encode(sha2::Digest::finalize(h.0))[..16]
+        )
     }
 
     fn mac(&self, name: &str, payload: &[u8]) -> HmacSha256 {
@@ -168,4 +173,19 @@ fn fastrand_suffix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A `Hasher` that feeds SHA-256, for values that can only be hashed through `Hash`.
+#[derive(Default)]
+struct Sha256Hasher(sha2::Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = sha2::Digest::finalize(self.0.clone());
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
 }

@@ -21,6 +21,7 @@ pub fn summary(request_id: &str, tenant: &str, config: &str) -> RequestSummary {
         message_count: 1,
         tools_offered: 0,
         tool_calls_so_far: 0,
+        messages_since_user: 0,
         reasoning_effort: None,
         has_images: false,
         last_user_excerpt: String::new(),

@@ -1,8 +1,8 @@
 //! The epoch ticker that enforces decision deadlines, awake only while policy code runs.
 
+use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use wasmtime::Engine;
@@ -46,7 +46,7 @@ impl EpochActivity {
         // reads `running` (all sequentially consistent): either the ticker sees this call and
         // keeps ticking, or this call sees it parked and wakes it, under the lock it waits with.
         if self.running.fetch_add(1, Ordering::SeqCst) == 0 && self.parked.load(Ordering::SeqCst) {
-            let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _held = self.lock.lock();
             self.wake.notify_one();
         }
         EpochGuard {
@@ -89,15 +89,12 @@ impl EpochTicker {
                     } else if idle_ticks < IDLE_TICKS_BEFORE_PARKING {
                         idle_ticks += 1;
                     } else {
-                        let held = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut held = shared.lock.lock();
                         shared.parked.store(true, Ordering::SeqCst);
-                        let _held = shared
-                            .wake
-                            .wait_while(held, |_| {
-                                shared.running.load(Ordering::SeqCst) == 0
-                                    && !shared.stop.load(Ordering::SeqCst)
-                            })
-                            .unwrap_or_else(|e| e.into_inner());
+                        shared.wake.wait_while(&mut held, |_| {
+                            shared.running.load(Ordering::SeqCst) == 0
+                                && !shared.stop.load(Ordering::SeqCst)
+                        });
                         shared.parked.store(false, Ordering::SeqCst);
                         idle_ticks = 0;
                         continue;
@@ -117,7 +114,7 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.activity.stop.store(true, Ordering::SeqCst);
-        let _held = self.activity.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = self.activity.lock.lock();
         self.activity.wake.notify_one();
     }
 }

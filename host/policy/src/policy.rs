@@ -1,8 +1,10 @@
 //! A compiled policy and the per-decision call path.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -440,8 +442,8 @@ impl CompiledPolicy {
         self.ready_used.load(Ordering::Relaxed)
     }
 
-    fn lock_ready(&self) -> std::sync::MutexGuard<'_, Option<ReadyInstance>> {
-        self.ready.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_ready(&self) -> parking_lot::MutexGuard<'_, Option<ReadyInstance>> {
+        self.ready.lock()
     }
 
     /// The waiting instance, ready for a call under `ctx`, if there is one made under its limits.

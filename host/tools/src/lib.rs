@@ -4,6 +4,7 @@
 //! links them.
 
 pub mod check;
+pub mod playground;
 pub mod samples;
 pub mod simulate;
 pub mod svg;

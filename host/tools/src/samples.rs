@@ -16,8 +16,8 @@ pub fn default_candidates() -> Vec<Candidate> {
             cached_input_usd_per_mtok: m.cached_input_usd_per_mtok,
             output_usd_per_mtok: m.output_usd_per_mtok,
             price_window: None,
-            context_window: u32::try_from(m.context_window).unwrap_or(u32::MAX),
-            max_output_tokens: u32::try_from(m.max_output_tokens).unwrap_or(u32::MAX),
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
             supports_images: m.supports_images,
             health: Health::Healthy,
             labels: m

@@ -42,6 +42,8 @@ pub struct SimulateOptions {
     pub state_out: Option<PathBuf>,
     pub json: Option<PathBuf>,
     pub svg: Option<PathBuf>,
+    /// Print nothing (the console's Playground reads the report).
+    pub quiet: bool,
 }
 
 /// Requests and cost that went to one model.
@@ -271,7 +273,9 @@ async fn simulate(opts: &SimulateOptions) -> anyhow::Result<Report> {
         compare,
         baselines,
     };
-    print(&report);
+    if !opts.quiet {
+        print(&report);
+    }
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

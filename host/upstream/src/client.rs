@@ -54,6 +54,19 @@ pub struct ApiUrls {
     pub responses: Option<String>,
 }
 
+/// How an upstream can continue an answer another target started and did not finish (a
+/// stream cut or stalled after its commit point): the conversation is sent again with the text
+/// already delivered as the start of the assistant's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeVia {
+    /// DeepSeek's chat prefix completion: a last message
+    /// `{"role": "assistant", "content": <prefix>, "prefix": true}`, sent over chat completions
+    /// to `url` (DeepSeek serves it under its `/beta` base URL), or to the chat URL when `None`.
+    ChatPrefix { url: Option<String> },
+    /// Anthropic's assistant prefill: a trailing assistant message, sent over Messages.
+    MessagesPrefill,
+}
+
 /// What a client needs to know about one upstream provider account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
@@ -71,6 +84,11 @@ pub struct UpstreamSettings {
     /// Whether this is the gateway's built-in simulated provider.
     pub simulated: bool,
     pub timeouts: Timeouts,
+    /// Times a target on this upstream is tried again after a transient failure, when the
+    /// decision does not say.
+    pub retries: u8,
+    /// How it continues an answer cut on another target; `None`: it does not.
+    pub resume: Option<ResumeVia>,
 }
 
 /// A configured upstream, ready to send requests.
@@ -79,6 +97,8 @@ pub struct UpstreamClient {
     pub settings: UpstreamSettings,
     /// Indexed by [`Api::index`]; `None` where it does not speak that API.
     urls: [Option<Uri>; 3],
+    /// Where a resumed answer is sent, when it resumes over chat prefix completion.
+    prefix_url: Option<Uri>,
     auth: Option<(header::HeaderName, HeaderValue)>,
     http: HttpClient,
 }
@@ -113,6 +133,13 @@ impl UpstreamClient {
                     .map_err(|e| format!("upstream {}: bad URL `{url}`: {e}", config.name))?,
             );
         }
+        let prefix_url = match &config.resume {
+            Some(ResumeVia::ChatPrefix { url: Some(url) }) => Some(
+                url.parse()
+                    .map_err(|e| format!("upstream {}: bad URL `{url}`: {e}", config.name))?,
+            ),
+            _ => None,
+        };
         let auth = match &config.api_key {
             Some(key) => {
                 let (name, value) = match config.kind {
@@ -156,6 +183,7 @@ impl UpstreamClient {
         Ok(UpstreamClient {
             name: config.name.as_str().into(),
             urls,
+            prefix_url,
             auth,
             http: client,
             settings,
@@ -197,6 +225,28 @@ impl UpstreamClient {
             .clone()
             .or_else(|| self.urls.iter().flatten().next().cloned())
             .unwrap_or_default();
+        self.send_to(url, body, request_id, trace_headers).await
+    }
+
+    /// Sends a chat prefix completion (a resumed answer) to where this upstream serves them.
+    pub async fn send_prefix(
+        &self,
+        body: SplicedBody,
+        request_id: &str,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match self.prefix_url.clone() {
+            Some(url) => self.send_to(url, body, request_id, &[]).await,
+            None => self.send(Api::Chat, body, request_id, &[]).await,
+        }
+    }
+
+    async fn send_to(
+        &self,
+        url: Uri,
+        body: SplicedBody,
+        request_id: &str,
+        trace_headers: &[(&'static str, HeaderValue)],
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         let mut req = Request::post(url)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream")

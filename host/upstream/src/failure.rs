@@ -31,6 +31,9 @@ pub struct UpstreamFailure {
     pub detail: String,
     /// `Retry-After` sent with a 429 or 503.
     pub retry_after: Option<Duration>,
+    /// The provider's own `error.code` (`content_policy_violation`, `insufficient_quota`...),
+    /// passed on to the client when the failure ends the request.
+    pub code: Option<String>,
 }
 
 impl FailureClass {
@@ -56,7 +59,20 @@ impl UpstreamFailure {
             class,
             detail: detail.into(),
             retry_after: None,
+            code: None,
         }
+    }
+
+    /// Whether the same target may be tried again (when its retries allow): a rate limit, a
+    /// server error or a broken connection is often gone a moment later; a timeout is not worth
+    /// waiting for twice (the next target gets the time instead), and a context-length error
+    /// would fail the same way.
+    pub fn retry_same_target(&self) -> bool {
+        self.retryable()
+            && !matches!(
+                self.class,
+                FailureClass::Timeout | FailureClass::ContextLength
+            )
     }
 
     /// Whether the next target may be tried. Client errors (400, 401, 402, 403, 404, 413, 422...)
@@ -128,6 +144,8 @@ pub fn is_context_length_error(message: &str) -> bool {
     m.contains("context_length_exceeded")
         || m.contains("maximum context length")
         || m.contains("context window")
+        // Anthropic: "prompt is too long: 210000 tokens > 200000 maximum".
+        || m.contains("prompt is too long")
 }
 
 /// Longest `Retry-After` taken from an upstream; anything longer is read as this.
@@ -158,6 +176,35 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
             .unwrap_or(Duration::ZERO)
             .min(MAX_RETRY_AFTER),
     )
+}
+
+/// Longest provider error code passed on; anything longer (or not a plain identifier) is not a
+/// code.
+const MAX_CODE_LEN: usize = 64;
+
+/// The `error.code` of an OpenAI-style error body, when it is a short identifier
+/// (`content_policy_violation`); Anthropic's bodies have none.
+pub fn error_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    }
+    let code = match serde_json::from_slice::<Envelope>(body).ok()?.error.code? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let plain = !code.is_empty()
+        && code.len() <= MAX_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    plain.then_some(code)
 }
 
 /// The `error.message` of an OpenAI-style error body, or the start of the body.
@@ -229,6 +276,54 @@ mod tests {
         assert_eq!(error_message(b"plain text\n"), "plain text");
         assert_eq!(error_message(b""), "(no message)");
         assert_eq!(error_message(&vec![b'a'; 5000]).len(), 300);
+    }
+
+    #[test]
+    fn provider_codes_are_read_when_they_are_identifiers() {
+        assert_eq!(
+            error_code(br#"{"error":{"message":"no","code":"content_policy_violation"}}"#)
+                .as_deref(),
+            Some("content_policy_violation")
+        );
+        assert_eq!(
+            error_code(br#"{"error":{"message":"no","code":null}}"#),
+            None
+        );
+        assert_eq!(
+            error_code(br#"{"error":{"code":"has spaces in it"}}"#),
+            None
+        );
+        assert_eq!(error_code(b"not json"), None);
+        assert_eq!(
+            error_code(br#"{"error":{"code":429}}"#).as_deref(),
+            Some("429")
+        );
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried_on_the_same_target() {
+        for class in [
+            FailureClass::Status(429),
+            FailureClass::Status(500),
+            FailureClass::Connect,
+            FailureClass::Broken,
+        ] {
+            assert!(
+                UpstreamFailure::new(class, "").retry_same_target(),
+                "{class:?}"
+            );
+        }
+        for class in [
+            FailureClass::Timeout,
+            FailureClass::ContextLength,
+            FailureClass::Status(400),
+            FailureClass::DeadlineExceeded,
+        ] {
+            assert!(
+                !UpstreamFailure::new(class, "").retry_same_target(),
+                "{class:?}"
+            );
+        }
     }
 
     #[test]

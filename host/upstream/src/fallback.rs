@@ -1,9 +1,13 @@
 //! The fallback loop: try each target of the route in order until one starts a response.
 //!
 //! The commit point is the first byte sent to the client. Before it, any retryable failure moves
-//! on to the next target; after it, nothing is retried. For non-streaming requests the whole
-//! upstream response is read before committing (it is small and carries the usage); for streams,
-//! [`super::relay::start`] reads up to the first substantive event.
+//! on: to the same target again when its `retries` allow and the failure is transient (after a
+//! backoff, or the upstream's `Retry-After` when it fits), else to the next target. After it,
+//! nothing is sent twice: a cut stream either ends with an error event or, when the tenant opted
+//! in, is continued by a [`Resumer`] on a later target from the text already delivered. For
+//! non-streaming requests the whole upstream response is read before committing (it is small and
+//! carries the usage); for streams, [`super::relay::start`] reads up to the first substantive
+//! event.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +21,11 @@ use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use crate::chat::{ChatRequest, Overrides, SplicedBody, rewrite};
-use crate::client::UpstreamClient;
+use crate::client::{ResumeVia, UpstreamClient};
 use crate::dialect::{self, Api};
 use crate::failure::{
-    FailureClass, UpstreamFailure, client_status_for, error_message, is_context_length_error,
-    retry_after,
+    FailureClass, UpstreamFailure, client_status_for, error_code, error_message,
+    is_context_length_error, retry_after,
 };
 use crate::health::{Admission, Breakers, RetryBudget};
 use crate::passthrough::Original;
@@ -48,6 +52,16 @@ pub struct PlannedTarget {
     pub limits: TargetLimits,
 }
 
+impl PlannedTarget {
+    /// Times this target is tried again after a transient failure: the decision's count, else
+    /// the upstream's configured default.
+    pub fn retries(&self) -> u8 {
+        self.limits
+            .retries
+            .unwrap_or(self.upstream.settings.retries)
+    }
+}
+
 /// What a decision (or the upstream's config) sets for one target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TargetLimits {
@@ -56,8 +70,9 @@ pub struct TargetLimits {
     pub first_token: Option<Duration>,
     /// The longest one attempt may take (default: the upstream's request timeout).
     pub attempt: Option<Duration>,
-    /// Times to try this target again after a retryable failure before moving on.
-    pub retries: u8,
+    /// Times to try this target again after a transient failure before moving on; `None`: the
+    /// upstream's `retries` setting.
+    pub retries: Option<u8>,
 }
 
 /// What the client sent, in the forms an attempt may need.
@@ -97,6 +112,8 @@ pub enum DeliveredBody {
 pub struct Delivered {
     pub model: String,
     pub upstream: Arc<UpstreamClient>,
+    /// The target's index in the route (a cut stream resumes on the targets after it).
+    pub index: usize,
     /// Every attempt, failures first, in order (the last one succeeded).
     pub attempts: Vec<AttemptSummary>,
     pub body: DeliveredBody,
@@ -122,6 +139,8 @@ pub enum ExecError {
     Rejected {
         status: u16,
         message: String,
+        /// The provider's own error code, when it sent one.
+        code: Option<String>,
         attempts: Vec<AttemptSummary>,
     },
     /// Every target failed, was skipped or was not tried.
@@ -241,7 +260,7 @@ pub async fn execute(
                 continue 'targets;
             }
         };
-        let mut retries_left = target.limits.retries;
+        let mut retries_left = target.retries();
         loop {
             if target.context_window <= needs_context_above {
                 attempts.push(summary(format!(
@@ -281,10 +300,11 @@ pub async fn execute(
                     continue 'targets;
                 }
                 if Instant::now() + backoff >= opts.deadline {
-                    let f = UpstreamFailure::new(FailureClass::DeadlineExceeded, "");
-                    attempts.push(summary(f.outcome()));
-                    failures.push(f);
-                    break 'targets;
+                    // The wait would outlast the request; a later target may still answer now.
+                    attempts.push(summary(
+                        "not retried: its wait passes the request deadline".into(),
+                    ));
+                    continue 'targets;
                 }
                 tokio::time::sleep(backoff).await;
             }
@@ -312,7 +332,13 @@ pub async fn execute(
             } else {
                 tracing::Span::none()
             };
-            let trace_headers = opts.trace.headers(&span);
+            let mut trace_headers = opts.trace.headers(&span);
+            // Headers that belong to a passed-through body's dialect go with it.
+            if let Some(original) = request.original
+                && outgoing.0 == original.api
+            {
+                trace_headers.extend(original.forward.iter().cloned());
+            }
             let in_flight = opts.stats.start(&target.upstream.name, &target.model);
             let result = attempt(target, &outgoing, request.chat.stream, opts, &trace_headers)
                 .instrument(span.clone())
@@ -353,6 +379,7 @@ pub async fn execute(
                     return Ok(Delivered {
                         model: target.model.clone(),
                         upstream: target.upstream.clone(),
+                        index,
                         attempts,
                         body,
                         upstream_time,
@@ -383,10 +410,11 @@ pub async fn execute(
                         target.upstream.name,
                         failure.outcome()
                     ),
+                    code: failure.code.clone(),
                     attempts,
                 });
             }
-            let again = retries_left > 0 && failure.class != FailureClass::ContextLength;
+            let again = retries_left > 0 && failure.retry_same_target();
             failures.push(failure);
             if !again {
                 continue 'targets;
@@ -398,6 +426,7 @@ pub async fn execute(
         return Err(ExecError::Rejected {
             status: 400,
             message: why,
+            code: None,
             attempts,
         });
     }
@@ -406,6 +435,317 @@ pub async fn execute(
         attempts,
         all_timed_out,
     })
+}
+
+/// What a resumption needs of the request, owned: a stream body outlives the request's future.
+pub struct ResumeContext {
+    /// The conversation as chat completions (the client's body, or its translation).
+    pub chat: ChatRequest,
+    pub overrides: Overrides,
+    pub request_id: Arc<str>,
+    /// When the whole request must be over.
+    pub deadline: Instant,
+    pub redactor: Redactor,
+    pub breakers: Breakers,
+    pub retry_budget: Arc<RetryBudget>,
+    pub stats: crate::stats::UpstreamStats,
+    pub observer: Arc<dyn AttemptObserver>,
+}
+
+/// Continues an answer whose stream was cut after its commit point on the targets of the route
+/// after the one that served it: each gets the conversation plus the text delivered so far as the
+/// start of the assistant's reply, and streams only what comes after it. Targets whose upstream
+/// has no `resume` setting are passed over; so are targets that already failed this stream.
+pub struct Resumer {
+    targets: std::collections::VecDeque<PlannedTarget>,
+    /// The target streaming now.
+    current: (String, Arc<str>),
+    /// Targets whose stream was cut, never asked to continue it.
+    cut: Vec<(String, Arc<str>)>,
+    ctx: ResumeContext,
+    /// Every resumption attempt, in order.
+    attempts: Vec<AttemptSummary>,
+}
+
+/// A stream that continues the answer on another target.
+pub struct Resumed {
+    pub start: StreamStart,
+    /// Whitespace taken off the end of the prefix (an Anthropic prefill may not end in it); the
+    /// client already has it, so it is taken off the start of the continuation.
+    pub trimmed: String,
+}
+
+impl Resumer {
+    /// A resumer for a stream that `route[served]` started.
+    pub fn new(route: &[PlannedTarget], served: usize, ctx: ResumeContext) -> Self {
+        let current = route.get(served).map_or_else(
+            || (String::new(), Arc::from("")),
+            |t| (t.model.clone(), t.upstream.name.clone()),
+        );
+        Resumer {
+            targets: route.iter().skip(served + 1).cloned().collect(),
+            cut: Vec::new(),
+            current,
+            ctx,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// Whether a later target of the route could continue the answer.
+    pub fn possible(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.upstream.settings.resume.is_some())
+    }
+
+    /// The target streaming now: `(model, upstream)`.
+    pub fn current(&self) -> &(String, Arc<str>) {
+        &self.current
+    }
+
+    /// Every resumption attempt so far.
+    pub fn attempts(&self) -> &[AttemptSummary] {
+        &self.attempts
+    }
+
+    /// Asks the next targets in turn to continue the answer from `prefix` (the client has it);
+    /// `delivered_tokens` come off the request's output limit. `Err` says why none did.
+    pub async fn resume(&mut self, prefix: &str, delivered_tokens: u64) -> Result<Resumed, String> {
+        let cut = std::mem::take(&mut self.current);
+        self.cut.push(cut);
+        let mut why = "no later target of the route resumes streams".to_owned();
+        while let Some(target) = self.targets.pop_front() {
+            let Some(via) = target.upstream.settings.resume.clone() else {
+                continue;
+            };
+            let key = (target.model.clone(), target.upstream.name.clone());
+            if self.cut.contains(&key) {
+                continue;
+            }
+            let summary = |outcome: String| AttemptSummary {
+                model: target.model.clone(),
+                upstream: target.upstream.name.to_string(),
+                outcome: format!("resuming: {outcome}"),
+            };
+            let probe = match self
+                .ctx
+                .breakers
+                .admit(&target.upstream.name, &target.model)
+            {
+                Admission::Rejected => {
+                    self.attempts.push(summary("skipped: circuit open".into()));
+                    continue;
+                }
+                Admission::Allowed => None,
+                Admission::Probe(p) => Some(p),
+            };
+            if !self.ctx.retry_budget.try_extra_attempt() {
+                self.attempts
+                    .push(summary("not tried: retry budget exhausted".into()));
+                why = "the retry budget is exhausted".into();
+                break;
+            }
+            if Instant::now() >= self.ctx.deadline {
+                self.attempts
+                    .push(summary("not tried: request deadline exceeded".into()));
+                why = "the request deadline passed".into();
+                break;
+            }
+            let in_flight = self.ctx.stats.start(&target.upstream.name, &target.model);
+            let started = Instant::now();
+            let result = self.attempt(&target, &via, prefix, delivered_tokens).await;
+            drop(in_flight);
+            let provider_failed = result
+                .as_ref()
+                .err()
+                .is_some_and(UpstreamFailure::is_provider_failure);
+            match probe {
+                Some(p) => p.record(provider_failed),
+                None => {
+                    self.ctx
+                        .breakers
+                        .record(&target.upstream.name, &target.model, provider_failed)
+                }
+            }
+            self.ctx.stats.record(
+                &target.upstream.name,
+                &target.model,
+                result.is_ok().then(|| started.elapsed()),
+                provider_failed,
+            );
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(f) => f.class.label(),
+            };
+            self.ctx
+                .observer
+                .attempt(&target.upstream.name, &target.model, outcome);
+            match result {
+                Ok((start, trimmed)) => {
+                    self.attempts.push(summary("ok".into()));
+                    self.current = key;
+                    return Ok(Resumed { start, trimmed });
+                }
+                Err(failure) => {
+                    tracing::warn!(
+                        request_id = &*self.ctx.request_id,
+                        model = %target.model,
+                        upstream = %target.upstream.name,
+                        outcome = %failure.outcome(),
+                        "resuming a cut stream failed"
+                    );
+                    why = format!(
+                        "{} via {} did not continue it: {}",
+                        target.model,
+                        target.upstream.name,
+                        failure.outcome()
+                    );
+                    self.attempts.push(summary(failure.outcome()));
+                    self.cut.push(key);
+                }
+            }
+        }
+        Err(why)
+    }
+
+    /// One resumption attempt: up to the continuation's first substantive event.
+    async fn attempt(
+        &self,
+        target: &PlannedTarget,
+        via: &ResumeVia,
+        prefix: &str,
+        delivered_tokens: u64,
+    ) -> Result<(StreamStart, String), UpstreamFailure> {
+        let up = &target.upstream;
+        let started = Instant::now();
+        let attempt_deadline = self.ctx.deadline.min(
+            started
+                + target
+                    .limits
+                    .attempt
+                    .unwrap_or(up.settings.timeouts.request),
+        );
+        let first_token = target
+            .limits
+            .first_token
+            .or(up.settings.timeouts.first_token);
+        let first_event_deadline =
+            first_token.map_or(attempt_deadline, |d| attempt_deadline.min(started + d));
+        let first_event_deadline =
+            first_event_deadline.min(started + up.settings.timeouts.first_byte);
+        let (wire, body, trimmed) = resume_body(
+            &self.ctx.chat,
+            up.provider_model(&target.model),
+            &self.ctx.overrides,
+            via,
+            prefix,
+            delivered_tokens,
+        )
+        .map_err(|why| UpstreamFailure::new(FailureClass::Broken, why))?;
+        let id = &*self.ctx.request_id;
+        let send = async {
+            match via {
+                ResumeVia::ChatPrefix { .. } => up.send_prefix(body, id).await,
+                ResumeVia::MessagesPrefill => up.send(Api::Messages, body, id, &[]).await,
+            }
+        };
+        let response = match timeout_at(first_event_deadline, send).await {
+            Err(_) => {
+                return Err(UpstreamFailure::new(
+                    FailureClass::Timeout,
+                    "no response to the resumption",
+                ));
+            }
+            Ok(Err(e)) => return Err(client_failure(&e, &self.ctx.redactor)),
+            Ok(Ok(r)) => r,
+        };
+        if !response.status().is_success() {
+            return Err(status_failure(response, attempt_deadline, &self.ctx.redactor).await);
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let start = relay::start(
+            wire,
+            content_type.as_deref(),
+            response.into_body(),
+            first_event_deadline,
+            &self.ctx.redactor,
+        )
+        .await?;
+        Ok((start.until(attempt_deadline), trimmed))
+    }
+}
+
+/// The body asking `via` to continue the answer from `prefix`: the conversation with the prefix
+/// as the start of the assistant's reply, streamed with usage, and the client's output limit
+/// less what it already got. Returns the wire API, the body, and whitespace trimmed off the
+/// prefix.
+fn resume_body(
+    chat: &ChatRequest,
+    provider_model: &str,
+    overrides: &Overrides,
+    via: &ResumeVia,
+    prefix: &str,
+    delivered_tokens: u64,
+) -> Result<(Api, SplicedBody, String), String> {
+    let mut value: serde_json::Value = serde_json::from_slice(&chat.body)
+        .map_err(|e| format!("the request cannot be read again: {e}"))?;
+    let obj = value
+        .as_object_mut()
+        .ok_or("the request is not a JSON object")?;
+    obj.insert("model".into(), provider_model.into());
+    obj.insert("stream".into(), true.into());
+    obj.insert(
+        "stream_options".into(),
+        serde_json::json!({"include_usage": true}),
+    );
+    if let Some(effort) = &overrides.reasoning_effort {
+        obj.insert("reasoning_effort".into(), effort.as_str().into());
+    }
+    let limit = [chat.max_output_tokens(), overrides.max_output_tokens]
+        .into_iter()
+        .flatten()
+        .min();
+    if let Some(limit) = limit {
+        obj.remove("max_completion_tokens");
+        obj.insert(
+            "max_tokens".into(),
+            limit.saturating_sub(delivered_tokens).max(1).into(),
+        );
+    }
+    let (content, trimmed) = match via {
+        ResumeVia::ChatPrefix { .. } => (prefix, ""),
+        ResumeVia::MessagesPrefill => {
+            let kept = prefix.trim_end();
+            (kept, &prefix[kept.len()..])
+        }
+    };
+    let message = match via {
+        ResumeVia::ChatPrefix { .. } => {
+            serde_json::json!({"role": "assistant", "content": content, "prefix": true})
+        }
+        ResumeVia::MessagesPrefill => serde_json::json!({"role": "assistant", "content": content}),
+    };
+    obj.get_mut("messages")
+        .and_then(serde_json::Value::as_array_mut)
+        .ok_or("the request has no messages")?
+        .push(message);
+    let (wire, body) = match via {
+        ResumeVia::ChatPrefix { .. } => (Api::Chat, value),
+        ResumeVia::MessagesPrefill => (
+            Api::Messages,
+            dialect::messages::request_from_chat(&value)
+                .map_err(|e| format!("the conversation cannot be sent as Messages: {e}"))?,
+        ),
+    };
+    Ok((
+        wire,
+        SplicedBody::whole(Bytes::from(body.to_string())),
+        trimmed.to_owned(),
+    ))
 }
 
 /// The body of one attempt and the dialect it is in: the client's own bytes when the upstream
@@ -500,23 +840,8 @@ async fn attempt(
     opts.stats
         .headroom(&up.name, &target.model, response.headers());
 
-    let status = response.status();
-    if !status.is_success() {
-        let retry_after = retry_after(response.headers());
-        let body = read_capped(response.into_body(), MAX_ERROR_BYTES, attempt_deadline)
-            .await
-            .unwrap_or_default();
-        let message = opts.redactor.redact(&error_message(&body));
-        let class = if status == StatusCode::BAD_REQUEST && is_context_length_error(&message) {
-            FailureClass::ContextLength
-        } else {
-            FailureClass::Status(status.as_u16())
-        };
-        return Err(UpstreamFailure {
-            class,
-            detail: message,
-            retry_after,
-        });
+    if !response.status().is_success() {
+        return Err(status_failure(response, attempt_deadline, opts.redactor).await);
     }
 
     if stream {
@@ -540,7 +865,7 @@ async fn attempt(
                 f
             }
         })?;
-        return Ok(DeliveredBody::Stream(start));
+        return Ok(DeliveredBody::Stream(start.until(attempt_deadline)));
     }
 
     let bytes = match read_capped(
@@ -566,7 +891,8 @@ async fn attempt(
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(bytes.len());
-    let bytes = bytes.slice(start..);
+    // Whatever an upstream sends back is checked for pieces of a key before anyone sees it.
+    let bytes = opts.redactor.redact_bytes(bytes.slice(start..));
     if !bytes.starts_with(b"{") || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
     {
         return Err(UpstreamFailure::new(
@@ -593,6 +919,32 @@ async fn attempt(
         chat,
         usage,
     })
+}
+
+/// The failure an error status stands for: its class, the provider's message (redacted) and
+/// code, and its `Retry-After`.
+async fn status_failure(
+    response: http::Response<hyper::body::Incoming>,
+    deadline: Instant,
+    redactor: &Redactor,
+) -> UpstreamFailure {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = read_capped(response.into_body(), MAX_ERROR_BYTES, deadline)
+        .await
+        .unwrap_or_default();
+    let message = redactor.redact(&error_message(&body));
+    let class = if status == StatusCode::BAD_REQUEST && is_context_length_error(&message) {
+        FailureClass::ContextLength
+    } else {
+        FailureClass::Status(status.as_u16())
+    };
+    UpstreamFailure {
+        class,
+        detail: message,
+        retry_after,
+        code: error_code(&body),
+    }
 }
 
 enum ReadError {

@@ -449,6 +449,36 @@ mod tests {
         }
     }
 
+    /// The flapping primary: 503 for 60 s, then healthy, with a request every 4 s, on
+    /// the default settings (5 failures, first probe after 1 s, open at most 5 s).
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_upstream_takes_traffic_again_within_seconds_of_a_long_outage() {
+        let b = Breakers::new(BreakerSettings {
+            failures: 5,
+            probe_after: Duration::from_secs(1),
+            max_open: Duration::from_secs(5),
+        });
+        let u: Arc<str> = "u".into();
+        let started = Instant::now();
+        let recovered_at = Duration::from_secs(60);
+        let mut back = None;
+        for _ in 0..40 {
+            let now = started.elapsed();
+            let healthy = now >= recovered_at;
+            match b.admit(&u, "m") {
+                Admission::Rejected => {}
+                Admission::Allowed => b.record("u", "m", !healthy),
+                Admission::Probe(p) => p.record(!healthy),
+            }
+            if healthy && back.is_none() && b.health("u", "m") == Health::Healthy {
+                back = Some(now - recovered_at);
+            }
+            tokio::time::advance(Duration::from_secs(4)).await;
+        }
+        let back = back.expect("the upstream was used again");
+        assert!(back <= Duration::from_secs(10), "back after {back:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_retry_budget_caps_extra_attempts_at_a_share_of_traffic() {
         let budget = RetryBudget::new(RetryBudgetSettings {

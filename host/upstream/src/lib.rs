@@ -21,12 +21,12 @@ mod stats;
 mod usage;
 
 pub use client::{
-    ANTHROPIC_VERSION, ApiUrls, ProviderKind, Timeouts, UpstreamClient, UpstreamSettings,
+    ANTHROPIC_VERSION, ApiUrls, ProviderKind, ResumeVia, Timeouts, UpstreamClient, UpstreamSettings,
 };
 pub use failure::{FailureClass, UpstreamFailure, retry_after};
 pub use fallback::{
     AttemptObserver, AttemptSummary, Delivered, DeliveredBody, ExecError, ExecOptions, Outbound,
-    PlannedTarget, Progress, TargetLimits, TracePropagation, execute,
+    PlannedTarget, Progress, ResumeContext, Resumer, TargetLimits, TracePropagation, execute,
 };
 pub use health::{
     Admission, BreakerSettings, BreakerState, Breakers, Health, Probe, RetryBudget,
@@ -34,7 +34,8 @@ pub use health::{
 };
 pub use redact::{Redactor, Secret};
 pub use relay::{
-    ClientStream, RelayLimits, StreamEnd, StreamFinish, StreamOutcome, StreamStart, into_body,
+    ClientStream, RelayLimits, Segment, StreamEnd, StreamFinish, StreamOutcome, StreamStart,
+    completion_output_tokens, into_body,
 };
 pub use stats::{InFlight, Signals, UpstreamStats};
 pub use usage::{Usage, usage_in_value, usage_of};

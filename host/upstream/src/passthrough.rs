@@ -22,7 +22,13 @@ pub struct Original {
     max_tokens: Option<Located<u64>>,
     /// Offset just past the opening `{`.
     insert_at: usize,
+    /// Client headers that belong to the body's dialect and go with it to an upstream that
+    /// speaks it (`anthropic-beta`: the beta fields Claude Code's bodies use need it).
+    pub forward: Vec<(&'static str, http::HeaderValue)>,
 }
+
+/// The client headers forwarded with a passed-through body, per dialect.
+const FORWARDED: &[(Api, &str)] = &[(Api::Messages, "anthropic-beta")];
 
 #[derive(Deserialize)]
 struct Wire<'a> {
@@ -72,7 +78,19 @@ impl Original {
             max_tokens,
             insert_at,
             body,
+            forward: Vec::new(),
         })
+    }
+
+    /// Keeps the client headers of `headers` that travel with this dialect's bodies.
+    pub fn forward_from(&mut self, headers: &http::HeaderMap) {
+        for (api, name) in FORWARDED {
+            if *api == self.api
+                && let Some(value) = headers.get(*name)
+            {
+                self.forward.push((name, value.clone()));
+            }
+        }
     }
 
     /// Whether `overrides` can be applied by splicing. A reasoning-effort override cannot (each

@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use bytes::Bytes;
 
 /// Shortest piece of a key that is redacted.
 pub const REDACTED_PIECE: usize = 8;
@@ -88,6 +89,25 @@ impl Redactor {
         Redactor { windows, short }
     }
 
+    /// Whether `bytes` hold any piece of a secret that [`Redactor::redact`] would replace: one
+    /// scan, no allocation, so every byte an upstream sends can be checked on its way through.
+    pub fn finds(&self, bytes: &[u8]) -> bool {
+        self.windows.as_ref().is_some_and(|ac| ac.is_match(bytes))
+            || self
+                .short
+                .iter()
+                .any(|s| memchr::memmem::find(bytes, s.expose().as_bytes()).is_some())
+    }
+
+    /// `bytes` (a response body or SSE frames an upstream sent) with [`Redactor::redact`]
+    /// applied; the same buffer, uncopied, when there is nothing to redact.
+    pub fn redact_bytes(&self, bytes: Bytes) -> Bytes {
+        if !self.finds(&bytes) {
+            return bytes;
+        }
+        Bytes::from(self.redact(&String::from_utf8_lossy(&bytes)))
+    }
+
     /// `text` with every 8-character piece of a secret (and so every longer one) replaced by
     /// `[redacted]`; runs of overlapping pieces become one `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
@@ -163,6 +183,21 @@ mod tests {
         let middle = &secret[9..21];
         let out = r.redact(&format!("Incorrect API key provided: ...{middle}..."));
         assert!(!out.contains(middle), "{out}");
+    }
+
+    #[test]
+    fn bytes_are_left_alone_unless_they_hold_a_piece() {
+        let secret = "sk-live-0123456789abcdefSECRET";
+        let r = Redactor::new(vec![Secret::new(secret)]);
+        let clean = Bytes::from_static(b"data: {\"content\":\"hello\"}\n\n");
+        let out = r.redact_bytes(clean.clone());
+        assert_eq!(out.as_ptr(), clean.as_ptr(), "not copied");
+        let leaky = Bytes::from(format!("data: {{\"content\":\"{}\"}}\n\n", &secret[9..21]));
+        assert!(r.finds(&leaky));
+        assert_eq!(
+            r.redact_bytes(leaky),
+            Bytes::from_static(b"data: {\"content\":\"[redacted]\"}\n\n")
+        );
     }
 
     #[test]

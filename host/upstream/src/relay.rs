@@ -3,21 +3,34 @@
 //! Two phases, split by the commit point:
 //! - [`start`] reads until the first substantive event (content, a tool call, a finish reason or
 //!   usage). Keep-alive comments are dropped; lifecycle events that say nothing yet (a role-only
-//!   first delta) are held back. A failure here is an ordinary attempt failure: the fallback loop
-//!   tries the next target and the client has seen nothing.
+//!   first delta) are held back. A failure here, an event that is not JSON included, is an
+//!   ordinary attempt failure: the fallback loop tries the next target and the client has seen
+//!   nothing.
 //! - [`into_body`] forwards the held frames and every later frame as soon as it is complete. A
-//!   failure here (broken connection, idle timeout, deadline) ends the stream with an SSE error
-//!   event and no `[DONE]`, so the client can tell a cut stream from a finished one; it is never
-//!   retried, so no content is ever sent twice.
+//!   cut here (broken connection, no event for the idle timeout, an upstream error event, or a
+//!   stream that just stops before its end: no finish reason, no `[DONE]`) ends the stream with an
+//!   SSE error event and no `[DONE]`, so the client can tell a cut stream from a finished one.
+//!   When the tenant opted in and a later target of the route can continue an answer
+//!   ([`Resumer`]), the cut is resumed instead: that target gets the conversation plus the text
+//!   delivered so far and streams only what follows, so the client reads one continuous answer,
+//!   no content twice. After the commit point an event that is not JSON is dropped and counted,
+//!   never passed on (strict clients fail on it).
 //!
 //! The upstream's events are read in its own dialect (its `wire`): chat completions, Anthropic
 //! Messages or Responses. When the client asked in the same dialect the events pass through as
 //! they came; otherwise each is decoded into chat chunks and encoded again in the client's
-//! dialect ([`ClientStream::Encode`]). Either way the commit point, usage, the assembled copy for
-//! the cache and the end of the stream are judged on the chat view.
+//! dialect ([`ClientStream::Encode`]). Either way the commit point, usage, the output delivered,
+//! the assembled copy for the cache and the end of the stream are judged on the chat view.
+//!
+//! Resuming needs the host to write the client's dialect itself: a chat client's stream, or a
+//! stream already translated. A Messages or Responses stream passed through from an upstream of
+//! the same dialect is not resumed (it ends with the error event). Every byte relayed goes
+//! through the key redactor first.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -25,13 +38,15 @@ use futures_util::{FutureExt, stream};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
-use tokio::time::{Instant, timeout_at};
-
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::time::{Instant, timeout_at};
 
 use crate::chat::assemble::Assembler;
 use crate::dialect::{self, Api, StreamDecoder, StreamEncoder};
 use crate::failure::{FailureClass, UpstreamFailure, error_message};
+use crate::fallback::{AttemptSummary, Resumer};
 use crate::redact::Redactor;
 use crate::sse::{FrameKind, SseFrame, SseSplitter, error_frame, payload};
 use crate::usage::{Usage, usage_in_value, usage_of};
@@ -45,26 +60,71 @@ pub trait StreamFinish: Send + 'static {
 /// How a relayed stream ended, reported once when it ends or the client goes away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEnd {
-    /// Usage from the final chunk, if the upstream sent it.
+    /// Usage from the final chunk of the last target's stream, if it sent it.
     pub usage: Option<Usage>,
     /// Data events forwarded.
     pub events: u64,
     /// How it ended.
     pub outcome: StreamOutcome,
     /// The whole response as one `chat.completion`, when assembling was asked for and the stream
-    /// completed.
+    /// completed on the target that started it.
     pub assembled: Option<serde_json::Value>,
+    /// Output tokens the host estimates the last target delivered (content, reasoning, tool
+    /// arguments; about four bytes a token), for charging a stream that ended without usage.
+    pub delivered_tokens: u64,
+    /// Events dropped because they were not JSON.
+    pub malformed: u64,
+    /// The earlier targets of a resumed stream, in order, each cut after delivering part of the
+    /// answer. Empty unless the stream was resumed.
+    pub resumed: Vec<Segment>,
+    /// The target that streamed last, when the stream was resumed: `(model, upstream)`.
+    pub last_target: Option<(String, Arc<str>)>,
+    /// Every attempt to resume the stream, in order.
+    pub resume_attempts: Vec<AttemptSummary>,
+}
+
+/// The part of a resumed answer one target delivered before its stream was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub model: String,
+    pub upstream: Arc<str>,
+    /// Usage, if the target reported it before the cut.
+    pub usage: Option<Usage>,
+    /// Output tokens it delivered, estimated.
+    pub delivered_tokens: u64,
+    /// Why its stream ended early.
+    pub cut: String,
 }
 
 /// The ways a committed stream ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamOutcome {
-    /// `[DONE]` arrived (or the upstream closed cleanly after its last event).
+    /// `[DONE]` (or the dialect's end event) arrived, or the upstream closed cleanly after a
+    /// finish reason.
     Completed,
     /// The upstream failed mid-stream; the client got an error event.
     Failed(String),
+    /// The upstream stopped sending before its answer ended, without saying so (no finish
+    /// reason, no end event); the client got an error event.
+    Truncated(String),
+    /// The output passed what the request's budget reservation covers (hard budgets); the
+    /// client got a `budget_exceeded` error event.
+    BudgetExceeded(String),
     /// The client went away first.
     ClientGone,
+}
+
+impl StreamOutcome {
+    /// The log's and the metrics' name for it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StreamOutcome::Completed => "completed",
+            StreamOutcome::Failed(_) => "failed",
+            StreamOutcome::Truncated(_) => "truncated",
+            StreamOutcome::BudgetExceeded(_) => "budget-exceeded",
+            StreamOutcome::ClientGone => "client-gone",
+        }
+    }
 }
 
 /// One upstream event held back before the commit point.
@@ -85,12 +145,21 @@ pub struct StreamStart {
     splitter: SseSplitter,
     usage: Option<Usage>,
     events: u64,
+    /// When the attempt that started it must be over (the upstream's request timeout).
+    attempt_deadline: Option<Instant>,
 }
 
 impl StreamStart {
     /// The dialect the upstream streams in.
     pub fn wire(&self) -> Api {
         self.wire
+    }
+
+    /// The stream must end by `deadline`, the attempt's own (its request timeout bounds the
+    /// whole stream, not only its start).
+    pub(crate) fn until(mut self, deadline: Instant) -> Self {
+        self.attempt_deadline = Some(deadline);
+        self
     }
 }
 
@@ -112,21 +181,19 @@ fn decoder_for(wire: Api) -> Option<Box<dyn StreamDecoder>> {
     }
 }
 
-/// The decoded view of one non-chat event, or why it could not be read.
-fn decode(decoder: &mut dyn StreamDecoder, frame: &SseFrame) -> dialect::Decoded {
-    let data = frame.data();
-    match serde_json::from_str::<Value>(&data) {
-        Ok(value) => decoder.push(dialect::event_name(&frame.raw), &value),
-        Err(_) => dialect::Decoded {
-            chunks: Vec::new(),
-            end: Some(dialect::StreamEnd::Failed(
-                "upstream sent an event that is not JSON".into(),
-            )),
-        },
-    }
+/// The decoded view of one non-chat event; `None` when its data is not JSON.
+fn decode(decoder: &mut dyn StreamDecoder, frame: &SseFrame) -> Option<dialect::Decoded> {
+    let value = serde_json::from_str::<Value>(&frame.data()).ok()?;
+    Some(decoder.push(dialect::event_name(&frame.raw), &value))
 }
 
-/// Timing rules for a committed stream.
+/// The start of an event that is not JSON, for the failure that names it.
+fn excerpt(frame: &SseFrame, redactor: &Redactor) -> String {
+    let data: String = frame.data().chars().take(60).collect();
+    redactor.redact(&data)
+}
+
+/// Timing rules for a committed stream, and what it may deliver.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
     /// Longest gap between data events (keep-alives do not count).
@@ -140,6 +207,9 @@ pub struct RelayLimits {
     /// Turns true when a shutdown's drain deadline has passed: the stream is ended with an error
     /// event.
     pub drain_expired: tokio::sync::watch::Receiver<bool>,
+    /// Hard budgets: the output tokens the request's reservation covers. The stream is ended with
+    /// a `budget_exceeded` error event before it delivers more.
+    pub output_budget: Option<u64>,
 }
 
 /// Reads up to the first substantive event, within `first_event_deadline`.
@@ -162,13 +232,24 @@ pub async fn start(
     let mut splitter = SseSplitter::default();
     let mut held = Vec::new();
     let mut decoder = decoder_for(wire);
+    let not_json = |frame: &SseFrame| {
+        UpstreamFailure::new(
+            FailureClass::StreamError,
+            format!(
+                "upstream sent an event that is not JSON: {}",
+                excerpt(frame, redactor)
+            ),
+        )
+    };
     loop {
         while let Some(frame) = splitter.next_frame() {
             if let Some(dec) = decoder.as_deref_mut() {
                 if frame.kind == FrameKind::KeepAlive {
                     continue;
                 }
-                let decoded = decode(dec, &frame);
+                let Some(decoded) = decode(dec, &frame) else {
+                    return Err(not_json(&frame));
+                };
                 match decoded.end {
                     Some(dialect::StreamEnd::Failed(message)) => {
                         return Err(UpstreamFailure::new(
@@ -206,6 +287,7 @@ pub async fn start(
                         splitter,
                         usage,
                         events,
+                        attempt_deadline: None,
                     });
                 }
                 continue;
@@ -223,8 +305,14 @@ pub async fn start(
                     ));
                 }
                 FrameKind::Data => {
-                    let substantive = is_substantive(&frame);
-                    let usage = usage_in(&frame);
+                    let Ok(chunk) = serde_json::from_str::<Value>(&frame.data()) else {
+                        return Err(not_json(&frame));
+                    };
+                    if !chunk.is_object() {
+                        return Err(not_json(&frame));
+                    }
+                    let substantive = chunk_is_substantive(&chunk);
+                    let usage = usage_in_value(&chunk);
                     held.push(Held {
                         raw: frame.raw,
                         chunks: None,
@@ -240,6 +328,7 @@ pub async fn start(
                             splitter,
                             usage,
                             events,
+                            attempt_deadline: None,
                         });
                     }
                 }
@@ -292,15 +381,12 @@ fn coalesce(queue: &mut VecDeque<Bytes>) -> Bytes {
 
 /// Whether a data event carries something the client must see: content, reasoning, a tool call,
 /// a finish reason or usage. A role-only first delta does not.
+#[cfg(test)]
 fn is_substantive(frame: &SseFrame) -> bool {
-    let data = frame.data();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
-        return true;
-    };
-    chunk_is_substantive(&v)
+    serde_json::from_str::<Value>(&frame.data()).is_ok_and(|v| chunk_is_substantive(&v))
 }
 
-/// [`is_substantive`] for a parsed chunk.
+/// Whether a parsed chunk carries something the client must see.
 fn chunk_is_substantive(v: &Value) -> bool {
     if v.get("usage").is_some_and(|u| !u.is_null()) {
         return true;
@@ -344,12 +430,199 @@ fn is_usage_only(frame: &SseFrame) -> bool {
     })
 }
 
+/// The fields of a chat chunk the meter reads, borrowed (a passed-through chunk is read this far
+/// and no further).
+#[derive(Deserialize, Default)]
+struct LiteChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<LiteChoice<'a>>>,
+}
+
+/// Any JSON object (its fields unread): a chunk whose shape the meter does not know is still
+/// well-formed.
+#[derive(Deserialize)]
+struct AnyObject {}
+
+#[derive(Deserialize)]
+struct LiteChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<LiteDelta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct LiteDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function_call: Option<&'a RawValue>,
+}
+
+/// What the client has been given of the answer: its size (for charging a stream without usage
+/// and for hard budgets) and, while a resumption may still be asked for, its text.
+#[derive(Debug, Default)]
+struct Meter {
+    /// Choice 0's content so far, over every target (the prefix a resumption sends).
+    text: String,
+    /// Output bytes (content, reasoning, refusal, tool arguments) of the current target.
+    bytes: u64,
+    /// Output bytes of the targets before it.
+    earlier_bytes: u64,
+    /// The largest `completion_tokens` the current target reported.
+    reported: u64,
+    /// A finish reason arrived.
+    finished: bool,
+    /// The answer has parts a prefix cannot carry: a tool call, or another choice.
+    unresumable: bool,
+}
+
+/// Estimated tokens in `bytes` of output: about four bytes each, as the host estimates input.
+fn tokens_of(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
+}
+
+/// The output tokens the host estimates a whole `chat.completion` holds (content, reasoning,
+/// refusal, tool calls), for charging a response that came without usage.
+pub fn completion_output_tokens(completion: &Value) -> u64 {
+    let choices = completion.get("choices").and_then(Value::as_array);
+    let bytes: usize = choices
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("message"))
+        .map(|m| {
+            let text = |k: &str| m.get(k).and_then(Value::as_str).map_or(0, str::len);
+            let calls = m
+                .get("tool_calls")
+                .filter(|v| !v.is_null())
+                .map_or(0, |v| v.to_string().len());
+            text("content") + text("reasoning_content") + text("refusal") + calls
+        })
+        .sum();
+    tokens_of(bytes as u64)
+}
+
+impl Meter {
+    fn tokens(&self) -> u64 {
+        tokens_of(self.bytes).max(self.reported)
+    }
+
+    fn total_tokens(&self) -> u64 {
+        tokens_of(self.earlier_bytes) + self.tokens()
+    }
+
+    /// What one chunk adds, read from a passed-through chat chunk.
+    fn lite(chunk: &LiteChunk<'_>) -> Added {
+        let mut added = Added::default();
+        for c in chunk.choices.iter().flatten() {
+            let index = c.index.unwrap_or(0);
+            if c.finish_reason.is_some_and(|f| f.get() != "null") {
+                added.finished = true;
+            }
+            let Some(d) = &c.delta else { continue };
+            let mut text_bytes = 0;
+            for s in [&d.reasoning_content, &d.refusal].into_iter().flatten() {
+                text_bytes += s.len() as u64;
+            }
+            for raw in [d.tool_calls, d.function_call].into_iter().flatten() {
+                if raw.get() != "null" {
+                    text_bytes += raw.get().len() as u64;
+                    added.unresumable = true;
+                }
+            }
+            if let Some(content) = &d.content {
+                text_bytes += content.len() as u64;
+                if index == 0 {
+                    added.text.push_str(content);
+                } else if !content.is_empty() {
+                    added.unresumable = true;
+                }
+            }
+            if index != 0 && text_bytes > 0 {
+                added.unresumable = true;
+            }
+            added.bytes += text_bytes;
+        }
+        added
+    }
+
+    /// What one chunk adds, read from a parsed (or translated) chat chunk.
+    fn value(chunk: &Value) -> Added {
+        let mut added = Added::default();
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        for c in choices.into_iter().flatten() {
+            let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+            if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                added.finished = true;
+            }
+            let Some(d) = c.get("delta") else { continue };
+            let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
+            let mut bytes = (text("reasoning_content").len() + text("refusal").len()) as u64;
+            for k in ["tool_calls", "function_call"] {
+                if let Some(v) = d.get(k).filter(|v| !v.is_null()) {
+                    bytes += v.to_string().len() as u64;
+                    added.unresumable = true;
+                }
+            }
+            let content = text("content");
+            bytes += content.len() as u64;
+            if index == 0 {
+                added.text.push_str(content);
+            } else if bytes > 0 {
+                added.unresumable = true;
+            }
+            added.bytes += bytes;
+        }
+        added
+    }
+
+    fn add(&mut self, added: Added, usage: Option<Usage>) {
+        self.bytes += added.bytes;
+        self.text.push_str(&added.text);
+        self.finished |= added.finished;
+        self.unresumable |= added.unresumable;
+        if let Some(u) = usage {
+            self.reported = self.reported.max(u.completion_tokens);
+        }
+    }
+
+    /// The current target was cut; the next one's output is counted on its own.
+    fn next_target(&mut self) {
+        self.earlier_bytes += self.bytes;
+        self.bytes = 0;
+        self.reported = 0;
+        self.finished = false;
+    }
+}
+
+/// What one chunk adds to the answer.
+#[derive(Debug, Default)]
+struct Added {
+    bytes: u64,
+    text: String,
+    finished: bool,
+    unresumable: bool,
+}
+
 /// Calls its finisher exactly once: when the stream ends, or when it is dropped unfinished.
 struct EndGuard<F: StreamFinish> {
     on_end: Option<F>,
     usage: Option<Usage>,
     events: u64,
     assembler: Option<Assembler>,
+    malformed: u64,
+    delivered_tokens: u64,
+    resumed: Vec<Segment>,
+    last_target: Option<(String, Arc<str>)>,
+    resume_attempts: Vec<AttemptSummary>,
 }
 
 impl<F: StreamFinish> EndGuard<F> {
@@ -364,6 +637,11 @@ impl<F: StreamFinish> EndGuard<F> {
                 events: self.events,
                 outcome,
                 assembled,
+                delivered_tokens: self.delivered_tokens,
+                malformed: self.malformed,
+                resumed: std::mem::take(&mut self.resumed),
+                last_target: self.last_target.take(),
+                resume_attempts: std::mem::take(&mut self.resume_attempts),
             });
         }
     }
@@ -381,11 +659,36 @@ impl<F: StreamFinish> Drop for EndGuard<F> {
     }
 }
 
+/// Why a committed stream is ending before its answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CutKind {
+    /// The connection broke, no event came for the idle timeout, or the attempt's own time ran
+    /// out: another target may continue.
+    Broken,
+    /// The upstream said it failed (an error event).
+    UpstreamError,
+    /// It stopped without saying so.
+    Truncated,
+    /// The request's deadline passed, or the gateway is shutting down: nothing more is tried.
+    Final,
+}
+
+/// A cut waiting to be resumed or reported.
+struct Cut {
+    kind: CutKind,
+    reason: String,
+    code: &'static str,
+    /// The upstream's own error event, passed on (redacted) when the client reads its dialect.
+    frame: Option<Bytes>,
+}
+
 struct RelayState<F: StreamFinish> {
     queue: VecDeque<Bytes>,
     body: Incoming,
     splitter: SseSplitter,
     limits: RelayLimits,
+    /// When the current attempt must be over.
+    attempt_deadline: Option<Instant>,
     last_event: Instant,
     done: bool,
     /// A body result read ahead while gathering ready chunks, handled on the next turn.
@@ -398,23 +701,81 @@ struct RelayState<F: StreamFinish> {
     /// The last `sequence_number` of a Responses stream passed through, so the error event that
     /// ends a cut one continues the count.
     sequence: Option<u64>,
+    meter: Meter,
+    /// A cut to resume or report before anything else is read.
+    cut: Option<Cut>,
+    resumer: Option<Box<Resumer>>,
+    /// The id of the answer's first chunk: a resumed target's chunks carry it too.
+    answer_id: Option<Value>,
+    /// Set while a resumed target's stream has not yet sent substantive content: its role-only
+    /// opening is dropped, and `trimmed` is taken off the start of its content.
+    lead_in: Option<String>,
 }
 
 impl<F: StreamFinish> RelayState<F> {
-    /// One chat chunk of the response: into the assembled copy, the usage, and (translating) the
-    /// client's dialect.
-    fn chunk(&mut self, chunk: &Value) {
-        if let Some(a) = &mut self.guard.assembler {
-            a.push_value(chunk);
+    /// One chat chunk of the response: into the meter, the assembled copy, the usage, and
+    /// (translating) the client's dialect. Returns false when the chunk was not delivered (the
+    /// budget ran out).
+    fn chunk(&mut self, chunk: &Value) -> bool {
+        let mut chunk = Cow::Borrowed(chunk);
+        if let Some(trimmed) = self.lead_in.take() {
+            if !chunk_is_substantive(&chunk) {
+                self.lead_in = Some(trimmed);
+                return true;
+            }
+            strip_leading(chunk.to_mut(), &trimmed);
         }
-        if let Some(u) = usage_in_value(chunk) {
+        if self.resumed() {
+            if let Some(id) = self.answer_id.as_ref().filter(|id| !id.is_null())
+                && let Some(obj) = chunk.to_mut().as_object_mut()
+            {
+                obj.insert("id".into(), id.clone());
+            }
+        } else if self.answer_id.is_none() {
+            self.answer_id = Some(chunk.get("id").cloned().unwrap_or(Value::Null));
+        }
+        let added = Meter::value(&chunk);
+        let usage = usage_in_value(&chunk);
+        if !self.within_budget(&added) {
+            return false;
+        }
+        self.meter.add(added, usage);
+        if let Some(a) = &mut self.guard.assembler {
+            a.push_value(&chunk);
+        }
+        if let Some(u) = usage {
             self.guard.usage = Some(u);
         }
         if let ClientStream::Encode(encoder) = &mut self.client {
             let mut out = Vec::new();
-            encoder.push(chunk, &mut out);
+            encoder.push(&chunk, &mut out);
             self.queue.extend(out);
         }
+        true
+    }
+
+    fn resumed(&self) -> bool {
+        !self.guard.resumed.is_empty()
+    }
+
+    /// Whether `added` still fits the hard budget; if not the stream ends here.
+    fn within_budget(&mut self, added: &Added) -> bool {
+        let Some(budget) = self.limits.output_budget else {
+            return true;
+        };
+        let after = tokens_of(self.meter.earlier_bytes + self.meter.bytes + added.bytes);
+        if after <= budget {
+            return true;
+        }
+        self.end(Cut {
+            kind: CutKind::Final,
+            reason: format!(
+                "the output reached the {budget} tokens this request's budget reservation covers"
+            ),
+            code: "budget_exceeded",
+            frame: None,
+        });
+        false
     }
 
     /// The upstream finished its answer.
@@ -425,27 +786,114 @@ impl<F: StreamFinish> RelayState<F> {
             self.queue.extend(out);
         }
         self.done = true;
+        self.settle_meter();
         self.guard.finish(StreamOutcome::Completed);
     }
 
-    /// Ends a committed stream that failed, with an error event in the client's dialect unless
-    /// the upstream's own (passed through) already said so.
-    fn fail(&mut self, failure: String, code: &str, upstream_said_it: bool) {
+    fn settle_meter(&mut self) {
+        self.guard.delivered_tokens = self.meter.tokens();
+    }
+
+    /// The stream is cut: resumed on the next turn when it can be, else ended.
+    fn cut(&mut self, kind: CutKind, reason: String, code: &'static str, frame: Option<Bytes>) {
+        self.cut = Some(Cut {
+            kind,
+            reason,
+            code,
+            frame,
+        });
+    }
+
+    /// Whether the answer so far can be continued elsewhere: a later target can, and the client
+    /// reads a stream the host writes.
+    fn resumable(&self, cut: &Cut) -> bool {
+        cut.kind != CutKind::Final
+            && self.resumer.as_ref().is_some_and(|r| r.possible())
+            && !self.meter.unresumable
+            && !self.meter.text.is_empty()
+            && matches!(
+                self.client,
+                ClientStream::Encode(_) | ClientStream::Pass { client: Api::Chat }
+            )
+    }
+
+    /// Resumes the cut on a later target, or ends the stream with it.
+    async fn settle_cut(&mut self, cut: Cut) {
+        let mut cut = cut;
+        if self.resumable(&cut)
+            && let Some(resumer) = self.resumer.as_mut()
+        {
+            let current = resumer.current().clone();
+            let result = resumer
+                .resume(&self.meter.text, self.meter.total_tokens())
+                .await;
+            self.guard.resume_attempts = resumer.attempts().to_vec();
+            match result {
+                Ok(resumed) => {
+                    self.guard.resumed.push(Segment {
+                        model: current.0,
+                        upstream: current.1,
+                        usage: self.guard.usage.take(),
+                        delivered_tokens: self.meter.tokens(),
+                        cut: cut.reason,
+                    });
+                    self.guard.last_target = Some(resumer.current().clone());
+                    // A resumed answer comes from two models: it is never cached.
+                    self.guard.assembler = None;
+                    self.meter.next_target();
+                    let start = resumed.start;
+                    self.body = start.body;
+                    self.splitter = start.splitter;
+                    self.decoder = start.decoder;
+                    self.wire = start.wire;
+                    self.attempt_deadline = start.attempt_deadline;
+                    self.read_ahead = None;
+                    self.last_event = Instant::now();
+                    self.lead_in = Some(resumed.trimmed);
+                    if let ClientStream::Pass { client: Api::Chat } = self.client {
+                        // From here the host writes the chat stream itself, from the chat view.
+                        self.client = ClientStream::Encode(Box::new(
+                            crate::chat::encode::Encoder::new(!self.limits.strip_usage_chunks),
+                        ));
+                    }
+                    self.release(start.held);
+                    return;
+                }
+                Err(why) => {
+                    cut.reason = format!("{} (not resumed: {why})", cut.reason);
+                }
+            }
+        }
+        self.end(cut);
+    }
+
+    /// Ends a committed stream that was cut, with an error event in the client's dialect (the
+    /// upstream's own, when it sent one and the client reads its dialect).
+    fn end(&mut self, cut: Cut) {
+        let Cut {
+            kind,
+            reason,
+            code,
+            frame,
+        } = cut;
+        let status_like = if code == "budget_exceeded" { 429 } else { 502 };
         match &mut self.client {
             ClientStream::Encode(encoder) => {
                 let mut out = Vec::new();
-                encoder.fail(&failure, code, &mut out);
+                encoder.fail(&reason, code, &mut out);
                 self.queue.extend(out);
             }
-            ClientStream::Pass { .. } if upstream_said_it => {}
+            ClientStream::Pass { .. } if frame.is_some() => {
+                self.queue.extend(frame);
+            }
             ClientStream::Pass { client: Api::Chat } => {
-                self.queue.push_back(error_frame(&failure, code));
+                self.queue.push_back(error_frame(&reason, code));
             }
             ClientStream::Pass {
                 client: Api::Messages,
             } => self
                 .queue
-                .push_back(dialect::messages::stream_error_frame(502, &failure)),
+                .push_back(dialect::messages::stream_error_frame(status_like, &reason)),
             ClientStream::Pass {
                 client: Api::Responses,
             } => {
@@ -453,7 +901,7 @@ impl<F: StreamFinish> RelayState<F> {
                     "type": "error",
                     "sequence_number": self.sequence.map_or(0, |n| n + 1),
                     "code": code,
-                    "message": failure,
+                    "message": reason,
                     "param": null,
                 });
                 self.queue
@@ -461,7 +909,18 @@ impl<F: StreamFinish> RelayState<F> {
             }
         }
         self.done = true;
-        self.guard.finish(StreamOutcome::Failed(failure));
+        self.settle_meter();
+        let outcome = match (kind, code) {
+            (_, "budget_exceeded") => StreamOutcome::BudgetExceeded(reason),
+            (CutKind::Truncated, _) => StreamOutcome::Truncated(reason),
+            _ => StreamOutcome::Failed(reason),
+        };
+        self.guard.finish(outcome);
+    }
+
+    /// An event that is not JSON after the commit point: dropped and counted.
+    fn malformed(&mut self) {
+        self.guard.malformed += 1;
     }
 
     /// Handles one complete upstream frame after the commit point.
@@ -473,28 +932,43 @@ impl<F: StreamFinish> RelayState<F> {
         }
         if let Some(decoder) = self.decoder.as_deref_mut() {
             self.last_event = Instant::now();
+            let Some(decoded) = decode(decoder, &frame) else {
+                self.malformed();
+                return;
+            };
             if self.wire == Api::Responses
                 && let Some(n) = sequence_number(&frame)
             {
                 self.sequence = Some(n);
             }
-            let decoded = decode(decoder, &frame);
             self.guard.events += 1;
-            if matches!(self.client, ClientStream::Pass { .. }) {
-                self.queue.push_back(frame.raw);
+            let failed = matches!(decoded.end, Some(dialect::StreamEnd::Failed(_)));
+            if !failed && matches!(self.client, ClientStream::Pass { .. }) {
+                let added = decoded.chunks.iter().map(|c| Meter::value(c).bytes).sum();
+                if !self.within_budget(&Added {
+                    bytes: added,
+                    ..Added::default()
+                }) {
+                    return;
+                }
+                self.queue.push_back(frame.raw.clone());
             }
             for chunk in &decoded.chunks {
-                self.chunk(chunk);
+                if !self.chunk(chunk) {
+                    return;
+                }
             }
             match decoded.end {
                 None => {}
                 Some(dialect::StreamEnd::Completed) => self.complete(),
                 Some(dialect::StreamEnd::Failed(message)) => {
                     let message = self.redactor.redact(&message);
-                    self.fail(
+                    let passing = matches!(self.client, ClientStream::Pass { .. });
+                    self.cut(
+                        CutKind::UpstreamError,
                         format!("upstream error event: {message}"),
                         "upstream_error",
-                        true,
+                        passing.then_some(frame.raw),
                     );
                 }
             }
@@ -503,6 +977,16 @@ impl<F: StreamFinish> RelayState<F> {
         match frame.kind {
             FrameKind::KeepAlive => {}
             FrameKind::Done => {
+                if self.lead_in.is_some() && self.resumed() {
+                    // A resumed target that ended before saying anything is cut too.
+                    self.cut(
+                        CutKind::Truncated,
+                        "the resumed stream ended before any content".into(),
+                        "stream_interrupted",
+                        None,
+                    );
+                    return;
+                }
                 if matches!(self.client, ClientStream::Pass { .. }) {
                     self.queue.push_back(frame.raw);
                 }
@@ -513,49 +997,86 @@ impl<F: StreamFinish> RelayState<F> {
                     .redactor
                     .redact(&error_message(frame.data().as_bytes()));
                 let passing = matches!(self.client, ClientStream::Pass { .. });
-                if passing {
-                    self.queue.push_back(frame.raw);
-                }
-                self.fail(
+                self.cut(
+                    CutKind::UpstreamError,
                     format!("upstream error event: {message}"),
                     "upstream_error",
-                    passing,
+                    passing.then_some(frame.raw),
                 );
             }
             FrameKind::Data => {
                 self.last_event = Instant::now();
                 if let ClientStream::Encode(_) = self.client {
-                    self.guard.events += 1;
                     match serde_json::from_str::<Value>(&frame.data()) {
-                        Ok(chunk) => self.chunk(&chunk),
-                        // Nothing to translate; the assembled copy is no longer whole.
-                        Err(_) => self.guard.assemble(b"data: not json"),
+                        Ok(chunk) if chunk.is_object() => {
+                            self.guard.events += 1;
+                            self.chunk(&chunk);
+                        }
+                        _ => self.malformed(),
                     }
                     return;
                 }
-                self.guard.assemble(&frame.raw);
-                if let Some(u) = usage_in(&frame) {
-                    self.guard.usage = Some(u);
-                    if self.limits.strip_usage_chunks && is_usage_only(&frame) {
-                        return;
-                    }
+                if self.pass_chat(frame) {
+                    self.guard.events += 1;
                 }
-                self.guard.events += 1;
-                self.queue.push_back(frame.raw);
             }
         }
     }
 
+    /// A chat data event passed through: metered, assembled and queued, unless it is not JSON,
+    /// is a usage-only chunk the client did not ask for, or passes the budget. Returns whether it
+    /// was queued.
+    fn pass_chat(&mut self, frame: SseFrame) -> bool {
+        let data = frame.data();
+        let lite = match serde_json::from_str::<LiteChunk<'_>>(&data) {
+            Ok(lite) => lite,
+            // JSON of a shape the meter does not know (a provider's own fields): passed on.
+            Err(_) if serde_json::from_str::<AnyObject>(&data).is_ok() => LiteChunk::default(),
+            Err(_) => {
+                self.malformed();
+                return false;
+            }
+        };
+        let added = Meter::lite(&lite);
+        let usage = usage_in(&frame);
+        if self.answer_id.is_none() {
+            let id = serde_json::from_str::<Value>(&data)
+                .ok()
+                .and_then(|v| v.get("id").cloned());
+            self.answer_id = Some(id.unwrap_or(Value::Null));
+        }
+        if !self.within_budget(&added) {
+            return false;
+        }
+        self.meter.add(added, usage);
+        self.guard.assemble(&frame.raw);
+        if let Some(u) = usage {
+            self.guard.usage = Some(u);
+            if self.limits.strip_usage_chunks && is_usage_only(&frame) {
+                return false;
+            }
+        }
+        self.queue.push_back(frame.raw);
+        true
+    }
+
     /// The upstream closed the connection after whole events.
     fn closed(&mut self) {
-        if self.wire == Api::Chat {
-            // Closed cleanly without `[DONE]`: pass on what it sent.
+        if self.wire == Api::Chat && self.meter.finished {
+            // A finish reason came, only `[DONE]` did not: the answer is whole, and the client
+            // is told so the way it expects.
+            if matches!(self.client, ClientStream::Pass { .. }) {
+                self.queue
+                    .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+            }
             self.complete();
         } else {
-            self.fail(
-                "upstream closed the stream before its end event".into(),
-                "stream_interrupted",
-                false,
+            self.cut(
+                CutKind::Truncated,
+                "upstream closed the stream before its answer ended (no finish reason or end event)"
+                    .into(),
+                "stream_truncated",
+                None,
             );
         }
     }
@@ -563,6 +1084,9 @@ impl<F: StreamFinish> RelayState<F> {
     /// The events held back before the commit, now part of the response.
     fn release(&mut self, held: Vec<Held>) {
         for h in held {
+            if self.done {
+                return;
+            }
             match h.chunks {
                 Some(chunks) => {
                     if self.wire == Api::Responses
@@ -577,7 +1101,9 @@ impl<F: StreamFinish> RelayState<F> {
                         self.queue.push_back(h.raw);
                     }
                     for chunk in &chunks {
-                        self.chunk(chunk);
+                        if !self.chunk(chunk) {
+                            return;
+                        }
                     }
                     if h.end == Some(dialect::StreamEnd::Completed) {
                         self.complete();
@@ -585,8 +1111,10 @@ impl<F: StreamFinish> RelayState<F> {
                 }
                 None => match &self.client {
                     ClientStream::Pass { .. } => {
-                        self.guard.assemble(&h.raw);
-                        self.queue.push_back(h.raw);
+                        self.pass_chat(SseFrame {
+                            raw: h.raw,
+                            kind: FrameKind::Data,
+                        });
                     }
                     ClientStream::Encode(_) => {
                         if let Ok(chunk) = serde_json::from_str::<Value>(&payload(&h.raw)) {
@@ -599,6 +1127,23 @@ impl<F: StreamFinish> RelayState<F> {
     }
 }
 
+/// Takes `trimmed` (whitespace the client already has) off the start of a resumed target's
+/// first content.
+fn strip_leading(chunk: &mut Value, trimmed: &str) {
+    if trimmed.is_empty() {
+        return;
+    }
+    let Some(content) = chunk
+        .pointer_mut("/choices/0/delta/content")
+        .filter(|c| c.is_string())
+    else {
+        return;
+    };
+    if let Some(rest) = content.as_str().and_then(|c| c.strip_prefix(trimmed)) {
+        *content = rest.into();
+    }
+}
+
 /// The `sequence_number` of a Responses event, read without a full parse when absent.
 fn sequence_number(frame: &SseFrame) -> Option<u64> {
     memchr::memmem::find(&frame.raw, b"\"sequence_number\"")?;
@@ -608,13 +1153,15 @@ fn sequence_number(frame: &SseFrame) -> Option<u64> {
         .as_u64()
 }
 
-/// The response body for a committed stream, read by the client as `client` says. `on_end` is
-/// told once how it ended.
+/// The response body for a committed stream, read by the client as `client` says; `resumer`,
+/// when the tenant opted in, continues a cut answer on a later target. `on_end` is told once how
+/// it ended.
 pub fn into_body<F: StreamFinish>(
     start: StreamStart,
     limits: RelayLimits,
     redactor: Redactor,
     client: ClientStream,
+    resumer: Option<Resumer>,
     on_end: F,
 ) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static>
 {
@@ -623,6 +1170,7 @@ pub fn into_body<F: StreamFinish>(
         queue: VecDeque::with_capacity(start.held.len()),
         body: start.body,
         splitter: start.splitter,
+        attempt_deadline: start.attempt_deadline,
         limits,
         last_event: Instant::now(),
         done: false,
@@ -632,32 +1180,51 @@ pub fn into_body<F: StreamFinish>(
             usage: start.usage,
             events: start.events,
             assembler,
+            malformed: 0,
+            delivered_tokens: 0,
+            resumed: Vec::new(),
+            last_target: None,
+            resume_attempts: Vec::new(),
         },
         redactor,
         wire: start.wire,
         decoder: start.decoder,
         client,
         sequence: None,
+        meter: Meter::default(),
+        cut: None,
+        resumer: resumer.map(Box::new),
+        answer_id: None,
+        lead_in: None,
     };
     state.release(start.held);
     StreamBody::new(stream::unfold(state, |mut s| async move {
         loop {
             if !s.queue.is_empty() {
-                return Some((Ok(Frame::data(coalesce(&mut s.queue))), s));
+                let out = s.redactor.redact_bytes(coalesce(&mut s.queue));
+                return Some((Ok(Frame::data(out)), s));
             }
             if s.done {
                 return None;
             }
+            if let Some(cut) = s.cut.take() {
+                s.settle_cut(cut).await;
+                continue;
+            }
             // Handle every complete frame already buffered.
             while !s.done
+                && s.cut.is_none()
                 && let Some(frame) = s.splitter.next_frame()
             {
                 s.take(frame);
             }
-            if !s.queue.is_empty() || s.done {
+            if !s.queue.is_empty() || s.done || s.cut.is_some() {
                 continue;
             }
-            let wake = (s.last_event + s.limits.idle).min(s.limits.deadline);
+            let attempt_deadline = s.attempt_deadline.unwrap_or(s.limits.deadline);
+            let wake = (s.last_event + s.limits.idle)
+                .min(s.limits.deadline)
+                .min(attempt_deadline);
             let mut drain = s.limits.drain_expired.clone();
             let next = match s.read_ahead.take() {
                 Some(ready) => Some(Ok(ready)),
@@ -667,14 +1234,15 @@ pub fn into_body<F: StreamFinish>(
                 },
             };
             let Some(next) = next else {
-                s.fail(
+                s.cut(
+                    CutKind::Final,
                     "the gateway is shutting down and its drain deadline has passed".to_owned(),
                     "server_shutting_down",
-                    false,
+                    None,
                 );
                 continue;
             };
-            let failure = match next {
+            let (kind, failure) = match next {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         s.splitter.push(&data);
@@ -702,17 +1270,31 @@ pub fn into_body<F: StreamFinish>(
                     s.closed();
                     continue;
                 }
-                Ok(None) => "upstream closed the stream in the middle of an event".to_owned(),
-                Ok(Some(Err(e))) => format!(
-                    "upstream stream broke: {}",
-                    s.redactor.redact(&e.to_string())
+                Ok(None) => (
+                    CutKind::Broken,
+                    "upstream closed the stream in the middle of an event".to_owned(),
                 ),
-                Err(_) if Instant::now() >= s.limits.deadline => {
-                    "request deadline reached mid-stream".to_owned()
-                }
-                Err(_) => format!("no stream event for {} ms", s.limits.idle.as_millis()),
+                Ok(Some(Err(e))) => (
+                    CutKind::Broken,
+                    format!(
+                        "upstream stream broke: {}",
+                        s.redactor.redact(&e.to_string())
+                    ),
+                ),
+                Err(_) if Instant::now() >= s.limits.deadline => (
+                    CutKind::Final,
+                    "request deadline reached mid-stream".to_owned(),
+                ),
+                Err(_) if Instant::now() >= attempt_deadline => (
+                    CutKind::Broken,
+                    "the upstream's request timeout passed mid-stream".to_owned(),
+                ),
+                Err(_) => (
+                    CutKind::Broken,
+                    format!("no stream event for {} ms", s.limits.idle.as_millis()),
+                ),
             };
-            s.fail(failure, "stream_interrupted", false);
+            s.cut(kind, failure, "stream_interrupted", None);
         }
     }))
 }
@@ -749,8 +1331,8 @@ mod tests {
             r#"{"choices":[],"usage":{"prompt_tokens":1}}"#
         )));
         assert!(
-            is_substantive(&frame("not json")),
-            "unknown payloads are passed on, not held forever"
+            !is_substantive(&frame("not json")),
+            "an event that is not JSON never commits a stream"
         );
     }
 
@@ -769,5 +1351,70 @@ mod tests {
             .map(|u| u.prompt_tokens),
             Some(7)
         );
+    }
+
+    #[test]
+    fn the_meter_reads_text_finish_and_what_a_prefix_cannot_carry() {
+        let lite = |s: &str| {
+            let chunk: LiteChunk<'_> = serde_json::from_str(s).unwrap();
+            Meter::lite(&chunk)
+        };
+        let a = lite(r#"{"choices":[{"index":0,"delta":{"content":"Hello"}}]}"#);
+        assert_eq!((a.bytes, a.text.as_str(), a.finished), (5, "Hello", false));
+        let a = lite(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#);
+        assert!(a.finished && a.bytes == 0);
+        let a = lite(r#"{"choices":[{"index":0,"delta":{},"finish_reason":null}]}"#);
+        assert!(!a.finished);
+        let a = lite(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+        );
+        assert!(a.unresumable && a.bytes > 0);
+        let a = lite(r#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#);
+        assert!(a.unresumable);
+        // The same reading from a parsed chunk.
+        let v: Value =
+            serde_json::from_str(r#"{"choices":[{"index":0,"delta":{"content":"Hé"}}]}"#).unwrap();
+        let a = Meter::value(&v);
+        assert_eq!((a.bytes, a.text.as_str()), (3, "Hé"));
+        assert_eq!(tokens_of(9), 3);
+    }
+
+    #[test]
+    fn only_what_is_not_a_json_object_counts_as_malformed() {
+        let reads = |s: &str| {
+            serde_json::from_str::<LiteChunk<'_>>(s).is_ok()
+                || serde_json::from_str::<AnyObject>(s).is_ok()
+        };
+        for fine in [
+            r#"{"choices":null}"#,
+            r#"{"provider_event":{"x":1}}"#,
+            r#"{"choices":[{"delta":{"content":[{"type":"text"}]}}]}"#,
+        ] {
+            assert!(reads(fine), "{fine}");
+        }
+        for bad in ["this is not json", r#""a string""#, "{not json", "12"] {
+            assert!(!reads(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_whole_completions_output_is_estimated_from_its_text() {
+        let v: Value = serde_json::from_str(
+            r#"{"choices":[{"message":{"role":"assistant","content":"12345678","reasoning_content":"abcd"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(completion_output_tokens(&v), 3);
+        assert_eq!(completion_output_tokens(&Value::Null), 0);
+    }
+
+    #[test]
+    fn a_resumed_targets_first_content_loses_the_whitespace_the_client_has() {
+        let mut v: Value =
+            serde_json::from_str(r#"{"choices":[{"index":0,"delta":{"content":" world"}}]}"#)
+                .unwrap();
+        strip_leading(&mut v, " ");
+        assert_eq!(v["choices"][0]["delta"]["content"], "world");
+        strip_leading(&mut v, "\n");
+        assert_eq!(v["choices"][0]["delta"]["content"], "world", "only a match");
     }
 }

@@ -1,4 +1,4 @@
-//! `flash-first`: the reference routing rule.
+//! `flash-first`: the reference routing rule, as a component.
 //!
 //! DeepSeek V4 Flash serves bounded, high-volume work (reviews, single-file edits, classification,
 //! retrieval answers, the inner loop of agents). DeepSeek V4 Pro takes the hard 10%: agents deep in
@@ -6,177 +6,14 @@
 //! read like a multi-file refactor or a whole-codebase synthesis. Requests with images go to a
 //! multimodal model, since V4 is text-only. Fallbacks: Flash → Pro → frontier, Pro → frontier.
 //!
-//! Every threshold and model name comes from the tenant's policy config; the defaults are below.
-//! The same rule, with the same config and decisions, is written in Python
+//! The rule itself (its config and defaults, the classification, the chains) lives in
+//! `policies/flash-first-rule`, a plain library that other policies build on (`cache-sticky`,
+//! `adaptive`); this crate only exports it. Every threshold and model name comes from the tenant's
+//! policy config. The same rule, with the same config and decisions, is written in Python
 //! (`policies/flash-first-py`) and JavaScript (`policies/flash-first-js`);
 //! `tests/conformance/flash-first.json` holds all three to it.
 
-use serde::Deserialize;
-use switchyard_sdk::contract::check_hints;
-use switchyard_sdk::prelude::*;
-
-/// The tenant's settings. Every field is optional.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// The cheap, fast default model.
-    pub flash_model: String,
-    /// The strong model for hard requests.
-    pub pro_model: String,
-    /// The last-resort fallback when the DeepSeek models fail.
-    pub frontier_model: String,
-    /// The model for requests that carry images.
-    pub vision_model: String,
-    /// Pro once the assistant has made more than this many tool calls.
-    pub agent_depth_threshold: u32,
-    /// Pro once the estimated prompt exceeds this many tokens.
-    pub large_input_tokens: u64,
-    /// Reasoning efforts that ask for Pro.
-    pub pro_reasoning_efforts: Vec<String>,
-    /// Hints (`key=value`, from `x-switchyard-<key>` headers or `metadata`) that ask for Pro.
-    pub pro_hints: Vec<String>,
-    /// Hints that pin the request to Flash, whatever else it looks like.
-    pub flash_hints: Vec<String>,
-    /// Phrases (matched case-insensitively in the last user message) that mark a multi-file
-    /// refactor or a whole-codebase synthesis.
-    pub pro_phrases: Vec<String>,
-    /// Once this share of the tightest budget is spent, hard requests stay on Flash.
-    pub budget_guard: f64,
-    /// Serve an explicitly requested model (one of the tenant's, not an alias such as `auto`)
-    /// instead of routing, keeping the fallbacks after it.
-    pub honor_requested_model: bool,
-    /// Response cache mode: `off`, `read-only`, `write-only` or `read-write`.
-    pub cache: CacheMode,
-    /// Cache TTL in seconds; unset uses the host's default.
-    pub cache_ttl_seconds: Option<u32>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect();
-        #[rustfmt::skip]
-        let pro_phrases = strings(&[
-            "refactor across", "multi-file refactor", "across multiple files", "across all files",
-            "across the codebase", "across the repo", "entire codebase", "whole codebase",
-            "entire repository", "whole repository", "every module", "architecture review",
-            "migrate the codebase",
-        ]);
-        Config {
-            flash_model: "deepseek-v4-flash".into(),
-            pro_model: "deepseek-v4-pro".into(),
-            frontier_model: "gpt-5.5".into(),
-            vision_model: "gpt-5.5".into(),
-            agent_depth_threshold: 10,
-            large_input_tokens: 200_000,
-            pro_reasoning_efforts: strings(&["xhigh", "max"]),
-            pro_hints: strings(&["difficulty=hard", "tier=pro", "tier=strong"]),
-            flash_hints: strings(&["tier=flash", "tier=fast", "tier=cheap"]),
-            pro_phrases,
-            budget_guard: 0.9,
-            honor_requested_model: true,
-            cache: CacheMode::Off,
-            cache_ttl_seconds: None,
-        }
-    }
-}
-
-/// Why a request goes where it goes; recorded as the `reason` tag.
-fn reason(c: &Config, r: &Request) -> &'static str {
-    if r.has_images() {
-        return "images";
-    }
-    if c.honor_requested_model && r.candidate(r.requested_model()).is_some() {
-        return "requested";
-    }
-    if r.hint_matches_any(&c.flash_hints) {
-        return "flash-hint";
-    }
-    let pro_effort = |e: &str| {
-        c.pro_reasoning_efforts
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(e))
-    };
-    let hard = if r.tool_calls() > c.agent_depth_threshold {
-        "agent-depth"
-    } else if u64::from(r.input_tokens()) > c.large_input_tokens {
-        "large-input"
-    } else if r.reasoning_effort().is_some_and(pro_effort) {
-        "reasoning-effort"
-    } else if r.hint_matches_any(&c.pro_hints) {
-        "pro-hint"
-    } else if r.mentions_any(&c.pro_phrases) {
-        "hard-task"
-    } else {
-        return "default";
-    };
-    match r.budget_used_fraction() {
-        Some(used) if used >= c.budget_guard => "budget-guard",
-        _ => hard,
-    }
-}
-
-/// The reference policy.
-pub struct FlashFirst;
-
-impl Policy for FlashFirst {
-    type Config = Config;
-
-    fn validate(c: &Config) -> Result<(), String> {
-        for (field, model) in [
-            ("flash_model", &c.flash_model),
-            ("pro_model", &c.pro_model),
-            ("frontier_model", &c.frontier_model),
-            ("vision_model", &c.vision_model),
-        ] {
-            if model.trim().is_empty() {
-                return Err(format!("{field} must name a model"));
-            }
-        }
-        if !(0.0..=1.0).contains(&c.budget_guard) {
-            return Err(format!(
-                "budget_guard must be between 0 and 1, got {}",
-                c.budget_guard
-            ));
-        }
-        check_hints(&c.pro_hints)?;
-        check_hints(&c.flash_hints)
-    }
-
-    fn decide(c: &Config, r: &Request) -> Decision {
-        let reason = reason(c, r);
-        let default = [c.flash_model.as_str(), &c.pro_model, &c.frontier_model];
-        let chain = match reason {
-            "images" => vec![c.vision_model.as_str(), &c.frontier_model],
-            // The requested model, then whatever is stronger on the default chain.
-            "requested" => match default.iter().position(|m| *m == r.requested_model()) {
-                Some(i) => default[i..].to_vec(),
-                None => vec![r.requested_model(), &c.frontier_model],
-            },
-            "default" | "flash-hint" | "budget-guard" => default.to_vec(),
-            _ => vec![c.pro_model.as_str(), &c.frontier_model],
-        };
-        // Allowed models whose context holds the request; failing upstreams last.
-        let mut decision = Decision::first_usable(r, &chain);
-        // The strong models are not allowed (or too small): serve it on the default chain.
-        let downgraded = decision.is_reject() && reason != "images";
-        if downgraded {
-            decision = Decision::first_usable(r, default);
-        }
-        if decision.is_reject() {
-            let needed = r.tokens_needed();
-            switchyard_sdk::warn!("no allowed model fits a {needed}-token request ({reason})");
-            return decision;
-        }
-        decision = decision.cache(c.cache).tag("reason", reason);
-        if downgraded {
-            decision = decision.tag("downgraded", "true");
-        }
-        match c.cache_ttl_seconds {
-            Some(ttl) => decision.cache_ttl(ttl),
-            None => decision,
-        }
-    }
-}
+pub use flash_first_rule::{Config, FlashFirst, NoModel, Plan, Signals, plan, reason};
 
 switchyard_sdk::export_policy!(FlashFirst);
 
@@ -184,6 +21,7 @@ switchyard_sdk::export_policy!(FlashFirst);
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+    use switchyard_sdk::prelude::*;
     use switchyard_sdk::testing::{
         candidate, decide, example_catalog, request, take_logs, validate,
     };
@@ -211,10 +49,10 @@ mod tests {
         }
         let mut b = request(str_of("requested_model").unwrap_or("auto"))
             .candidates(catalog)
-            .input_tokens(u32_of("input_tokens").unwrap_or(1_000))
+            .input_tokens(r["input_tokens"].as_u64().unwrap_or(1_000))
             .tool_calls(u32_of("tool_calls").unwrap_or(0))
             .user_says(str_of("excerpt").unwrap_or(""));
-        if let Some(n) = u32_of("max_output_tokens") {
+        if let Some(n) = r["max_output_tokens"].as_u64() {
             b = b.max_output_tokens(n);
         }
         if let Some(effort) = str_of("reasoning_effort") {

@@ -25,6 +25,8 @@ pub struct TenantQuota {
     pub monthly_budget_usd: Option<f64>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// A request's output is held to what it reserved (`budget_mode = "hard"`).
+    pub hard_budget: bool,
 }
 
 /// Why a request was refused.

@@ -155,6 +155,8 @@ impl Gateway {
             metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_expired: watch::channel(false).0,
+            console: crate::console::Console::default(),
+            bodies: Arc::default(),
         });
         let (shutdown, signal) = watch::channel(false);
         // The admin listener outlives the main one's drain (readiness and metrics stay up).
@@ -196,6 +198,12 @@ impl Gateway {
     /// The admin listener's address, when one is configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// Installs what runs `policy simulate` for the console's Playground (the binary installs
+    /// `switchyard_tools::playground`; without it the Playground says it is unavailable).
+    pub fn set_playground(&self, simulator: Arc<dyn crate::console::Simulate>) {
+        self.shared.console.set_simulator(simulator);
     }
 
     /// Reloads the config and policies now (what `SIGHUP` and `POST /admin/reload` do).

@@ -22,8 +22,10 @@ use raw::{RawConfig, RawSandbox};
 pub use server::{AdminSettings, Resilience, ServerSettings, StoreLimits};
 pub use switchyard_upstream::Secret;
 pub use tenants::{
-    BUILTIN_POLICIES, CandidateConfig, FailureOutcome, PolicySource, RolloutMode, TenantConfig,
+    BUILTIN_POLICIES, BudgetMode, CandidateConfig, FailureOutcome, PolicySource, RolloutMode,
+    TenantConfig,
 };
+pub(crate) use upstreams::MAX_RETRIES;
 pub use upstreams::{UpstreamChoice, UpstreamConfig, UpstreamEndpoint};
 
 use crate::cache::CacheSettings;

@@ -61,6 +61,9 @@ pub struct RawServer {
     /// Output tokens reserved for a request that sets no `max_tokens`, when estimating its cost
     /// against a budget.
     pub reserve_output_tokens: Option<u64>,
+    /// Request bodies all requests in flight may hold together, in bytes (default: 16 times
+    /// `max_body_bytes`); a request whose body does not fit is refused with a 503.
+    pub max_inflight_body_bytes: Option<usize>,
     /// Put the start of the last user message in the access log (off: prompts are never logged).
     pub log_prompts: Option<bool>,
     /// Where compiled policies are cached; `""` turns the cache off.
@@ -250,6 +253,16 @@ pub struct RawUpstream {
     /// The same, as a duration (`"30s"`, `"250ms"`); set one or the other.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<std::time::Duration>,
+    /// Times a target on this upstream is tried again after a transient failure (a 429 whose
+    /// `Retry-After` fits, a 5xx, a broken connection) when the decision does not say (default 1).
+    pub retries: Option<u8>,
+    /// How this upstream continues an answer cut on another target, for tenants with
+    /// `resume_streams`: `chat-prefix` (DeepSeek's chat prefix completion) or `messages-prefill`
+    /// (Anthropic's assistant prefill). Off when absent.
+    pub resume: Option<super::upstreams::ResumeSetting>,
+    /// Where `chat-prefix` resumptions are sent (DeepSeek: `https://api.deepseek.com/beta/chat/completions`);
+    /// default: the chat URL.
+    pub resume_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +331,13 @@ pub struct RawTenant {
     pub requests_per_minute: Option<u32>,
     /// Tokens (estimated input plus reserved output) allowed per minute.
     pub tokens_per_minute: Option<u32>,
+    /// `soft` (default: each request reserves its estimated cost; a response may cost more than
+    /// it reserved) or `hard` (a request's output is held to what it reserved: the upstream is
+    /// asked for no more, and a stream that goes past it is ended with `budget_exceeded`).
+    pub budget_mode: Option<super::BudgetMode>,
+    /// Continue a stream cut or stalled after it started on the next target of its route that
+    /// can (an upstream with `resume`), instead of ending it with an error event.
+    pub resume_streams: Option<bool>,
     /// A candidate policy version rolled out beside the live one.
     pub candidate: Option<RawCandidate>,
 }

@@ -24,6 +24,8 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// Output tokens reserved for a request without `max_tokens` when checking budgets.
     pub reserve_output_tokens: u64,
+    /// Request bodies all requests in flight may hold together.
+    pub max_inflight_body_bytes: usize,
     /// Whether the access log carries the start of the last user message.
     pub log_prompts: bool,
     /// Where compiled policies are cached, if anywhere.
@@ -243,9 +245,19 @@ pub(super) fn server_settings(raw: &RawConfig, base: &Path) -> Result<ServerSett
             "must be at least 1024",
         ));
     }
+    let max_inflight_body_bytes = s
+        .max_inflight_body_bytes
+        .unwrap_or(max_body_bytes.saturating_mul(16));
+    if max_inflight_body_bytes < max_body_bytes {
+        return Err(ConfigError::new(
+            "server.max_inflight_body_bytes",
+            "must be at least max_body_bytes (one largest body must fit)",
+        ));
+    }
     Ok(ServerSettings {
         listen,
         max_body_bytes,
+        max_inflight_body_bytes,
         max_header_bytes: s.max_header_bytes.unwrap_or(64 << 10).max(8192),
         max_messages: s.max_messages.unwrap_or(50_000),
         request_deadline: duration(

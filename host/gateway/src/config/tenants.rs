@@ -60,6 +60,19 @@ pub struct TenantConfig {
     pub quota: TenantQuota,
     /// A candidate policy rolled out beside the live one.
     pub candidate: Option<CandidateConfig>,
+    /// Continue a stream cut after it started on a later target of its route that can.
+    pub resume_streams: bool,
+}
+
+/// `budget_mode` of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetMode {
+    /// A request reserves its estimated cost; what it really costs is charged when it ends.
+    #[default]
+    Soft,
+    /// A request's output is held to what it reserved.
+    Hard,
 }
 
 impl TenantConfig {
@@ -432,6 +445,8 @@ pub(super) fn tenant(
                 &format!("{path}.requests_per_minute"),
             )?,
             tokens_per_minute: positive(t.tokens_per_minute, &format!("{path}.tokens_per_minute"))?,
+            hard_budget: t.budget_mode == Some(BudgetMode::Hard),
         },
+        resume_streams: t.resume_streams.unwrap_or(false),
     })
 }

@@ -319,3 +319,53 @@ fn cache_hits_are_billed_at_the_cache_hit_price() {
         "the estimate assumes misses"
     );
 }
+
+#[test]
+fn failover_settings_are_read_and_checked() {
+    let config = parse(&minimal("budget_mode = \"hard\"\nresume_streams = true")).unwrap();
+    let acme = &config.tenants["acme"];
+    assert!(acme.quota.hard_budget && acme.resume_streams);
+    assert_eq!(
+        config.server.max_inflight_body_bytes,
+        16 * config.server.max_body_bytes
+    );
+    let sim = &config.upstreams["sim"];
+    assert_eq!((sim.retries, &sim.resume), (0, &None));
+
+    let upstream = |extra: &str| {
+        format!(
+            "[upstreams.ds]\nbase_url = \"https://api.deepseek.com/v1\"\nmodels = [\"deepseek-v4-pro\"]\n{extra}\n{}",
+            minimal("")
+        )
+    };
+    let config = parse(&upstream(
+        "retries = 2\nresume = \"chat-prefix\"\nresume_url = \"https://api.deepseek.com/beta/chat/completions\"",
+    ))
+    .unwrap();
+    let ds = &config.upstreams["ds"];
+    assert_eq!(ds.retries, 2);
+    assert_eq!(
+        ds.resume,
+        Some(switchyard_upstream::ResumeVia::ChatPrefix {
+            url: Some("https://api.deepseek.com/beta/chat/completions".into())
+        })
+    );
+    for (extra, path) in [
+        ("retries = 9", "upstreams.ds.retries"),
+        ("resume = \"messages-prefill\"", "upstreams.ds.resume"),
+        ("resume_url = \"https://x/beta\"", "upstreams.ds.resume_url"),
+        (
+            "resume = \"chat-prefix\"\nresume_url = \"ftp://x\"",
+            "upstreams.ds.resume_url",
+        ),
+    ] {
+        let err = parse(&upstream(extra)).unwrap_err();
+        assert_eq!(err.path, path, "{extra}: {err}");
+    }
+    let err = parse(&format!(
+        "[server]\nmax_inflight_body_bytes = 2048\n{}",
+        minimal("")
+    ))
+    .unwrap_err();
+    assert_eq!(err.path, "server.max_inflight_body_bytes");
+}

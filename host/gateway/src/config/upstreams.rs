@@ -8,7 +8,7 @@ use super::catalog::{ModelInfo, unknown_model};
 use super::error::{ConfigError, duration, opt_duration};
 use super::raw::RawUpstream;
 use switchyard_upstream::dialect::Api;
-use switchyard_upstream::{ApiUrls, ProviderKind, Secret};
+use switchyard_upstream::{ApiUrls, ProviderKind, ResumeVia, Secret};
 
 /// `kind` in an upstream's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -16,6 +16,16 @@ use switchyard_upstream::{ApiUrls, ProviderKind, Secret};
 pub enum ProviderKindSetting {
     Openai,
     Anthropic,
+}
+
+/// `resume` in an upstream's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResumeSetting {
+    /// DeepSeek's chat prefix completion (`"prefix": true` on a last assistant message).
+    ChatPrefix,
+    /// Anthropic's assistant prefill (a trailing assistant message).
+    MessagesPrefill,
 }
 
 /// How a model that several upstreams serve is spread over them. Whichever comes first, the
@@ -59,7 +69,19 @@ pub struct UpstreamConfig {
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub first_token_timeout: Option<Duration>,
+    /// Retries of a target on it after a transient failure, when the decision sets none.
+    pub retries: u8,
+    /// How it continues an answer cut on another target.
+    pub resume: Option<ResumeVia>,
 }
+
+/// Retries of one target when neither the upstream nor the decision says: one, so a 429 with a
+/// short `Retry-After` or a lone 500 is answered by the same provider a moment later (timeouts
+/// are never retried on the same target; every retry draws on the shared retry budget).
+pub const DEFAULT_RETRIES: u8 = 1;
+/// Most retries of one target an upstream's default (or a decision) may ask for; the retry
+/// budget bounds them further.
+pub(crate) const MAX_RETRIES: u8 = 5;
 
 pub(super) fn upstream(
     name: &str,
@@ -171,6 +193,42 @@ pub(super) fn upstream(
         }
         served.insert(model.to_owned(), provider_name.to_owned());
     }
+    let retries = up.retries.unwrap_or(DEFAULT_RETRIES);
+    if retries > MAX_RETRIES {
+        return Err(ConfigError::new(
+            format!("{path}.retries"),
+            format!("must be at most {MAX_RETRIES}"),
+        ));
+    }
+    if up.resume_url.is_some() && up.resume != Some(ResumeSetting::ChatPrefix) {
+        return Err(ConfigError::new(
+            format!("{path}.resume_url"),
+            "applies only with resume = \"chat-prefix\"",
+        ));
+    }
+    let resume = match up.resume {
+        None => None,
+        Some(ResumeSetting::ChatPrefix) => {
+            if !apis.contains(&Api::Chat) {
+                return Err(ConfigError::new(
+                    format!("{path}.resume"),
+                    "`chat-prefix` needs an upstream that speaks `chat`",
+                ));
+            }
+            Some(ResumeVia::ChatPrefix {
+                url: url_setting(&up.resume_url, "resume_url")?,
+            })
+        }
+        Some(ResumeSetting::MessagesPrefill) => {
+            if !apis.contains(&Api::Messages) {
+                return Err(ConfigError::new(
+                    format!("{path}.resume"),
+                    "`messages-prefill` needs an upstream that speaks `messages`",
+                ));
+            }
+            Some(ResumeVia::MessagesPrefill)
+        }
+    };
     let first_token_timeout = opt_duration(
         up.first_token_timeout,
         up.first_token_timeout_ms,
@@ -178,6 +236,8 @@ pub(super) fn upstream(
     )?;
     Ok(UpstreamConfig {
         first_token_timeout,
+        retries,
+        resume,
         name: name.to_owned(),
         endpoint,
         kind,

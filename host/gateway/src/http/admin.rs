@@ -6,7 +6,8 @@
 //!   last reload error (never a key or secret);
 //! - `POST /admin/reload`: reload now and return what happened;
 //! - `GET /metrics`: Prometheus metrics (token required like the rest);
-//! - `GET /healthz`: liveness, without a token.
+//! - `GET /healthz`: liveness, without a token;
+//! - `/console`: the web console, with its own login (see `crate::console`).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -27,8 +28,9 @@ use crate::live::reload::{self, Trigger};
 use crate::response::{self, ResponseBody};
 use crate::services::Services;
 
-/// Serves the admin API until shutdown.
+/// Serves the admin API (and the console, whose sampler runs as long as it does) until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Services>, shutdown: watch::Receiver<bool>) {
+    crate::console::spawn_sampler(shared.clone(), shutdown.clone());
     super::server::serve_with(listener, shared, shutdown, handle, false).await
 }
 
@@ -65,6 +67,9 @@ async fn handle(shared: Arc<Services>, req: Request<Incoming>) -> Response<Respo
     }
     if req.method() == Method::GET && path == "/readyz" {
         return response::readiness(shared.is_draining());
+    }
+    if path == "/console" || path.starts_with("/console/") {
+        return crate::console::handle(shared, req).await;
     }
     if !authorized(&shared, &req) {
         return error(
@@ -119,7 +124,8 @@ fn metrics(shared: &Services) -> Response<ResponseBody> {
     r
 }
 
-fn policies(shared: &Services) -> Value {
+/// `GET /admin/policies` (the console's Policies page starts from it).
+pub(crate) fn policies(shared: &Services) -> Value {
     let snapshot = shared.live.snapshot.load();
     let state = shared.live.reload_state.lock();
     let mut names: Vec<&String> = snapshot.config.policies.keys().collect();
@@ -185,7 +191,8 @@ fn learning(shared: &Services) -> Value {
     })
 }
 
-fn config(shared: &Services) -> Value {
+/// `GET /admin/config`.
+pub(crate) fn config(shared: &Services) -> Value {
     let snapshot = shared.live.snapshot.load();
     let state = shared.live.reload_state.lock();
     let last = state.last_attempt.as_ref().map(|(at, report)| {

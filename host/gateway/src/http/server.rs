@@ -1,5 +1,6 @@
 //! The accept loop: one task per connection, HTTP/1.1 and HTTP/2 (auto-detected), bounded
-//! request heads, and a graceful drain on shutdown.
+//! request heads (refused with a JSON error body, see [`head_errors`]), and a graceful drain on
+//! shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,10 @@ use tokio::sync::watch;
 use crate::pipeline;
 use crate::response::ResponseBody;
 use crate::services::Services;
+
+mod head_errors;
+
+use head_errors::ErrorBodies;
 
 /// Serves the main (OpenAI-compatible) listener until `shutdown` turns true, then drains:
 /// readiness turns false, no new connections are accepted, in-flight requests finish, and open
@@ -73,7 +78,9 @@ pub async fn serve_with<H, F>(
                     let shared = shared.clone();
                     async move { Ok::<_, std::convert::Infallible>(handler(shared, req).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                // Hyper's own answers to unreadable request heads get a JSON error body.
+                let io = TokioIo::new(ErrorBodies::new(stream));
+                let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {

@@ -293,6 +293,8 @@ async fn build_upstreams(
                 idle: up.idle_timeout,
                 first_token: up.first_token_timeout,
             },
+            retries: up.retries,
+            resume: up.resume.clone(),
         };
         let client = UpstreamClient::new(settings).map_err(|message| SnapshotError::Upstream {
             name: name.clone(),

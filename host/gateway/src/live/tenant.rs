@@ -59,8 +59,8 @@ pub fn candidates(config: &Config, tenant: &TenantConfig) -> Vec<Candidate> {
                 cached_input_usd_per_mtok: info.cached_input_usd_per_mtok,
                 output_usd_per_mtok: info.output_usd_per_mtok,
                 price_window: None,
-                context_window: u32::try_from(info.context_window).unwrap_or(u32::MAX),
-                max_output_tokens: u32::try_from(info.max_output_tokens).unwrap_or(u32::MAX),
+                context_window: info.context_window,
+                max_output_tokens: info.max_output_tokens,
                 supports_images: info.supports_images,
                 health: Health::Healthy,
                 labels: info

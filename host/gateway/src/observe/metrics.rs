@@ -63,6 +63,13 @@ pub struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub tenant: String,
+    /// `completed`, `resumed`, `failed`, `truncated`, `budget-exceeded` or `client-gone`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: &'static str,
 }
@@ -88,6 +95,14 @@ pub struct Metrics {
     pub policy_reloads: Family<ReloadLabels, Counter>,
     pub in_flight: Gauge,
     pub open_streams: Gauge,
+    /// The console's ring of recent requests (filled as each request's context is dropped).
+    pub(crate) recent: crate::console::Recent,
+    /// Relayed streams by how they ended.
+    pub streams: Family<StreamLabels, Counter>,
+    /// Stream events dropped after the commit point because they were not JSON.
+    pub stream_events_dropped: Family<TenantLabels, Counter>,
+    /// The part of `cost_usd` that is the host's estimate (no usage from the provider).
+    pub estimated_cost_usd: Family<TenantModelLabels, Usd>,
 }
 
 fn latency_histograms() -> Family<TenantLabels, Histogram> {
@@ -116,6 +131,10 @@ impl Default for Metrics {
             policy_reloads: Family::default(),
             in_flight: Gauge::default(),
             open_streams: Gauge::default(),
+            recent: crate::console::Recent::default(),
+            streams: Family::default(),
+            stream_events_dropped: Family::default(),
+            estimated_cost_usd: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -189,6 +208,21 @@ impl Default for Metrics {
             "Streams being relayed",
             m.open_streams.clone(),
         );
+        registry.register(
+            "streams",
+            "Relayed streams by how they ended: completed, resumed, failed, truncated, budget-exceeded, client-gone",
+            m.streams.clone(),
+        );
+        registry.register(
+            "stream_events_dropped",
+            "Stream events dropped after the commit point because they were not JSON",
+            m.stream_events_dropped.clone(),
+        );
+        registry.register(
+            "estimated_cost_usd",
+            "The part of cost_usd charged at the host's estimate (the provider reported no usage)",
+            m.estimated_cost_usd.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -204,8 +238,23 @@ pub(crate) struct AttemptCounter<'a>(pub &'a Metrics);
 
 impl switchyard_upstream::AttemptObserver for AttemptCounter<'_> {
     fn attempt(&self, upstream: &str, model: &str, outcome: &'static str) {
-        self.0
-            .upstream_attempts
+        self.0.attempt(upstream, model, outcome);
+    }
+}
+
+/// [`AttemptCounter`] owning its metrics, for attempts a stream makes after its request's
+/// future is gone (resuming a cut stream).
+pub(crate) struct OwnedAttemptCounter(pub std::sync::Arc<Metrics>);
+
+impl switchyard_upstream::AttemptObserver for OwnedAttemptCounter {
+    fn attempt(&self, upstream: &str, model: &str, outcome: &'static str) {
+        self.0.attempt(upstream, model, outcome);
+    }
+}
+
+impl Metrics {
+    fn attempt(&self, upstream: &str, model: &str, outcome: &'static str) {
+        self.upstream_attempts
             .get_or_create(&AttemptLabels {
                 upstream: upstream.to_owned(),
                 model: model.to_owned(),
@@ -213,9 +262,7 @@ impl switchyard_upstream::AttemptObserver for AttemptCounter<'_> {
             })
             .inc();
     }
-}
 
-impl Metrics {
     /// Counts a request that a target after the first served.
     pub fn fallback(&self, tenant: &str) {
         self.fallbacks

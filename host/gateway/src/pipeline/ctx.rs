@@ -11,12 +11,15 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderValue, Method};
 use switchyard_upstream::{Progress, StreamEnd, StreamOutcome, Usage};
 
+use super::body::BodyPermit;
 use crate::accounts::Reservation;
 use crate::cache::CacheOutcome;
 use crate::conversations::{ConversationKey, Conversations};
 use crate::learning::Learning;
 use crate::live::tenant::Tenant;
-use crate::observe::metrics::{Metrics, RequestLabels, TenantModelLabels, TokenLabels};
+use crate::observe::metrics::{
+    Metrics, RequestLabels, StreamLabels, TenantLabels, TenantModelLabels, TokenLabels,
+};
 use crate::response::headers;
 use crate::rollout::Rollouts;
 
@@ -56,6 +59,10 @@ pub(crate) fn seed_of(id: &str) -> u64 {
 struct StreamRecord {
     outcome: &'static str,
     events: u64,
+    /// Events dropped because they were not JSON.
+    malformed: u64,
+    /// The targets cut before the one that finished, and why, when it was resumed.
+    resumed: String,
 }
 
 /// Everything one access-log line says. Never holds a key or prompt text (but the prompt excerpt
@@ -69,6 +76,9 @@ pub(crate) struct RequestCtx {
     /// The API the client spoke (`chat`, `messages`, `responses`; `-` for other endpoints), a
     /// label on the metrics and the access line.
     pub api: &'static str,
+    /// The API the serving upstream was spoken to in (`-` until one answered): the client's own
+    /// when it passed through, `chat` or `messages` when translated.
+    pub wire: &'static str,
     pub started: Instant,
     pub span: tracing::Span,
     pub tenant: Option<Arc<str>>,
@@ -113,6 +123,11 @@ pub(crate) struct RequestCtx {
     pub finish: Option<Finish>,
     /// The budget held for this request, and the estimate it was reserved at.
     reservation: Option<(Reservation, f64)>,
+    /// Hard budgets: the output tokens the reservation covers.
+    pub output_budget: Option<u64>,
+    /// The request body's bytes in the gateway's in-flight body budget, held until the request
+    /// (or its stream) ends.
+    pub body: Option<BodyPermit>,
     stream_end: Option<StreamRecord>,
     metrics: Arc<Metrics>,
     /// False once the record has been written (or handed to a stream that will write it).
@@ -136,6 +151,7 @@ impl RequestCtx {
             method,
             path: path.to_owned(),
             api: "-",
+            wire: "-",
             started: Instant::now(),
             span,
             tenant: None,
@@ -165,6 +181,8 @@ impl RequestCtx {
             conversation: None,
             finish: None,
             reservation: None,
+            output_budget: None,
+            body: None,
             stream_end: None,
             metrics,
             live: true,
@@ -176,22 +194,11 @@ impl RequestCtx {
         self.reservation = Some((reservation, estimate));
     }
 
-    /// The estimate the held reservation was made at (zero when nothing is held).
-    pub fn estimate(&self) -> f64 {
-        self.reservation.as_ref().map_or(0.0, |(_, e)| *e)
-    }
-
-    /// Settles the held reservation with the cost of the response: `usage` at `price`, or the
-    /// estimate when the provider reported no usage (marked as estimated).
-    pub fn charge(&mut self, usage: Option<Usage>, cost: Option<f64>) {
+    /// Settles the held reservation with the cost of the response, `estimated` when the host
+    /// worked it out from what was delivered because the provider reported no usage.
+    pub fn settle(&mut self, usage: Option<Usage>, cost: f64, estimated: bool) {
         self.usage = usage;
-        let cost = match cost {
-            Some(c) => c,
-            None => {
-                self.cost_estimated = true;
-                self.estimate()
-            }
-        };
+        self.cost_estimated = estimated;
         self.cost_usd = Some(cost);
         if let Some((reservation, _)) = self.reservation.take() {
             reservation.settle(cost);
@@ -201,16 +208,33 @@ impl RequestCtx {
     /// Records how a relayed stream ended.
     pub fn stream_ended(&mut self, end: &StreamEnd) {
         let outcome = match &end.outcome {
-            StreamOutcome::Completed => "completed",
-            StreamOutcome::ClientGone => "client-gone",
-            StreamOutcome::Failed(reason) => {
+            StreamOutcome::Completed if !end.resumed.is_empty() => "resumed",
+            StreamOutcome::Failed(reason)
+            | StreamOutcome::Truncated(reason)
+            | StreamOutcome::BudgetExceeded(reason) => {
                 self.error = Some(reason.clone());
-                "failed"
+                end.outcome.label()
             }
+            other => other.label(),
         };
+        let resumed = end
+            .resumed
+            .iter()
+            .map(|s| format!("{} via {}: {}", s.model, s.upstream, s.cut))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if let Some((model, upstream)) = &end.last_target {
+            self.tags
+                .push(("resumed-on".into(), format!("{model}@{upstream}")));
+        }
+        self.attempts += end.resume_attempts.len();
+        self.attempt_list
+            .extend(end.resume_attempts.iter().cloned());
         self.stream_end = Some(StreamRecord {
             outcome,
             events: end.events,
+            malformed: end.malformed,
+            resumed,
         });
     }
 
@@ -224,6 +248,7 @@ impl RequestCtx {
             method: self.method.clone(),
             path: std::mem::take(&mut self.path),
             api: self.api,
+            wire: self.wire,
             started: self.started,
             span: self.span.clone(),
             tenant: self.tenant.take(),
@@ -253,6 +278,8 @@ impl RequestCtx {
             conversation: self.conversation,
             finish: self.finish.take(),
             reservation: self.reservation.take(),
+            output_budget: self.output_budget,
+            body: self.body.take(),
             stream_end: None,
             metrics: self.metrics.clone(),
             live: true,
@@ -325,9 +352,27 @@ impl RequestCtx {
                     .inc_by(n);
             }
         }
+        if let Some(stream) = &self.stream_end {
+            m.streams
+                .get_or_create(&StreamLabels {
+                    tenant: tenant.clone(),
+                    outcome: stream.outcome,
+                })
+                .inc();
+            if stream.malformed > 0 {
+                m.stream_events_dropped
+                    .get_or_create(&TenantLabels {
+                        tenant: tenant.clone(),
+                    })
+                    .inc_by(stream.malformed);
+            }
+        }
         let labels = TenantModelLabels { tenant, model };
         if let Some(c) = self.cost_usd.filter(|c| *c > 0.0) {
             m.cost_usd.get_or_create(&labels).inc_by(c);
+            if self.cost_estimated {
+                m.estimated_cost_usd.get_or_create(&labels).inc_by(c);
+            }
         }
         if let Some(s) = self.saved_usd.filter(|s| *s > 0.0) {
             m.saved_usd.get_or_create(&labels).inc_by(s);
@@ -371,6 +416,7 @@ impl RequestCtx {
             method = %self.method,
             path = %self.path,
             api = self.api,
+            upstream_api = self.wire,
             status = self.status,
             tenant = self.tenant.as_deref().unwrap_or("-"),
             policy = self.policy_header.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
@@ -380,6 +426,8 @@ impl RequestCtx {
             stream = self.stream,
             stream_outcome = stream.outcome,
             stream_events = stream.events,
+            stream_malformed = stream.malformed,
+            stream_resumed = %stream.resumed,
             decision_us = self.decision.map_or(0, |d| d.as_micros() as u64),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             prompt_tokens = usage.prompt_tokens,
@@ -414,6 +462,10 @@ impl Drop for RequestCtx {
         if let Some(finish) = self.finish.take() {
             finish.run(self);
         }
+        // The console's ring of recent requests (console/feed.rs): last, as the record's fields
+        // are moved out of the context, not copied.
+        let record = crate::console::feed::Record::take(self);
+        self.metrics.recent.push(record);
     }
 }
 

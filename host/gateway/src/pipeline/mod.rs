@@ -81,16 +81,12 @@ pub(crate) async fn handle(
             Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))
         }
         (&Method::GET, "/readyz", _) => Ok(response::readiness(services.is_draining())),
-        (
-            _,
-            path
-            @ ("/v1/messages/count_tokens" | "/v1/models" | "/models" | "/healthz" | "/readyz"),
-            _,
-        )
-        | (_, path, Some(_)) => Err(GatewayError::MethodNotAllowed {
-            method: req.method().to_string(),
-            path: path.to_owned(),
-        }),
+        (_, path @ ("/v1/models" | "/models" | "/healthz" | "/readyz"), _) | (_, path, Some(_)) => {
+            Err(GatewayError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: path.to_owned(),
+            })
+        }
         (_, path, _) => Err(GatewayError::NotFound {
             path: path.to_owned(),
         }),
@@ -103,7 +99,7 @@ pub(crate) async fn handle(
 fn api_of(path: &str) -> Option<Api> {
     match path {
         "/v1/chat/completions" | "/chat/completions" => Some(Api::Chat),
-        "/v1/messages" => Some(Api::Messages),
+        "/v1/messages" | "/v1/messages/count_tokens" => Some(Api::Messages),
         "/v1/responses" | "/responses" => Some(Api::Responses),
         _ => None,
     }
@@ -129,7 +125,7 @@ impl Pipeline<'_> {
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let tenant = self.authenticate(req.headers()).await?;
         let headers = req.headers().clone();
-        let (door, chat) = self.parse(&tenant, api, req).await?;
+        let (door, chat) = self.parse(&tenant, api, req, &headers).await?;
         let summary = self.summarise(&tenant, &door, &chat, &headers).await;
         let (plan, teardown) = self
             .decide(&tenant, &door, summary, chat.stats.prefix_key)
@@ -147,20 +143,20 @@ impl Pipeline<'_> {
         door: &Door,
         chat: &ChatRequest,
         headers: &HeaderMap,
-        plan: RoutePlan,
+        mut plan: RoutePlan,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let original = door.original.as_ref().map(|o| (o.api, &o.body));
         let keys = CacheKeys::for_plan(tenant, original, chat, &plan);
         if let Some(hit) = self.lookup(keys.as_ref(), &plan).await {
             return respond::cached(&self.snapshot, &mut self.ctx, door, chat, &plan, &hit);
         }
-        self.reserve(tenant, chat, &plan).await?;
+        self.reserve(tenant, chat, &mut plan).await?;
         let delivered = self.execute(tenant, door, chat, headers, &plan).await?;
         respond::delivered(
             self.services,
             &self.snapshot,
             &mut self.ctx,
-            (door, chat),
+            (tenant, door, chat),
             &plan,
             keys,
             delivered,
@@ -173,12 +169,17 @@ impl Pipeline<'_> {
         &mut self,
         req: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        self.api = Some(Api::Messages);
-        self.ctx.api = Api::Messages.label();
-        let tenant = auth::authenticate(req.headers(), &self.snapshot.keys)?;
-        self.ctx.tenant = Some(tenant.name.clone());
+        // Counted against the tenant's request rate like any request: parsing costs the gateway.
+        let tenant = self.authenticate(req.headers()).await?;
         let server = &self.snapshot.config.server;
-        let body = body::read(req, server.max_body_bytes).await?;
+        let (body, permit) = body::read(
+            req,
+            server.max_body_bytes,
+            &self.services.bodies,
+            server.max_inflight_body_bytes,
+        )
+        .await?;
+        self.ctx.body = Some(permit);
         // The count takes no `max_tokens`; the translation wants one.
         let mut value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest {
@@ -231,10 +232,21 @@ impl Pipeline<'_> {
         tenant: &Tenant,
         api: Api,
         req: Request<Incoming>,
+        headers: &HeaderMap,
     ) -> Result<(Door, ChatRequest), GatewayError> {
         let server = &self.snapshot.config.server;
-        let body = body::read(req, server.max_body_bytes).await?;
-        let (door, chat) = Door::open(api, body, server.max_messages)?;
+        let (body, permit) = body::read(
+            req,
+            server.max_body_bytes,
+            &self.services.bodies,
+            server.max_inflight_body_bytes,
+        )
+        .await?;
+        self.ctx.body = Some(permit);
+        let (mut door, chat) = Door::open(api, body, server.max_messages)?;
+        if let Some(original) = &mut door.original {
+            original.forward_from(headers);
+        }
         self.ctx.stream = chat.stream;
         if server.log_prompts {
             self.ctx.prompt = Some(chat.stats.last_user_excerpt.clone());
@@ -332,6 +344,14 @@ impl Pipeline<'_> {
         {
             summary.config = r.config.policy_config.clone();
         }
+        // The console's request detail (console/feed.rs): the summary is copied only while a
+        // console session watches; otherwise this is one relaxed load.
+        let log_prompts = self.snapshot.config.server.log_prompts;
+        let watched = self
+            .services
+            .metrics
+            .recent
+            .watch(&mut summary, log_prompts);
         let decided = self
             .services
             .sandbox
@@ -339,6 +359,9 @@ impl Pipeline<'_> {
             .instrument(crate::stage_span!("policy.decide", policy = %policy.name))
             .await?;
         self.ctx.decision = Some(decided.time);
+        if let Some(watched) = watched {
+            watched.decided(&policy.header, &decided.result);
+        }
         if let (Some(summary), Ok(decision)) = (shadow, &decided.result) {
             self.services
                 .rollouts
@@ -438,11 +461,13 @@ impl Pipeline<'_> {
 
     /// Phase 6: hold the request's worst-case cost against the tenant's budgets until it is
     /// settled (the most expensive target's prices, the estimated input plus the output cap).
+    /// With a hard budget the output is held to what was reserved: the upstream is asked for no
+    /// more, and a stream is metered against it.
     async fn reserve(
         &mut self,
         tenant: &Tenant,
         chat: &ChatRequest,
-        plan: &RoutePlan,
+        plan: &mut RoutePlan,
     ) -> Result<(), GatewayError> {
         let server = &self.snapshot.config.server;
         let output_tokens = chat
@@ -465,6 +490,13 @@ impl Pipeline<'_> {
             .await
             .map_err(GatewayError::Refused)?;
         self.ctx.hold(reservation, estimate);
+        let quota = &tenant.config.quota;
+        if quota.hard_budget
+            && (quota.daily_budget_usd.is_some() || quota.monthly_budget_usd.is_some())
+        {
+            plan.overrides.max_output_tokens = Some(output_tokens);
+            self.ctx.output_budget = Some(output_tokens);
+        }
         Ok(())
     }
 

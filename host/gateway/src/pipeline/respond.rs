@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use switchyard_upstream::chat::ChatRequest;
 use switchyard_upstream::dialect::Api;
 use switchyard_upstream::{
-    Delivered, DeliveredBody, RelayLimits, StreamEnd, StreamFinish, StreamOutcome, into_body,
-    usage_of,
+    Delivered, DeliveredBody, RelayLimits, ResumeContext, Resumer, StreamEnd, StreamFinish,
+    StreamOutcome, Usage, completion_output_tokens, into_body, usage_of,
 };
 use tracing::Instrument;
 
@@ -24,6 +24,7 @@ use crate::cache::{CacheKey, CacheKeys, CachedResponse};
 use crate::config::ModelInfo;
 use crate::error::GatewayError;
 use crate::live::snapshot::Snapshot;
+use crate::live::tenant::Tenant;
 use crate::response::{ResponseBody, headers};
 use crate::routing::{PlanSource, RoutePlan};
 use crate::services::Services;
@@ -126,7 +127,7 @@ pub(super) fn delivered(
     services: &Arc<Services>,
     snapshot: &Snapshot,
     ctx: &mut RequestCtx,
-    (door, chat): (&Door, &ChatRequest),
+    (tenant, door, chat): (&Tenant, &Door, &ChatRequest),
     plan: &RoutePlan,
     keys: Option<CacheKeys>,
     delivered: Delivered,
@@ -154,9 +155,23 @@ pub(super) fn delivered(
             chat: completion,
             usage,
         } => {
-            let cost = usage.zip(price.as_ref()).map(|(u, p)| p.cost(&u));
-            // Without usage from the provider, the estimate is what the tenant is charged.
-            ctx.charge(usage, cost);
+            ctx.wire = wire.label();
+            let input = chat.stats.estimated_input_tokens;
+            match usage {
+                Some(u) => ctx.settle(Some(u), price.as_ref().map_or(0.0, |p| p.cost(&u)), false),
+                None => {
+                    // Without usage from the provider, the tenant is charged the host's estimate
+                    // of what was delivered: the input, and the answer's text.
+                    let output = match &completion {
+                        Some(c) => completion_output_tokens(c),
+                        None => serde_json::from_slice(&body)
+                            .map_or(0, |c: serde_json::Value| completion_output_tokens(&c)),
+                    };
+                    let estimated = estimated_usage(input, output);
+                    let cost = price.as_ref().map_or(0.0, |p| p.cost(&estimated));
+                    ctx.settle(Some(estimated), cost, true);
+                }
+            }
             builder = builder.header(
                 headers::COST_USD,
                 format!("{:.10}", ctx.cost_usd.unwrap_or(0.0)),
@@ -184,6 +199,7 @@ pub(super) fn delivered(
             )
         }
         DeliveredBody::Stream(start) => {
+            ctx.wire = start.wire().label();
             let limits = RelayLimits {
                 idle: delivered.upstream.settings.timeouts.idle,
                 deadline: tokio::time::Instant::from_std(
@@ -192,7 +208,36 @@ pub(super) fn delivered(
                 strip_usage_chunks: door.api == Api::Chat && !chat.wants_stream_usage(),
                 assemble: cache_write.is_some(),
                 drain_expired: services.drain_expired.subscribe(),
+                output_budget: ctx.output_budget,
             };
+            let resumer = tenant.config.resume_streams.then(|| {
+                Resumer::new(
+                    &plan.targets,
+                    delivered.index,
+                    ResumeContext {
+                        chat: chat.clone(),
+                        overrides: plan.overrides.clone(),
+                        request_id: ctx.id.clone(),
+                        deadline: limits.deadline,
+                        redactor: snapshot.redactor.clone(),
+                        breakers: services.breakers.clone(),
+                        retry_budget: services.retry_budget.clone(),
+                        stats: services.stats.clone(),
+                        observer: Arc::new(crate::observe::metrics::OwnedAttemptCounter(
+                            services.metrics.clone(),
+                        )),
+                    },
+                )
+            });
+            // The route's prices, for the targets a resumed stream may end on.
+            let prices = plan
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    let info = snapshot.config.models.get(&t.model)?;
+                    Some((t.model.clone(), info.clone()))
+                })
+                .collect();
             services.metrics.open_streams.inc();
             ctx.status = 200;
             let finisher = StreamFinisher {
@@ -200,7 +245,8 @@ pub(super) fn delivered(
                 services: services.clone(),
                 upstream: delivered.upstream.name.clone(),
                 model: delivered.model.clone(),
-                price,
+                prices,
+                input_tokens: chat.stats.estimated_input_tokens,
                 cache_write,
             };
             let client = door.stream(
@@ -209,7 +255,14 @@ pub(super) fn delivered(
                 &delivered.model,
                 chat.wants_stream_usage(),
             );
-            let body = into_body(start, limits, snapshot.redactor.clone(), client, finisher);
+            let body = into_body(
+                start,
+                limits,
+                snapshot.redactor.clone(),
+                client,
+                resumer,
+                finisher,
+            );
             built(
                 builder
                     .header(header::CONTENT_TYPE, "text/event-stream")
@@ -241,18 +294,58 @@ struct StreamFinisher {
     services: Arc<Services>,
     upstream: Arc<str>,
     model: String,
-    price: Option<ModelInfo>,
+    /// Prices of the route's models (a resumed stream ends on another target).
+    prices: Vec<(String, ModelInfo)>,
+    /// The host's estimate of the request's input, for charging a target without usage.
+    input_tokens: u64,
     cache_write: Option<(CacheKey, Duration)>,
+}
+
+/// The usage the host charges when a provider reported none: its own estimates.
+fn estimated_usage(input: u64, output: u64) -> Usage {
+    Usage {
+        prompt_tokens: input,
+        cached_prompt_tokens: 0,
+        completion_tokens: output,
+    }
+}
+
+impl StreamFinisher {
+    fn price(&self, model: &str) -> Option<&ModelInfo> {
+        self.prices.iter().find(|(m, _)| m == model).map(|(_, p)| p)
+    }
+
+    /// What one target's part of the stream costs: its usage at its model's price, or the
+    /// host's estimate of what it delivered. Returns the usage charged, the cost, and whether it
+    /// is an estimate.
+    fn part(&self, model: &str, usage: Option<Usage>, delivered: u64) -> (Usage, f64, bool) {
+        let (usage, estimated) = match usage {
+            Some(u) => (u, false),
+            None => (estimated_usage(self.input_tokens, delivered), true),
+        };
+        let cost = self.price(model).map_or(0.0, |p| p.cost(&usage));
+        (usage, cost, estimated)
+    }
 }
 
 impl StreamFinish for StreamFinisher {
     fn finish(mut self, end: StreamEnd) {
         self.services.metrics.open_streams.dec();
-        if matches!(end.outcome, StreamOutcome::Failed(_)) {
+        if matches!(
+            end.outcome,
+            StreamOutcome::Failed(_) | StreamOutcome::Truncated(_)
+        ) {
             // A provider that breaks streams is failing, even if it started them fine.
+            let (model, upstream) = end
+                .last_target
+                .clone()
+                .unwrap_or_else(|| (self.model.clone(), self.upstream.clone()));
+            self.services.breakers.record(&upstream, &model, true);
+        }
+        for cut in &end.resumed {
             self.services
                 .breakers
-                .record(&self.upstream, &self.model, true);
+                .record(&cut.upstream, &cut.model, true);
         }
         // Only a stream that finished is stored; a cut or failed one never is.
         if let (Some((key, ttl)), Some(completion)) = (self.cache_write, &end.assembled) {
@@ -262,8 +355,21 @@ impl StreamFinish for StreamFinisher {
             };
             store(&self.services, key, entry, ttl, &self.ctx.span);
         }
-        let cost = end.usage.zip(self.price.as_ref()).map(|(u, p)| p.cost(&u));
-        self.ctx.charge(end.usage, cost);
+        let last_model = end
+            .last_target
+            .as_ref()
+            .map_or(self.model.as_str(), |(m, _)| m.as_str());
+        let (mut usage, mut cost, mut estimated) =
+            self.part(last_model, end.usage, end.delivered_tokens);
+        for cut in &end.resumed {
+            let (u, c, e) = self.part(&cut.model, cut.usage, cut.delivered_tokens);
+            usage.prompt_tokens += u.prompt_tokens;
+            usage.cached_prompt_tokens += u.cached_prompt_tokens;
+            usage.completion_tokens += u.completion_tokens;
+            cost += c;
+            estimated |= e;
+        }
+        self.ctx.settle(Some(usage), cost, estimated);
         self.ctx.stream_ended(&end);
     }
 }

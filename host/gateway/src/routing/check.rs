@@ -11,7 +11,7 @@ use switchyard_upstream::chat::Overrides;
 
 use super::chooser::{Chooser, resolve};
 use super::{PlanSource, RoutePlan};
-use crate::config::FailureOutcome;
+use crate::config::{FailureOutcome, MAX_RETRIES};
 use crate::error::GatewayError;
 use crate::live::snapshot::Snapshot;
 use crate::live::tenant::Tenant;
@@ -122,7 +122,7 @@ pub(crate) fn check(
                 targets,
                 overrides: Overrides {
                     reasoning_effort: route.reasoning_effort,
-                    max_output_tokens: route.max_output_tokens.map(u64::from),
+                    max_output_tokens: route.max_output_tokens,
                     force_stream_usage: true,
                 },
                 cache: route.cache,
@@ -135,17 +135,14 @@ pub(crate) fn check(
     }
 }
 
-/// Most retries a decision may ask for on one target (the retry budget bounds them further).
-const MAX_RETRIES: u8 = 5;
-
 /// A target's own limits, as the decision set them.
 fn target_limits(t: &Target) -> Result<TargetLimits, PolicyFailure> {
     let ms = |v: Option<u32>, what: &str| match v {
         Some(0) => Err(invalid(format!("{what} must be positive"))),
         v => Ok(v.map(|ms| Duration::from_millis(u64::from(ms)))),
     };
-    let retries = t.retries.unwrap_or(0);
-    if retries > MAX_RETRIES {
+    // A decision that says nothing leaves the upstream's `retries` default in force.
+    if let Some(retries) = t.retries.filter(|r| *r > MAX_RETRIES) {
         return Err(invalid(format!(
             "{retries} retries of one target, more than the {MAX_RETRIES} allowed"
         )));
@@ -153,7 +150,7 @@ fn target_limits(t: &Target) -> Result<TargetLimits, PolicyFailure> {
     Ok(TargetLimits {
         first_token: ms(t.first_token_deadline_ms, "a first-token deadline")?,
         attempt: ms(t.attempt_timeout_ms, "an attempt timeout")?,
-        retries,
+        retries: t.retries,
     })
 }
 

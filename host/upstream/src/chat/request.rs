@@ -73,6 +73,9 @@ pub struct ConversationStats {
     pub message_count: u32,
     pub tools_offered: u32,
     pub tool_calls_so_far: u32,
+    /// Messages after the last user message, system messages aside: 0 when the user has just
+    /// spoken, more inside an agent's tool loop.
+    pub messages_since_user: u32,
     pub has_images: bool,
     pub last_user_excerpt: String,
     /// String entries of `metadata`, keys lower-cased.
@@ -356,6 +359,10 @@ fn conversation_stats(messages: &[WireMessage<'_>]) -> Result<ConversationStats,
     if let Some(i) = last_user {
         stats.last_user_excerpt = excerpt(messages[i].content)?;
     }
+    stats.messages_since_user = messages[last_user.map_or(0, |i| i + 1)..]
+        .iter()
+        .filter(|m| !matches!(&*m.role, "system" | "developer"))
+        .count() as u32;
     Ok(stats)
 }
 

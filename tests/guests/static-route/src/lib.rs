@@ -1,7 +1,7 @@
 //! A minimal policy for host tests: route to `model` (on `upstream`, when set, with a
-//! `first_token_deadline_ms`) with `fallbacks`, cache as `cache` says (or as the request's
-//! `cache-mode` hint says), keep the conversation where it is when `keep_conversation`, and tag
-//! every decision `policy=static-route`.
+//! `first_token_deadline_ms` and `retries`) with `fallbacks`, cache as `cache` says (or as the
+//! request's `cache-mode` hint says), keep the conversation where it is when
+//! `keep_conversation`, and tag every decision `policy=static-route`.
 
 use serde::Deserialize;
 use switchyard_sdk::prelude::*;
@@ -14,9 +14,10 @@ struct Config {
     cache: Option<String>,
     cache_ttl_seconds: Option<u32>,
     reasoning_effort: Option<String>,
-    max_output_tokens: Option<u32>,
+    max_output_tokens: Option<u64>,
     upstream: Option<String>,
     first_token_deadline_ms: Option<u32>,
+    retries: Option<u8>,
     keep_conversation: bool,
 }
 
@@ -31,6 +32,7 @@ impl Default for Config {
             max_output_tokens: None,
             upstream: None,
             first_token_deadline_ms: None,
+            retries: None,
             keep_conversation: false,
         }
     }
@@ -62,6 +64,9 @@ impl Policy for StaticRoute {
         }
         if let Some(ms) = config.first_token_deadline_ms {
             d = d.first_token_deadline_ms(ms);
+        }
+        if let Some(n) = config.retries {
+            d = d.retries(n);
         }
         if config.keep_conversation {
             d = d.keep_conversation();

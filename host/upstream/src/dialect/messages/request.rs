@@ -327,8 +327,10 @@ fn tools(body: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<()> 
     Ok(())
 }
 
-/// `thinking` → DeepSeek's chat `thinking` switch; `output_config.effort` (or, failing that, a
-/// `budget_tokens`) → `reasoning_effort`.
+/// `output_config.effort` (or, failing that, a `budget_tokens`) → `reasoning_effort`; thinking
+/// `disabled` → `reasoning_effort: "none"`. Only the standard field is sent: DeepSeek's own
+/// `thinking` switch (on by default there) would make OpenAI's chat API, a frontier fallback,
+/// refuse the request.
 fn thinking(body: &Map<String, Value>, out: &mut Map<String, Value>) {
     let thinking = body.get("thinking").unwrap_or(&Value::Null);
     let enabled = match type_of(thinking) {
@@ -336,10 +338,6 @@ fn thinking(body: &Map<String, Value>, out: &mut Map<String, Value>) {
         "disabled" => Some(false),
         _ => None,
     };
-    if let Some(on) = enabled {
-        let ty = if on { "enabled" } else { "disabled" };
-        out.insert("thinking".into(), json!({"type": ty}));
-    }
     let effort = body
         .get("output_config")
         .and_then(|c| str_at(c, "effort"))
@@ -357,8 +355,14 @@ fn thinking(body: &Map<String, Value>, out: &mut Map<String, Value>) {
                 _ => "high",
             })
         });
-    if let Some(e) = effort {
-        out.insert("reasoning_effort".into(), json!(e));
+    match (effort, enabled) {
+        (Some(e), _) => {
+            out.insert("reasoning_effort".into(), json!(e));
+        }
+        (None, Some(false)) => {
+            out.insert("reasoning_effort".into(), json!("none"));
+        }
+        (None, _) => {}
     }
 }
 
@@ -419,12 +423,15 @@ mod tests {
         };
         let c = base(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}));
         assert_eq!(
-            (&c["thinking"], &c["reasoning_effort"]),
-            (&json!({"type": "enabled"}), &json!("high"))
+            (c.get("thinking"), &c["reasoning_effort"]),
+            (None, &json!("high")),
+            "only the standard field: OpenAI's chat API refuses DeepSeek's switch"
         );
         let c = base(json!({"thinking": {"type": "enabled", "budget_tokens": 8000}}));
         assert_eq!(c["reasoning_effort"], "medium");
         let c = base(json!({"thinking": {"type": "disabled", "budget_tokens": 8000}}));
-        assert_eq!(c.get("reasoning_effort"), None);
+        assert_eq!(c["reasoning_effort"], "none");
+        let c = base(json!({"thinking": {"type": "adaptive"}}));
+        assert_eq!(c.get("reasoning_effort"), None, "the upstream's default");
     }
 }

@@ -53,6 +53,13 @@ pub fn request_to_chat(body: &Value) -> Result<Value> {
             ));
         }
     }
+    if conv.out.is_empty() {
+        // Named in the client's terms: chat's parser would blame `messages`.
+        return Err(TranslateError::at(
+            "input",
+            "is required: a string or at least one input item (or `instructions`)",
+        ));
+    }
     out.insert("messages".into(), Value::Array(conv.out));
 
     if !functions.is_empty() {

@@ -1,0 +1,547 @@
+//! Error bodies for the responses hyper writes by itself.
+//!
+//! When hyper cannot read a request head (headers over the size or count limit, a NUL in a
+//! header, two different `Content-Length`s, a malformed request line) it answers before any
+//! handler runs, with a bare `431`, `400` or `414` and no body, and closes the connection. There
+//! is no hook for that response, so [`ErrorBodies`] wraps the connection: on the write side it
+//! follows the framing of the HTTP/1 responses going out (heads, `Content-Length` and chunked
+//! bodies) and replaces a bodyless error head with the same status and a JSON error body in
+//! OpenAI's shape, or Anthropic's when the request line it answers was for `/v1/messages` (the
+//! read side remembers the last request line it saw). Every response the gateway builds has a
+//! `Content-Type`, so a head without one and with `Content-Length: 0` can only be hyper's own.
+//! Anything it cannot follow (HTTP/2, a body without a length) it passes through untouched for
+//! the rest of the connection.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use switchyard_upstream::dialect::Api;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::GatewayError;
+
+/// Longest response head followed; anything longer is passed through.
+const MAX_HEAD: usize = 16 << 10;
+/// Longest request line remembered.
+const MAX_LINE: usize = 8 << 10;
+
+/// A connection whose bodyless automatic error responses get a JSON body.
+pub(crate) struct ErrorBodies<T> {
+    inner: T,
+    write: Write,
+    /// Bytes owed to the connection (a head held back until it was whole), and how far they
+    /// went out.
+    pending: Vec<u8>,
+    sent: usize,
+    read: Lines,
+}
+
+impl<T> ErrorBodies<T> {
+    pub fn new(inner: T) -> Self {
+        ErrorBodies {
+            inner,
+            write: Write::Head(Vec::new()),
+            pending: Vec::new(),
+            sent: 0,
+            read: Lines::default(),
+        }
+    }
+}
+
+/// Where the write side is in the response stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Write {
+    /// Collecting the next response's head.
+    Head(Vec<u8>),
+    /// In a body of this many more bytes.
+    Length(u64),
+    /// In a chunked body.
+    Chunked(Chunked),
+    /// Not followed any more: everything passes through.
+    Through,
+}
+
+/// Where a chunked body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    /// Reading a size line; the size so far, and whether an extension started.
+    Size(u64, bool),
+    /// The `\n` ending a size line.
+    SizeLf(u64),
+    /// In chunk data, this much left.
+    Data(u64),
+    /// The `\r\n` after chunk data (bytes of it left).
+    DataEnd(u8),
+    /// After the last chunk: trailer lines; whether the current line is empty so far.
+    Trailer(bool),
+    /// The `\n` ending a trailer line; whether that line was empty.
+    TrailerLf(bool),
+}
+
+impl Chunked {
+    /// Advances over `bytes`; returns how many belong to the body (all of them, unless it
+    /// ended inside them) and whether it ended.
+    fn advance(&mut self, bytes: &[u8]) -> (usize, bool) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            *self = match *self {
+                Chunked::Size(n, ext) => match b {
+                    b'\r' => Chunked::SizeLf(n),
+                    b';' => Chunked::Size(n, true),
+                    _ if ext => Chunked::Size(n, true),
+                    _ => {
+                        let digit = (b as char).to_digit(16).unwrap_or(0);
+                        Chunked::Size(n.saturating_mul(16) + u64::from(digit), false)
+                    }
+                },
+                Chunked::SizeLf(0) => Chunked::Trailer(true),
+                Chunked::SizeLf(n) => Chunked::Data(n),
+                Chunked::Data(n) => {
+                    let take = (n.min((bytes.len() - i) as u64)) as usize;
+                    i += take;
+                    *self = if take as u64 == n {
+                        Chunked::DataEnd(2)
+                    } else {
+                        Chunked::Data(n - take as u64)
+                    };
+                    continue;
+                }
+                Chunked::DataEnd(2) => Chunked::DataEnd(1),
+                Chunked::DataEnd(_) => Chunked::Size(0, false),
+                Chunked::Trailer(empty) => match b {
+                    b'\r' => Chunked::TrailerLf(empty),
+                    _ => Chunked::Trailer(false),
+                },
+                Chunked::TrailerLf(true) => return (i + 1, true),
+                Chunked::TrailerLf(false) => Chunked::Trailer(true),
+            };
+            i += 1;
+        }
+        (bytes.len(), false)
+    }
+}
+
+/// What a whole response head says about what follows it.
+enum Next {
+    /// A bodyless error hyper wrote: replace it.
+    Replace(u16, Option<String>),
+    Length(u64),
+    Chunked,
+    /// No body (1xx, 204, 304, or `Content-Length: 0`): the next head follows.
+    Head,
+    /// A body this side cannot follow.
+    Through,
+}
+
+fn judge(head: &[u8]) -> Next {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return Next::Through;
+    };
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok());
+    let Some(status) = status else {
+        return Next::Through;
+    };
+    let (mut length, mut chunked, mut typed, mut date) = (None, false, false, None);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.parse::<u64>().ok(),
+            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            "content-type" => typed = true,
+            "date" => date = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    if matches!(status, 400 | 414 | 431) && !typed && length == Some(0) {
+        return Next::Replace(status, date);
+    }
+    match (status, length, chunked) {
+        (100..=199 | 204 | 304, _, _) | (_, Some(0), false) => Next::Head,
+        (_, _, true) => Next::Chunked,
+        (_, Some(n), false) => Next::Length(n),
+        _ => Next::Through,
+    }
+}
+
+/// The response that replaces hyper's bare one: the same status, with a body.
+fn replacement(status: u16, date: Option<&str>, api: Api) -> Vec<u8> {
+    let (code, message) = match status {
+        431 => (
+            "request_header_too_large",
+            "the request's headers are too large or too many for this server",
+        ),
+        414 => ("uri_too_long", "the request's URI is too long"),
+        _ => (
+            "invalid_request",
+            "the request's head could not be read: a malformed request line or header (an invalid byte such as NUL, or conflicting Content-Length headers)",
+        ),
+    };
+    let err = GatewayError::BadHead {
+        status,
+        code,
+        message,
+    };
+    let body: Bytes = match api {
+        Api::Messages => err.to_anthropic_body(),
+        _ => err.to_body(),
+    };
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if let Some(date) = date {
+        out.push_str(&format!("date: {date}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The read side: the API of the last request line seen.
+#[derive(Default)]
+struct Lines {
+    line: Vec<u8>,
+    overflow: bool,
+    api: Option<Api>,
+}
+
+impl Lines {
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            self.push(&rest[..nl]);
+            if !self.overflow {
+                self.request_line();
+            }
+            self.line.clear();
+            self.overflow = false;
+            rest = &rest[nl + 1..];
+        }
+        self.push(rest);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.overflow || self.line.len() + bytes.len() > MAX_LINE {
+            self.overflow = true;
+            self.line.clear();
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    /// Remembers the path of a request line (`METHOD /path HTTP/1.x`).
+    fn request_line(&mut self) {
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        let mut parts = line.split(|b| *b == b' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        if method.is_empty()
+            || !method.iter().all(u8::is_ascii_uppercase)
+            || !version.starts_with(b"HTTP/1.")
+        {
+            return;
+        }
+        let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+        self.api = Some(if path.starts_with(b"/v1/messages") {
+            Api::Messages
+        } else {
+            Api::Chat
+        });
+    }
+}
+
+impl<T: AsyncWrite + Unpin> ErrorBodies<T> {
+    /// Writes out what is owed.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.pending.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes head bytes from `buf`: returns how many were taken. Once the head is whole, it (or
+    /// its replacement) is owed to the connection.
+    fn take_head(&mut self, buf: &[u8]) -> usize {
+        let Write::Head(head) = &mut self.write else {
+            return 0;
+        };
+        let before = head.len();
+        head.extend_from_slice(&buf[..buf.len().min((MAX_HEAD + 4).saturating_sub(before))]);
+        let prefix = b"HTTP/1.";
+        let n = head.len().min(prefix.len());
+        if head[..n] != prefix[..n] || head.len() > MAX_HEAD {
+            // Not an HTTP/1 response head this side can follow (HTTP/2 frames, say).
+            let taken = head.len() - before;
+            self.give_up();
+            return taken;
+        }
+        let Some(end) = memchr::memmem::find(head, b"\r\n\r\n") else {
+            return head.len() - before;
+        };
+        let end = end + 4;
+        let taken = end - before;
+        head.truncate(end);
+        let head = std::mem::take(head);
+        self.write = match judge(&head) {
+            Next::Replace(status, date) => {
+                let api = self.read.api.unwrap_or(Api::Chat);
+                self.pending
+                    .extend(replacement(status, date.as_deref(), api));
+                // Hyper closes the connection after it; nothing follows.
+                Write::Through
+            }
+            next => {
+                self.pending.extend_from_slice(&head);
+                match next {
+                    Next::Length(n) => Write::Length(n),
+                    Next::Chunked => Write::Chunked(Chunked::Size(0, false)),
+                    Next::Head => Write::Head(Vec::new()),
+                    Next::Replace(..) | Next::Through => Write::Through,
+                }
+            }
+        };
+        taken
+    }
+
+    /// Stops following the responses: a head held so far is owed as it is.
+    fn give_up(&mut self) {
+        if let Write::Head(head) = &mut self.write {
+            self.pending.append(head);
+        }
+        self.write = Write::Through;
+    }
+
+    /// How many of `bytes` belong to the current body (so a write never runs into the next
+    /// head unread), and what follows it.
+    fn body_part(&self, bytes: usize, peek: &[&[u8]]) -> usize {
+        match &self.write {
+            Write::Length(n) => (*n).min(bytes as u64) as usize,
+            Write::Chunked(state) => {
+                let mut state = *state;
+                let mut total = 0;
+                for slice in peek {
+                    let (used, ended) = state.advance(slice);
+                    total += used;
+                    if ended {
+                        return total;
+                    }
+                }
+                total
+            }
+            _ => bytes,
+        }
+    }
+
+    /// Moves the body state over `written` bytes that went out.
+    fn wrote(&mut self, written: &[&[u8]]) {
+        match &mut self.write {
+            Write::Length(n) => {
+                let total: usize = written.iter().map(|s| s.len()).sum();
+                *n -= total as u64;
+                if *n == 0 {
+                    self.write = Write::Head(Vec::new());
+                }
+            }
+            Write::Chunked(state) => {
+                for slice in written {
+                    if state.advance(slice).1 {
+                        self.write = Write::Head(Vec::new());
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The first `n` bytes of `bufs`, as slices.
+fn prefix<'a>(bufs: &'a [IoSlice<'a>], mut n: usize) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    for b in bufs {
+        if n == 0 {
+            break;
+        }
+        let take = b.len().min(n);
+        out.push(&b[..take]);
+        n -= take;
+    }
+    out
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ErrorBodies<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let this = &mut *self;
+        this.read.feed(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_pending(cx))?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if let Write::Head(_) = this.write {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            let taken = this.take_head(first);
+            // What was taken is owed; try to send it now, but it is ours to send either way.
+            if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(taken));
+        }
+        if this.write == Write::Through {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        let part = this.body_part(total, &slices);
+        if part == 0 {
+            // The body ended exactly before these bytes: they start the next head.
+            this.write = Write::Head(Vec::new());
+            return self.poll_write_vectored(cx, bufs);
+        }
+        let written = if part == total {
+            ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?
+        } else {
+            let limited: Vec<IoSlice<'_>> =
+                prefix(bufs, part).into_iter().map(IoSlice::new).collect();
+            ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &limited))?
+        };
+        this.wrote(&prefix(bufs, written));
+        Poll::Ready(Ok(written))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if matches!(&self.write, Write::Head(h) if !h.is_empty()) {
+            // A flush in the middle of a head: hyper never does this, but if it did, nothing may
+            // be held back; the rest of the connection passes through.
+            self.give_up();
+        }
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn through(writes: &[&[u8]], read: &[u8]) -> String {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let mut wrapped = ErrorBodies::new(server);
+        wrapped.read.feed(read);
+        for w in writes {
+            wrapped.write_all(w).await.unwrap();
+        }
+        wrapped.flush().await.unwrap();
+        drop(wrapped);
+        let mut out = String::new();
+        let mut client = client;
+        tokio::io::AsyncReadExt::read_to_string(&mut client, &mut out)
+            .await
+            .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn hypers_bare_errors_get_a_json_body_in_the_requests_shape() {
+        let bare: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n";
+        let out = through(&[bare], b"POST /v1/chat/completions HTTP/1.1\r\nx: y").await;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains("date: Tue, 01 Dec 2026"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "request_header_too_large");
+        let out = through(&[bare], b"POST /v1/messages HTTP/1.1\r\nx: y").await;
+        let v: serde_json::Value =
+            serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+
+    #[tokio::test]
+    async fn responses_the_gateway_wrote_pass_through_untouched() {
+        let json: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        let chunked: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n5\r\nHTTP/\r\n0\r\n\r\n";
+        let bare: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let out = through(&[json, chunked, bare], b"").await;
+        let expected_start = [json, chunked].concat();
+        assert!(out.as_bytes().starts_with(&expected_start), "{out}");
+        let last = &out[expected_start.len()..];
+        assert!(
+            last.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type"),
+            "{last}"
+        );
+        assert!(last.contains("\"code\":\"invalid_request\""), "{last}");
+        // Written in small pieces, the same.
+        let all = [json, chunked].concat();
+        let pieces: Vec<&[u8]> = all.chunks(3).collect();
+        assert_eq!(through(&pieces, b"").await.as_bytes(), &all[..]);
+    }
+
+    #[test]
+    fn chunked_bodies_are_followed_to_their_end() {
+        let mut c = Chunked::Size(0, false);
+        let body = b"a;ext=1\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nHTTP";
+        let (used, ended) = c.advance(body);
+        assert!(ended);
+        assert_eq!(&body[used..], b"HTTP");
+    }
+}
