@@ -21,7 +21,7 @@
 //! struct Config {
 //!     cheap: String,
 //!     strong: String,
-//!     long_prompt_tokens: u32,
+//!     long_prompt_tokens: u64,
 //!     strong_hints: Vec<String>, // `key=value`
 //!     cache: CacheMode,          // "off", "read-only", "write-only" or "read-write"
 //! }

@@ -608,7 +608,7 @@ async fn the_console_in_a_real_browser() {
     browser
         .wait(
             "the response-cache hits",
-            "document.querySelector('#response-cache-ratio').textContent !== '–'",
+            "parseFloat(document.querySelector('#response-cache-ratio').textContent) > 0",
         )
         .await;
     browser.open(&admin, "overview").await;
@@ -797,7 +797,7 @@ async fn the_console_in_a_real_browser() {
 
     // The embedded default: its console opens with the demo token printed at start.
     let demo = Process::serve(&[], &[]);
-    let token = demo_token(&demo);
+    let token = demo_token(&demo).await;
     let demo_admin = format!(
         "http://{}",
         demo.admin_addr()
@@ -846,14 +846,23 @@ async fn the_console_in_a_real_browser() {
     );
 }
 
-/// The demo admin token the embedded default prints at start.
-fn demo_token(p: &Process) -> String {
-    let logs = p.logs();
-    logs.lines()
-        .find_map(|l| l.trim().strip_prefix("demo admin token: "))
-        .unwrap_or_else(|| panic!("no demo admin token printed:\n{logs}"))
-        .trim()
-        .to_owned()
+/// The demo admin token the embedded default prints at start (just after it says it listens).
+async fn demo_token(p: &Process) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = p.logs();
+        if let Some(token) = logs
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("demo admin token: "))
+        {
+            return token.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no demo admin token printed:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 // === the same rules over plain HTTP ===

@@ -160,14 +160,15 @@ function niceMax(v) {
 }
 
 // series: [{name, values (numbers or null), colour}]
-// An empty chart says so; `zeroIsEmpty`: all zeros counts as empty too (counts, not ratios).
+// An empty chart says so; `zeroIsEmpty`: all zeros counts as empty too (counts, not ratios,
+// whose axis ends at 100%).
 function lineChart(id, title, t, series, yFormat = short, zeroIsEmpty = true) {
   const values = series.flatMap(s => s.values.filter(v => v !== null && v !== undefined));
   const sum = values.reduce((a, b) => a + b, 0);
   const root = svg('svg', { class: 'chart', id, viewBox: `0 0 ${CW} ${CH}`, role: 'img', 'aria-label': title,
     'data-points': values.length, 'data-sum': sum.toPrecision(6), 'data-series': series.length });
   root.append(svg('text', { class: 'title', x: PL, y: 14 }, title));
-  const ymax = niceMax(Math.max(0, ...values) * 1.1);
+  const ymax = zeroIsEmpty ? niceMax(Math.max(0, ...values) * 1.1) : Math.max(1, niceMax(Math.max(0, ...values)));
   const { px, py } = axes(root, t, ymax, yFormat);
   for (const s of series) {
     let d = '';
@@ -305,7 +306,9 @@ function connect() {
     document.getElementById('headline').textContent =
       `${num(hl.rps, 1)} req/s · ${data.in_flight} in flight · errors ${pct(hl.error_rate_5m)} · ${usd(hl.spend_per_hour_usd)}/h`;
     const view = PAGES[S.page];
-    if (view && view.tick && document.getElementById('page').dataset.ready === 'true') {
+    // A page that redraws itself waits while one of its controls has the focus.
+    const busy = view !== Requests && document.activeElement && ['SELECT', 'INPUT'].includes(document.activeElement.tagName);
+    if (view && view.tick && !busy && document.getElementById('page').dataset.ready === 'true') {
       view.tick(data).catch(() => {});
     }
   });

@@ -330,7 +330,11 @@ fn failover_settings_are_read_and_checked() {
         16 * config.server.max_body_bytes
     );
     let sim = &config.upstreams["sim"];
-    assert_eq!((sim.retries, &sim.resume), (0, &None));
+    assert_eq!(
+        (sim.retries, &sim.resume),
+        (1, &None),
+        "one retry by default"
+    );
 
     let upstream = |extra: &str| {
         format!(

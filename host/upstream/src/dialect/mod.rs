@@ -129,6 +129,48 @@ pub fn event_name(raw: &[u8]) -> Option<&str> {
 }
 
 /// One SSE frame with an `event:` line; Anthropic's SDKs drop frames without one.
+/// How far an encoder has got with one streamed tool call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallPhase {
+    /// Id or name not seen yet; arguments are buffered.
+    #[default]
+    Pending,
+    Open,
+    Closed,
+}
+
+/// One tool call an encoder turns into a block or an item: its id and name once they have come,
+/// and the argument fragments that arrived before them.
+#[derive(Debug, Default)]
+pub(crate) struct StreamedCall {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub pending: String,
+    pub phase: CallPhase,
+}
+
+/// Files one `tool_calls[]` entry of a chat delta under its index (its id and name the first
+/// time they come); returns the index and the entry's arguments fragment.
+pub(crate) fn file_call<'a>(
+    calls: &mut std::collections::BTreeMap<u64, StreamedCall>,
+    call: &'a Value,
+) -> (u64, &'a str) {
+    let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+    let f = call.get("function").unwrap_or(&Value::Null);
+    let c = calls.entry(k).or_default();
+    if c.id.is_none() {
+        c.id = str_at(call, "id")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+    if c.name.is_none() {
+        c.name = str_at(f, "name")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+    (k, str_at(f, "arguments").unwrap_or_default())
+}
+
 pub(crate) fn frame(event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }

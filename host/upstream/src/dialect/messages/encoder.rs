@@ -12,7 +12,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{stop_reason, stream_error_frame, usage};
-use crate::dialect::{Counts, StreamEncoder, first_choice, frame, str_at};
+use crate::dialect::{
+    CallPhase, Counts, StreamEncoder, StreamedCall, file_call, first_choice, frame, str_at,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Block {
@@ -20,23 +22,6 @@ enum Block {
     Text,
     /// The tool call at this chat `tool_calls[].index`.
     Tool(u64),
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-enum Phase {
-    /// Id or name not seen yet; arguments are buffered.
-    #[default]
-    Pending,
-    Open,
-    Closed,
-}
-
-#[derive(Debug, Default)]
-struct Call {
-    id: Option<String>,
-    name: Option<String>,
-    pending: String,
-    phase: Phase,
 }
 
 /// Encodes one response; see the module docs.
@@ -49,7 +34,7 @@ pub struct Encoder {
     /// The open block: its index in the message's content, and what it is.
     open: Option<(u64, Block)>,
     next_index: u64,
-    calls: BTreeMap<u64, Call>,
+    calls: BTreeMap<u64, StreamedCall>,
     counts: Option<Counts>,
     finish: Option<String>,
 }
@@ -108,7 +93,7 @@ impl Encoder {
             ),
             Block::Tool(k) => {
                 if let Some(c) = self.calls.get_mut(&k) {
-                    c.phase = Phase::Closed;
+                    c.phase = CallPhase::Closed;
                 }
             }
             Block::Text => {}
@@ -139,7 +124,7 @@ impl Encoder {
             Block::Text => json!({"type": "text", "text": ""}),
             Block::Tool(k) => {
                 let c = self.calls.entry(k).or_default();
-                c.phase = Phase::Open;
+                c.phase = CallPhase::Open;
                 json!({"type": "tool_use",
                        "id": c.id.clone().unwrap_or_else(|| format!("toolu_{k}")),
                        "name": c.name.clone().unwrap_or_default(), "input": {}})
@@ -172,23 +157,11 @@ impl Encoder {
     }
 
     fn tool_delta(&mut self, call: &Value, out: &mut Vec<Bytes>) {
-        let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let f = call.get("function").unwrap_or(&Value::Null);
-        let args = str_at(f, "arguments").unwrap_or_default();
+        let (k, args) = file_call(&mut self.calls, call);
         let c = self.calls.entry(k).or_default();
-        if c.id.is_none() {
-            c.id = str_at(call, "id")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-        }
-        if c.name.is_none() {
-            c.name = str_at(f, "name")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-        }
         match c.phase {
-            Phase::Closed => {}
-            Phase::Open => {
+            CallPhase::Closed => {}
+            CallPhase::Open => {
                 if !args.is_empty()
                     && let Some((index, _)) = self.open
                 {
@@ -199,7 +172,7 @@ impl Encoder {
                     );
                 }
             }
-            Phase::Pending => {
+            CallPhase::Pending => {
                 c.pending.push_str(args);
                 if c.id.is_some() && c.name.is_some() {
                     self.open_tool(k, out);
@@ -254,7 +227,7 @@ impl StreamEncoder for Encoder {
         let pending: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Pending)
+            .filter(|(_, c)| c.phase == CallPhase::Pending)
             .map(|(k, _)| *k)
             .collect();
         for k in pending {

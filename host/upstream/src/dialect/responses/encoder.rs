@@ -18,7 +18,9 @@ use super::Echo;
 use super::response::{
     Snapshot, function_item, item_id, message_item, outcome, output_text, reasoning_item, usage,
 };
-use crate::dialect::{Counts, StreamEncoder, first_choice, frame, str_at};
+use crate::dialect::{
+    CallPhase, Counts, StreamEncoder, StreamedCall, file_call, first_choice, frame, str_at,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -37,22 +39,6 @@ struct Open {
     text: String,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
-enum Phase {
-    #[default]
-    Pending,
-    Open,
-    Closed,
-}
-
-#[derive(Debug, Default)]
-struct Call {
-    call_id: Option<String>,
-    name: Option<String>,
-    pending: String,
-    phase: Phase,
-}
-
 /// Encodes one response; see the module docs.
 #[derive(Debug)]
 pub struct Encoder {
@@ -65,7 +51,7 @@ pub struct Encoder {
     open: Option<Open>,
     /// Finished output items.
     output: Vec<Value>,
-    calls: BTreeMap<u64, Call>,
+    calls: BTreeMap<u64, StreamedCall>,
     counts: Option<Counts>,
     finish: Option<String>,
     has_message: bool,
@@ -145,8 +131,8 @@ impl Encoder {
                 self.has_call = true;
                 let id = item_id("fc", &self.id, output_index);
                 let c = self.calls.entry(k).or_default();
-                c.phase = Phase::Open;
-                let call_id = c.call_id.clone().unwrap_or_else(|| format!("call_{k}"));
+                c.phase = CallPhase::Open;
+                let call_id = c.id.clone().unwrap_or_else(|| format!("call_{k}"));
                 let name = c.name.clone().unwrap_or_default();
                 let item = function_item(&self.echo, &id, "in_progress", &call_id, &name, "");
                 (id, item)
@@ -256,8 +242,8 @@ impl Encoder {
                     with(at, json!({"arguments": text})),
                 );
                 let c = self.calls.entry(k).or_default();
-                c.phase = Phase::Closed;
-                let call_id = c.call_id.clone().unwrap_or_else(|| format!("call_{k}"));
+                c.phase = CallPhase::Closed;
+                let call_id = c.id.clone().unwrap_or_else(|| format!("call_{k}"));
                 let name = c.name.clone().unwrap_or_default();
                 function_item(&self.echo, &id, "completed", &call_id, &name, &text)
             }
@@ -283,31 +269,19 @@ impl Encoder {
     }
 
     fn call_delta(&mut self, call: &Value, out: &mut Vec<Bytes>) {
-        let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let f = call.get("function").unwrap_or(&Value::Null);
-        let args = str_at(f, "arguments").unwrap_or_default();
+        let (k, args) = file_call(&mut self.calls, call);
         let c = self.calls.entry(k).or_default();
-        if c.call_id.is_none() {
-            c.call_id = str_at(call, "id")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-        }
-        if c.name.is_none() {
-            c.name = str_at(f, "name")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-        }
         match c.phase {
             // Another call's item is open since: this fragment has nowhere to go.
-            Phase::Closed => {}
-            Phase::Open => {
+            CallPhase::Closed => {}
+            CallPhase::Open => {
                 if !args.is_empty() {
                     self.delta(args, out);
                 }
             }
-            Phase::Pending => {
+            CallPhase::Pending => {
                 c.pending.push_str(args);
-                if c.call_id.is_some() && c.name.is_some() {
+                if c.id.is_some() && c.name.is_some() {
                     self.open_call(k, out);
                 }
             }
@@ -360,7 +334,7 @@ impl StreamEncoder for Encoder {
         let pending: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Pending)
+            .filter(|(_, c)| c.phase == CallPhase::Pending)
             .map(|(k, _)| *k)
             .collect();
         for k in pending {
