@@ -34,6 +34,7 @@ mod live;
 pub mod observe;
 pub mod offline;
 mod pipeline;
+mod reports;
 mod response;
 mod rollout;
 mod routing;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::accounts::Accounts;
 use crate::cache::ResponseCache;
-use crate::console::Console;
+use crate::console::state::Console;
 use crate::conversations::Conversations;
 use crate::learning::Learning;
 use crate::live::Live;

@@ -122,13 +122,7 @@ pub struct Delivered {
     pub upstream_time: Duration,
 }
 
-/// One upstream attempt, as reported in error bodies and logs.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
-pub struct AttemptSummary {
-    pub model: String,
-    pub upstream: String,
-    pub outcome: String,
-}
+pub use crate::attempt::AttemptSummary;
 
 /// Why no target answered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -467,12 +461,29 @@ pub struct Resumer {
     attempts: Vec<AttemptSummary>,
 }
 
-/// A stream that continues the answer on another target.
-pub struct Resumed {
-    pub start: StreamStart,
-    /// Whitespace taken off the end of the prefix (an Anthropic prefill may not end in it); the
-    /// client already has it, so it is taken off the start of the continuation.
-    pub trimmed: String,
+pub use crate::relay::Resumed;
+
+impl crate::relay::Resume for Resumer {
+    fn possible(&self) -> bool {
+        Resumer::possible(self)
+    }
+
+    fn current(&self) -> &(String, Arc<str>) {
+        Resumer::current(self)
+    }
+
+    fn attempts(&self) -> &[AttemptSummary] {
+        Resumer::attempts(self)
+    }
+
+    fn resume<'a>(
+        &'a mut self,
+        prefix: &'a str,
+        delivered_tokens: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Resumed, String>> + Send + 'a>>
+    {
+        Box::pin(Resumer::resume(self, prefix, delivered_tokens))
+    }
 }
 
 impl Resumer {

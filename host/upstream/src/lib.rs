@@ -7,6 +7,7 @@
 //! [`ExecError`] listing every attempt. The gateway maps its errors and [`Health`] into its own
 //! vocabulary.
 
+mod attempt;
 pub mod chat;
 mod client;
 pub mod dialect;

@@ -43,13 +43,39 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::time::{Instant, timeout_at};
 
+use crate::attempt::AttemptSummary;
 use crate::chat::assemble::Assembler;
 use crate::dialect::{self, Api, StreamDecoder, StreamEncoder};
 use crate::failure::{FailureClass, UpstreamFailure, error_message};
-use crate::fallback::{AttemptSummary, Resumer};
 use crate::redact::Redactor;
 use crate::sse::{FrameKind, SseFrame, SseSplitter, error_frame, payload};
 use crate::usage::{Usage, usage_in_value, usage_of};
+
+/// Continues a cut answer on a later target of the route: the fallback loop's `Resumer`, which
+/// knows the route and the request; the relay only asks (a trait, so neither module imports the
+/// other).
+pub trait Resume: Send {
+    /// Whether a later target can still continue the answer.
+    fn possible(&self) -> bool;
+    /// The model and upstream streaming now.
+    fn current(&self) -> &(String, std::sync::Arc<str>);
+    /// Every resumption attempt so far, in order.
+    fn attempts(&self) -> &[AttemptSummary];
+    /// Asks the next target to continue after `prefix` (the text delivered so far).
+    fn resume<'a>(
+        &'a mut self,
+        prefix: &'a str,
+        delivered_tokens: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Resumed, String>> + Send + 'a>>;
+}
+
+/// A stream that continues the answer on another target.
+pub struct Resumed {
+    pub start: StreamStart,
+    /// Whitespace taken off the end of the prefix (an Anthropic prefill may not end in it); the
+    /// client already has it, so it is taken off the start of the continuation.
+    pub trimmed: String,
+}
 
 /// Told once how a relayed stream ended: when it ends, or when the client goes away and the body
 /// is dropped unfinished. The gateway's implementation settles the request (cost, cache, log).
@@ -704,7 +730,7 @@ struct RelayState<F: StreamFinish> {
     meter: Meter,
     /// A cut to resume or report before anything else is read.
     cut: Option<Cut>,
-    resumer: Option<Box<Resumer>>,
+    resumer: Option<Box<dyn Resume>>,
     /// The id of the answer's first chunk: a resumed target's chunks carry it too.
     answer_id: Option<Value>,
     /// Set while a resumed target's stream has not yet sent substantive content: its role-only
@@ -1161,7 +1187,7 @@ pub fn into_body<F: StreamFinish>(
     limits: RelayLimits,
     redactor: Redactor,
     client: ClientStream,
-    resumer: Option<Resumer>,
+    resumer: Option<Box<dyn Resume>>,
     on_end: F,
 ) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static>
 {
@@ -1193,7 +1219,7 @@ pub fn into_body<F: StreamFinish>(
         sequence: None,
         meter: Meter::default(),
         cut: None,
-        resumer: resumer.map(Box::new),
+        resumer,
         answer_id: None,
         lead_in: None,
     };

@@ -155,7 +155,7 @@ impl Gateway {
             metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain_expired: watch::channel(false).0,
-            console: crate::console::Console::default(),
+            console: crate::console::state::Console::default(),
             bodies: Arc::default(),
         });
         let (shutdown, signal) = watch::channel(false);

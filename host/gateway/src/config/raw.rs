@@ -203,7 +203,7 @@ pub struct RawUpstream {
     pub base_url: Option<String>,
     /// `openai` (Bearer key; the default) or `anthropic` (Anthropic's own API: `x-api-key`,
     /// `anthropic-version`).
-    pub kind: Option<super::upstreams::ProviderKindSetting>,
+    pub kind: Option<ProviderKindSetting>,
     /// The wire APIs it speaks: any of `chat`, `messages`, `responses`. Default: `["chat"]`
     /// (`["messages"]` for `kind = "anthropic"`; all three for the simulated provider).
     pub apis: Option<Vec<switchyard_upstream::dialect::Api>>,
@@ -259,7 +259,7 @@ pub struct RawUpstream {
     /// How this upstream continues an answer cut on another target, for tenants with
     /// `resume_streams`: `chat-prefix` (DeepSeek's chat prefix completion) or `messages-prefill`
     /// (Anthropic's assistant prefill). Off when absent.
-    pub resume: Option<super::upstreams::ResumeSetting>,
+    pub resume: Option<ResumeSetting>,
     /// Where `chat-prefix` resumptions are sent (DeepSeek: `https://api.deepseek.com/beta/chat/completions`);
     /// default: the chat URL.
     pub resume_url: Option<String>,
@@ -366,4 +366,22 @@ pub struct RawCandidate {
 pub enum RawFailureOutcome {
     Named(String),
     Route { route: Vec<String> },
+}
+
+/// `kind` in an upstream's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKindSetting {
+    Openai,
+    Anthropic,
+}
+
+/// `resume` in an upstream's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResumeSetting {
+    /// DeepSeek's chat prefix completion (`"prefix": true` on a last assistant message).
+    ChatPrefix,
+    /// Anthropic's assistant prefill (a trailing assistant message).
+    MessagesPrefill,
 }

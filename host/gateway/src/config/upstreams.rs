@@ -6,27 +6,9 @@ use std::time::Duration;
 
 use super::catalog::{ModelInfo, unknown_model};
 use super::error::{ConfigError, duration, opt_duration};
-use super::raw::RawUpstream;
+use super::raw::{ProviderKindSetting, RawUpstream, ResumeSetting};
 use switchyard_upstream::dialect::Api;
 use switchyard_upstream::{ApiUrls, ProviderKind, ResumeVia, Secret};
-
-/// `kind` in an upstream's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKindSetting {
-    Openai,
-    Anthropic,
-}
-
-/// `resume` in an upstream's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ResumeSetting {
-    /// DeepSeek's chat prefix completion (`"prefix": true` on a last assistant message).
-    ChatPrefix,
-    /// Anthropic's assistant prefill (a trailing assistant message).
-    MessagesPrefill,
-}
 
 /// How a model that several upstreams serve is spread over them. Whichever comes first, the
 /// others follow as same-model fallbacks.

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 
-use super::{error, feed, json_ok, playground, query, secure, series};
+use super::{error, json_ok, playground, query, secure, series};
 use crate::config::PolicySource;
 use crate::response::ResponseBody;
 use crate::services::Services;
@@ -67,7 +67,7 @@ pub(super) async fn route(
         (Method::GET, "upstreams") => json_ok(&upstreams(shared, now)),
         (Method::GET, "policies") => json_ok(&policies(shared)),
         (Method::GET, "requests") => {
-            let limit = number("limit", 200, feed::RING as u64) as usize;
+            let limit = number("limit", 200, crate::observe::recent::RING as u64) as usize;
             let tenant = param("tenant").filter(|t| !t.is_empty() && t != "*");
             let rows = shared.metrics.recent.rows(limit, |r| {
                 tenant
@@ -79,7 +79,7 @@ pub(super) async fn route(
                 "next_seq": shared.metrics.recent.next_seq(),
                 "watchers": shared.metrics.recent.watchers(),
                 "log_prompts": shared.live.snapshot.load().config.server.log_prompts,
-                "capacity": feed::RING,
+                "capacity": crate::observe::recent::RING,
             }))
         }
         (Method::GET, p) if p.starts_with("requests/") => {
@@ -172,7 +172,7 @@ fn session(shared: &Services, csrf: Option<(String, Duration)>) -> Value {
 /// `GET /console/api/events`: one `tick` event a second with the requests finished since the
 /// last one and the headline figures. Details are captured while any such stream is open.
 fn events(shared: &Arc<Services>, req: &Request<Incoming>) -> Response<ResponseBody> {
-    let guard = feed::Recent::subscribe(&shared.metrics);
+    let guard = shared.metrics.recent.subscribe();
     let recent_from = req
         .headers()
         .get("last-event-id")
@@ -186,7 +186,7 @@ fn events(shared: &Arc<Services>, req: &Request<Incoming>) -> Response<ResponseB
     struct State {
         credentials: super::Credentials,
         shared: Arc<Services>,
-        _guard: feed::WatchGuard,
+        _guard: crate::observe::recent::WatchGuard,
         ticks: tokio::sync::watch::Receiver<u64>,
         next: u64,
         first: bool,
@@ -211,7 +211,7 @@ fn events(shared: &Arc<Services>, req: &Request<Incoming>) -> Response<ResponseB
         s.next = next;
         let headline = s.shared.console.series.lock().headline(SystemTime::now());
         let data = json!({
-            "t_ms": feed::unix_ms(SystemTime::now()),
+            "t_ms": crate::observe::recent::unix_ms(SystemTime::now()),
             "requests": rows,
             "headline": headline,
             "in_flight": s.shared.metrics.in_flight.get(),
@@ -291,7 +291,7 @@ fn upstreams(shared: &Services, now: SystemTime) -> Value {
 
 fn policies(shared: &Services) -> Value {
     let snapshot = shared.live.snapshot.load();
-    let mut admin = crate::http::admin::policies(shared);
+    let mut admin = crate::reports::policies(shared);
     if let Some(list) = admin["policies"].as_array_mut() {
         for p in list {
             let name = p["name"].as_str().unwrap_or_default().to_owned();
@@ -336,7 +336,7 @@ fn policies(shared: &Services) -> Value {
             .cloned()
             .collect::<Vec<_>>()
     );
-    admin["config"] = crate::http::admin::config(shared);
+    admin["config"] = crate::reports::config(shared);
     admin["versions_on_disk"] = json!(snapshot.config.server.artifact_cache_dir.is_some());
     admin
 }
@@ -378,7 +378,12 @@ async fn rollback(
             }
         }
     };
-    match shared.console.versions.rollback(shared, name, &hash).await {
+    match shared
+        .console
+        .versions
+        .rollback(&shared.live, name, &hash)
+        .await
+    {
         Ok(v) => json_ok(&v),
         Err(refused) => error(refused.status, "rollback_refused", &refused.message),
     }

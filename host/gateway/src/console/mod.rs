@@ -7,107 +7,33 @@
 //!   never adds that header on its own).
 //! - Offline: every asset is compiled into the binary ([`assets`]).
 //! - Live: `/console/api/events` is a server-sent event stream; a sampler task turns the ring of
-//!   recent requests ([`feed`]) into time series ([`series`]) and ticks the streams once a second.
-//! - Cost on the request path: see [`feed`].
+//!   recent requests (`observe/recent.rs`) into time series ([`series`]) and ticks the streams once a second.
+//! - Cost on the request path: see `observe/recent.rs`.
 //! - Rollback to a previous version on disk: [`versions`]. The Playground: [`playground`].
 
 mod api;
 mod assets;
-pub(crate) mod feed;
 mod playground;
 mod series;
 mod session;
+pub(crate) mod state;
 mod versions;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-pub(crate) use feed::Recent;
 pub use playground::{Simulate, SimulateJob};
 
 use crate::response::{self, ResponseBody};
 use crate::services::Services;
-
-/// Reload attempts kept for the Policies page.
-const RELOADS_KEPT: usize = 50;
-
-/// The console's state, one per gateway.
-pub(crate) struct Console {
-    sessions: session::Sessions,
-    series: Mutex<series::Series>,
-    versions: versions::Versions,
-    pub(crate) playground: playground::Playground,
-    reloads: Mutex<ReloadLog>,
-    /// Bumped once a second while anyone watches; each event stream sends on a change.
-    ticks: watch::Sender<u64>,
-}
-
-#[derive(Default)]
-struct ReloadLog {
-    last_seen: Option<SystemTime>,
-    entries: VecDeque<Value>,
-}
-
-impl Default for Console {
-    fn default() -> Self {
-        Console {
-            sessions: session::Sessions::default(),
-            series: Mutex::new(series::Series::default()),
-            versions: versions::Versions::default(),
-            playground: playground::Playground::default(),
-            reloads: Mutex::new(ReloadLog::default()),
-            ticks: watch::channel(0).0,
-        }
-    }
-}
-
-impl std::fmt::Debug for Console {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Console").finish_non_exhaustive()
-    }
-}
-
-impl Console {
-    /// Installs what runs `policy simulate` for the Playground.
-    pub fn set_simulator(&self, simulator: Arc<dyn Simulate>) {
-        *self.playground.simulator.lock() = Some(simulator);
-    }
-
-    /// Notes a reload attempt the admin API has not shown here yet.
-    fn note_reloads(&self, live: &crate::live::Live) {
-        let state = live.reload_state.lock();
-        let mut log = self.reloads.lock();
-        if log.entries.is_empty()
-            && let Some(at) = state.config_loaded_at
-        {
-            log.entries.push_back(json!({
-                "at_ms": feed::unix_ms(at), "trigger": "start", "outcome": "applied",
-                "generation": 0, "policies_loaded": [], "policy_errors": {}, "config_error": null,
-            }));
-        }
-        if let Some((at, report)) = &state.last_attempt
-            && log.last_seen != Some(*at)
-        {
-            log.last_seen = Some(*at);
-            let mut entry = serde_json::to_value(report).unwrap_or_default();
-            entry["at_ms"] = json!(feed::unix_ms(*at));
-            log.entries.push_back(entry);
-            while log.entries.len() > RELOADS_KEPT {
-                log.entries.pop_front();
-            }
-        }
-    }
-}
 
 /// Starts the sampler: reads the ring into the time series ten times a second, keeps policy
 /// versions and reload attempts once a second, and ticks the event streams while anyone watches.
@@ -128,7 +54,7 @@ pub(crate) fn spawn_sampler(shared: Arc<Services>, mut stop: watch::Receiver<boo
                 .series
                 .lock()
                 .sample(&shared.metrics.recent, &snapshot);
-            let second = feed::unix_ms(SystemTime::now()) / 1000;
+            let second = crate::observe::recent::unix_ms(SystemTime::now()) / 1000;
             if second == last_second {
                 continue;
             }

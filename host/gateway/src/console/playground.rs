@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use switchyard_policy::PolicyHash;
 
-use super::feed::Detail;
+use crate::observe::recent::Detail;
 
 /// Largest upload (a componentize-py policy is about 20 MB).
 pub(crate) const MAX_UPLOAD: usize = 64 << 20;

@@ -3,7 +3,7 @@
 //! per-minute buckets (the last 24 hours), per tenant. The pages' charts and figures are sums over
 //! those buckets.
 //!
-//! The ring holds [`super::feed::RING`] requests, so the sampler sees every request up to about
+//! The ring holds [`crate::observe::recent::RING`] requests, so the sampler sees every request up to about
 //! 20,000 requests per second; past that, what it could not read is counted (`missed`) and shown.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use super::feed::Record;
 use crate::cache::CacheOutcome;
 use crate::config::ModelInfo;
 use crate::live::snapshot::Snapshot;
+use crate::observe::recent::Record;
 
 /// Seconds kept at one-second resolution.
 pub(crate) const SECONDS: usize = 900;
@@ -247,7 +247,7 @@ fn secs(t: SystemTime) -> u64 {
 
 impl Series {
     /// Reads what is new in the ring into the buckets.
-    pub fn sample(&mut self, recent: &super::feed::Recent, snapshot: &Snapshot) {
+    pub fn sample(&mut self, recent: &crate::observe::recent::Recent, snapshot: &Snapshot) {
         let key = std::ptr::from_ref(snapshot) as usize;
         if key != self.strong_of {
             self.strong = snapshot

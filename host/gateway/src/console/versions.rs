@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use switchyard_policy::PolicyHash;
 
 use crate::config::PolicySource;
+use crate::live::Live;
 use crate::live::reload::{self, Trigger};
 use crate::live::snapshot::Snapshot;
-use crate::services::Services;
 
 /// Versions kept per policy.
 pub(crate) const KEEP: usize = 10;
@@ -177,12 +177,12 @@ impl Versions {
                 let size = std::fs::metadata(&path).map_or(0, |m| m.len());
                 let last_served = served
                     .get(&(name.to_owned(), hash.clone()))
-                    .map(|t| super::feed::unix_ms(*t));
+                    .map(|t| crate::observe::recent::unix_ms(*t));
                 json!({
                     "hash": hash,
                     "short": &hash[..12],
                     "size_bytes": size,
-                    "kept_at_ms": super::feed::unix_ms(kept_at),
+                    "kept_at_ms": crate::observe::recent::unix_ms(kept_at),
                     "last_served_ms": last_served,
                     "current": current.as_deref() == Some(hash.as_str()),
                 })
@@ -193,13 +193,13 @@ impl Versions {
     /// Puts version `hash` of policy `name` back in service (see the module's doc).
     pub async fn rollback(
         &self,
-        shared: &Arc<Services>,
+        live: &Arc<Live>,
         name: &str,
         hash: &str,
     ) -> Result<Value, Refused> {
         use http::StatusCode;
         let _turn = self.rolling.lock().await;
-        let snapshot = shared.live.snapshot.load_full();
+        let snapshot = live.snapshot.load_full();
         let path = match snapshot.config.policies.get(name) {
             Some(PolicySource::File(p)) => p.clone(),
             Some(PolicySource::Builtin(_)) => {
@@ -258,8 +258,8 @@ impl Versions {
                 format!("cannot write {}: {e}", path.display()),
             )
         })?;
-        let report = reload::reload(&shared.live, Trigger::Admin).await;
-        let now = shared.live.snapshot.load_full();
+        let report = reload::reload(live, Trigger::Admin).await;
+        let now = live.snapshot.load_full();
         let in_service = now
             .policies
             .get(name)

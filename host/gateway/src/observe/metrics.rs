@@ -96,7 +96,7 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub open_streams: Gauge,
     /// The console's ring of recent requests (filled as each request's context is dropped).
-    pub(crate) recent: crate::console::Recent,
+    pub(crate) recent: crate::observe::recent::Recent,
     /// Relayed streams by how they ended.
     pub streams: Family<StreamLabels, Counter>,
     /// Stream events dropped after the commit point because they were not JSON.
@@ -131,7 +131,7 @@ impl Default for Metrics {
             policy_reloads: Family::default(),
             in_flight: Gauge::default(),
             open_streams: Gauge::default(),
-            recent: crate::console::Recent::default(),
+            recent: crate::observe::recent::Recent::default(),
             streams: Family::default(),
             stream_events_dropped: Family::default(),
             estimated_cost_usd: Family::default(),

@@ -20,6 +20,7 @@ use crate::live::tenant::Tenant;
 use crate::observe::metrics::{
     Metrics, RequestLabels, StreamLabels, TenantLabels, TenantModelLabels, TokenLabels,
 };
+use crate::observe::recent::Record;
 use crate::response::headers;
 use crate::rollout::Rollouts;
 
@@ -462,10 +463,42 @@ impl Drop for RequestCtx {
         if let Some(finish) = self.finish.take() {
             finish.run(self);
         }
-        // The console's ring of recent requests (console/feed.rs): last, as the record's fields
-        // are moved out of the context, not copied.
-        let record = crate::console::feed::Record::take(self);
+        // The console's ring of recent requests (observe/recent.rs): last, as the record's
+        // fields are moved out of the context, not copied.
+        let record = self.record();
         self.metrics.recent.push(record);
+    }
+}
+
+impl RequestCtx {
+    /// Moves a finished request's fields out of its context into the console's record.
+    fn record(&mut self) -> Record {
+        Record {
+            seq: 0,
+            id: self.id.clone(),
+            received_at: self.received_at,
+            api: self.api,
+            tenant: self.tenant.take(),
+            policy: self.policy_header.take(),
+            model: self.model.take(),
+            upstream: self.upstream.take(),
+            attempts: self.attempts,
+            attempt_list: std::mem::take(&mut self.attempt_list),
+            decision: self.decision,
+            stream: self.stream,
+            status: self.status,
+            usage: self.usage,
+            cost_usd: self.cost_usd,
+            cost_estimated: self.cost_estimated,
+            saved_usd: self.saved_usd,
+            cache: self.cache,
+            tags: std::mem::take(&mut self.tags),
+            error: self.error.take(),
+            prompt: self.prompt.take(),
+            total: self.started.elapsed(),
+            first_byte: self.first_byte,
+            upstream_wait: self.upstream_wait,
+        }
     }
 }
 
@@ -618,5 +651,101 @@ mod tests {
         assert_eq!(metrics.in_flight.get(), 1, "the stream still holds it");
         drop(handed);
         assert_eq!(metrics.in_flight.get(), 0);
+    }
+
+    fn ctx(metrics: &Arc<Metrics>, id: &str) -> RequestCtx {
+        let mut ctx = RequestCtx::start(
+            id.into(),
+            1,
+            Method::POST,
+            "/v1/chat/completions",
+            metrics.clone(),
+        );
+        ctx.tenant = Some("a".into());
+        ctx.model = Some("m".into());
+        ctx.status = 200;
+        ctx.tags = vec![("reason".into(), "cheap".into())];
+        ctx
+    }
+
+    #[test]
+    fn a_finished_request_leaves_its_record_in_the_ring() {
+        let metrics = Arc::new(Metrics::default());
+        drop(ctx(&metrics, "r1"));
+        let (row, _) = metrics.recent.find("r1");
+        let row = row.expect("kept");
+        assert_eq!(row["tenant"], "a");
+        assert_eq!(row["tags"][0][1], "cheap");
+        assert_eq!(metrics.recent.next_seq(), 1);
+    }
+
+    /// The request path's cost of the console, with and without a watcher. Run with
+    /// `cargo test -p switchyard-gateway --release --lib console_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn console_cost() {
+        let metrics = Arc::new(Metrics::default());
+        let (rounds, batch) = (50, 1000);
+        // Kept until the end: dropped, each context would hand the ring a second, empty record.
+        let mut graveyard = Vec::with_capacity(2 * rounds * batch);
+        // Contexts made a batch at a time (warm in the cache, as a request's own context is);
+        // only handing their records over is timed. Without the ring the record's fields would be
+        // dropped right there: that is timed too, and the difference is what the ring adds.
+        let mut timed = |keep: bool| {
+            let mut total = std::time::Duration::ZERO;
+            for round in 0..rounds {
+                let mut contexts: Vec<RequestCtx> = (0..batch)
+                    .map(|i| ctx(&metrics, &format!("r{round}-{i}")))
+                    .collect();
+                let started = std::time::Instant::now();
+                for c in &mut contexts {
+                    let record = c.record();
+                    if keep {
+                        metrics.recent.push(record);
+                    } else {
+                        drop(std::hint::black_box(record));
+                    }
+                }
+                total += started.elapsed();
+                graveyard.extend(contexts);
+            }
+            total / (rounds * batch) as u32
+        };
+        let dropped = timed(false);
+        let record = timed(true);
+        let n = rounds * batch;
+        let mut summary = switchyard_policy::defaults::summary("r1", "a", "{}");
+        summary.last_user_excerpt = "x".repeat(500);
+        summary.candidates = ["deepseek-v4-flash", "deepseek-v4-pro", "gpt-5.5"]
+            .iter()
+            .map(|m| switchyard_policy::defaults::candidate(m, "simulated"))
+            .collect();
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(metrics.recent.watch(&mut summary, false));
+        }
+        let unwatched = started.elapsed() / n as u32;
+        let _guard = metrics.recent.subscribe();
+        let policy = HeaderValue::from_static("p@123");
+        let decision = Ok(switchyard_policy::types::Decision::Reject(
+            switchyard_policy::types::Rejection {
+                status: 429,
+                code: "x".into(),
+                message: "y".into(),
+            },
+        ));
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            if let Some(w) = metrics.recent.watch(&mut summary, false) {
+                w.decided(&policy, &decision);
+            }
+        }
+        let watched = started.elapsed() / n as u32;
+        drop(graveyard);
+        eprintln!(
+            "record into the ring: {record:?} (its fields dropped instead: {dropped:?}); detail, \
+             nobody watching: {unwatched:?}; detail, watched: {watched:?} (summary with {} candidates)",
+            summary.candidates.len()
+        );
     }
 }

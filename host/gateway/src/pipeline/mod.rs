@@ -344,7 +344,7 @@ impl Pipeline<'_> {
         {
             summary.config = r.config.policy_config.clone();
         }
-        // The console's request detail (console/feed.rs): the summary is copied only while a
+        // The console's request detail (observe/recent.rs): the summary is copied only while a
         // console session watches; otherwise this is one relaxed load.
         let log_prompts = self.snapshot.config.server.log_prompts;
         let watched = self

@@ -211,7 +211,7 @@ pub(super) fn delivered(
                 output_budget: ctx.output_budget,
             };
             let resumer = tenant.config.resume_streams.then(|| {
-                Resumer::new(
+                let resumer: Box<dyn switchyard_upstream::relay::Resume> = Box::new(Resumer::new(
                     &plan.targets,
                     delivered.index,
                     ResumeContext {
@@ -227,7 +227,8 @@ pub(super) fn delivered(
                             services.metrics.clone(),
                         )),
                     },
-                )
+                ));
+                resumer
             });
             // The route's prices, for the targets a resumed stream may end on.
             let prices = plan

@@ -1,4 +1,4 @@
-//! What the request path hands the console, and what it costs there.
+//! The ring of recent requests: what the request path hands the console, and what it costs.
 //!
 //! - Every request, as its context is dropped, leaves a small [`Record`] in a bounded ring. The
 //!   record's fields are moved out of the finished context (nothing is copied or allocated); the
@@ -23,7 +23,6 @@ use switchyard_policy::types::{Decision, RequestSummary};
 use switchyard_upstream::{AttemptSummary, Usage};
 
 use crate::cache::CacheOutcome;
-use crate::pipeline::RequestCtx;
 
 /// Requests kept in the ring (the Requests page's last N, and what the sampler reads).
 pub(crate) const RING: usize = 2048;
@@ -62,36 +61,6 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// Moves a finished request's fields out of its context (called last in its `Drop`).
-    pub(crate) fn take(ctx: &mut RequestCtx) -> Record {
-        Record {
-            seq: 0,
-            id: ctx.id.clone(),
-            received_at: ctx.received_at,
-            api: ctx.api,
-            tenant: ctx.tenant.take(),
-            policy: ctx.policy_header.take(),
-            model: ctx.model.take(),
-            upstream: ctx.upstream.take(),
-            attempts: ctx.attempts,
-            attempt_list: std::mem::take(&mut ctx.attempt_list),
-            decision: ctx.decision,
-            stream: ctx.stream,
-            status: ctx.status,
-            usage: ctx.usage,
-            cost_usd: ctx.cost_usd,
-            cost_estimated: ctx.cost_estimated,
-            saved_usd: ctx.saved_usd,
-            cache: ctx.cache,
-            tags: std::mem::take(&mut ctx.tags),
-            error: ctx.error.take(),
-            prompt: ctx.prompt.take(),
-            total: ctx.started.elapsed(),
-            first_byte: ctx.first_byte,
-            upstream_wait: ctx.upstream_wait,
-        }
-    }
-
     /// When the request finished.
     pub fn finished_at(&self) -> SystemTime {
         self.received_at + self.total
@@ -194,7 +163,8 @@ impl Detail {
 pub(crate) struct Recent {
     slots: Box<[Mutex<Option<Record>>]>,
     next: AtomicU64,
-    watchers: AtomicUsize,
+    /// Shared with the guards of open event streams, which count down when dropped.
+    watchers: Arc<AtomicUsize>,
     details: Mutex<VecDeque<Detail>>,
 }
 
@@ -203,7 +173,7 @@ impl Default for Recent {
         Recent {
             slots: (0..RING).map(|_| Mutex::new(None)).collect(),
             next: AtomicU64::new(0),
-            watchers: AtomicUsize::new(0),
+            watchers: Arc::new(AtomicUsize::new(0)),
             details: Mutex::new(VecDeque::with_capacity(DETAILS)),
         }
     }
@@ -219,11 +189,11 @@ impl std::fmt::Debug for Recent {
 }
 
 /// Counts one open console event stream while it lives.
-pub(crate) struct WatchGuard(Arc<crate::observe::metrics::Metrics>);
+pub(crate) struct WatchGuard(Arc<AtomicUsize>);
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        self.0.recent.watchers.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -253,7 +223,8 @@ impl Watched<'_> {
 }
 
 impl Recent {
-    /// The request path's one call: keeps a finished request's record (see [`Record::take`]).
+    /// The request path's one call: keeps a finished request's record (moved out of its
+    /// context by `RequestCtx::record`).
     pub fn push(&self, mut record: Record) {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         record.seq = seq;
@@ -291,9 +262,9 @@ impl Recent {
     }
 
     /// Starts watching: details are captured until the guard is dropped.
-    pub fn subscribe(metrics: &Arc<crate::observe::metrics::Metrics>) -> WatchGuard {
-        metrics.recent.watchers.fetch_add(1, Ordering::Relaxed);
-        WatchGuard(metrics.clone())
+    pub fn subscribe(&self) -> WatchGuard {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        WatchGuard(self.watchers.clone())
     }
 
     /// Open event streams.
@@ -405,31 +376,42 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::metrics::Metrics;
-    use http::Method;
 
-    fn ctx(metrics: &Arc<Metrics>, id: &str) -> RequestCtx {
-        let mut ctx = RequestCtx::start(
-            id.into(),
-            1,
-            Method::POST,
-            "/v1/chat/completions",
-            metrics.clone(),
-        );
-        ctx.tenant = Some("a".into());
-        ctx.model = Some("m".into());
-        ctx.status = 200;
-        ctx.tags = vec![("reason".into(), "cheap".into())];
-        ctx
+    fn record(id: &str) -> Record {
+        Record {
+            seq: 0,
+            id: id.into(),
+            received_at: SystemTime::now(),
+            api: "chat",
+            tenant: Some("a".into()),
+            policy: None,
+            model: Some("m".into()),
+            upstream: None,
+            attempts: 1,
+            attempt_list: Vec::new(),
+            decision: None,
+            stream: false,
+            status: 200,
+            usage: None,
+            cost_usd: None,
+            cost_estimated: false,
+            saved_usd: None,
+            cache: CacheOutcome::Bypass,
+            tags: vec![("reason".into(), "cheap".into())],
+            error: None,
+            prompt: None,
+            total: Duration::from_millis(3),
+            first_byte: None,
+            upstream_wait: Duration::ZERO,
+        }
     }
 
     #[test]
     fn the_ring_keeps_the_last_requests_and_says_what_it_missed() {
-        let metrics = Arc::new(Metrics::default());
+        let recent = Recent::default();
         for i in 0..(RING + 10) {
-            drop(ctx(&metrics, &format!("r{i}")));
+            recent.push(record(&format!("r{i}")));
         }
-        let recent = &metrics.recent;
         assert_eq!(recent.next_seq(), RING as u64 + 10);
         let rows = recent.rows(3, |_| true);
         assert_eq!(rows[0]["id"], format!("r{}", RING + 9));
@@ -445,12 +427,12 @@ mod tests {
 
     #[test]
     fn details_are_captured_only_while_watched_and_without_the_prompt() {
-        let metrics = Arc::new(Metrics::default());
+        let recent = Recent::default();
         let mut summary = switchyard_policy::defaults::summary("r1", "a", "{}");
         summary.last_user_excerpt = "secret plans".into();
-        assert!(metrics.recent.watch(&mut summary, false).is_none());
-        let guard = Recent::subscribe(&metrics);
-        let w = metrics.recent.watch(&mut summary, false).expect("watched");
+        assert!(recent.watch(&mut summary, false).is_none());
+        let guard = recent.subscribe();
+        let w = recent.watch(&mut summary, false).expect("watched");
         assert_eq!(
             summary.last_user_excerpt, "secret plans",
             "the policy's copy"
@@ -463,79 +445,11 @@ mod tests {
                 "boom",
             )),
         );
-        let (_, detail) = metrics.recent.find("r1");
+        let (_, detail) = recent.find("r1");
         let json = detail.expect("kept").to_json();
         assert!(!json.to_string().contains("secret plans"));
         assert_eq!(json["decision"]["failed"]["kind"], "trap");
         drop(guard);
-        assert!(!metrics.recent.watching());
-    }
-
-    /// The request path's cost of the console, with and without a watcher. Run with
-    /// `cargo test -p switchyard-gateway --release --lib console_cost -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn console_cost() {
-        let metrics = Arc::new(Metrics::default());
-        let (rounds, batch) = (50, 1000);
-        // Kept until the end: dropped, each context would hand the ring a second, empty record.
-        let mut graveyard = Vec::with_capacity(2 * rounds * batch);
-        // Contexts made a batch at a time (warm in the cache, as a request's own context is);
-        // only handing their records over is timed. Without the ring the record's fields would be
-        // dropped right there: that is timed too, and the difference is what the ring adds.
-        let mut timed = |keep: bool| {
-            let mut total = std::time::Duration::ZERO;
-            for round in 0..rounds {
-                let mut contexts: Vec<RequestCtx> = (0..batch)
-                    .map(|i| ctx(&metrics, &format!("r{round}-{i}")))
-                    .collect();
-                let started = std::time::Instant::now();
-                for c in &mut contexts {
-                    let record = Record::take(c);
-                    if keep {
-                        metrics.recent.push(record);
-                    } else {
-                        drop(std::hint::black_box(record));
-                    }
-                }
-                total += started.elapsed();
-                graveyard.extend(contexts);
-            }
-            total / (rounds * batch) as u32
-        };
-        let dropped = timed(false);
-        let record = timed(true);
-        let n = rounds * batch;
-        let mut summary = switchyard_policy::defaults::summary("r1", "a", "{}");
-        summary.last_user_excerpt = "x".repeat(500);
-        summary.candidates = ["deepseek-v4-flash", "deepseek-v4-pro", "gpt-5.5"]
-            .iter()
-            .map(|m| switchyard_policy::defaults::candidate(m, "simulated"))
-            .collect();
-        let started = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(metrics.recent.watch(&mut summary, false));
-        }
-        let unwatched = started.elapsed() / n as u32;
-        let _guard = Recent::subscribe(&metrics);
-        let policy = HeaderValue::from_static("p@123");
-        let decision = Ok(Decision::Reject(switchyard_policy::types::Rejection {
-            status: 429,
-            code: "x".into(),
-            message: "y".into(),
-        }));
-        let started = std::time::Instant::now();
-        for _ in 0..n {
-            if let Some(w) = metrics.recent.watch(&mut summary, false) {
-                w.decided(&policy, &decision);
-            }
-        }
-        let watched = started.elapsed() / n as u32;
-        drop(graveyard);
-        eprintln!(
-            "record into the ring: {record:?} (its fields dropped instead: {dropped:?}); detail, \
-             nobody watching: {unwatched:?}; detail, watched: {watched:?} (summary with {} candidates)",
-            summary.candidates.len()
-        );
+        assert!(!recent.watching());
     }
 }
