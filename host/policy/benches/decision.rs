@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use switchyard_policy::defaults;
 use switchyard_policy::types::{
-    Candidate, Conversation, ConversationSource, Health, Pair, RateLimits, RequestSummary,
-    UpstreamSignals,
+    Attempt, Candidate, Conversation, ConversationSource, Endpoint, Health, Outcome, Pair,
+    RateLimits, RequestSummary, UpstreamSignals,
 };
-use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, SandboxLimits};
+use switchyard_policy::{CallContext, EngineSettings, PolicyEngine, PolicyStore, SandboxLimits};
 
 const ITERATIONS: usize = 20_000;
 const WARMUP: usize = 2_000;
@@ -92,9 +92,88 @@ fn run(label: &str, pooling: bool, bytes: &[u8], summary: &RequestSummary) {
         ITERATIONS,
         WARMUP,
         SandboxLimits::default(),
+        None,
     );
 }
 
+/// A tenant's `state` store in memory, as the gateway's local store is (without its limits).
+#[derive(Default)]
+struct MemoryStore(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>);
+
+impl PolicyStore for MemoryStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), String> {
+        self.0.lock().unwrap().insert(key.to_owned(), value);
+        Ok(())
+    }
+    fn remove(&self, key: &str) {
+        self.0.lock().unwrap().remove(key);
+    }
+}
+
+/// A store as `bytes`' `on-outcome` left it after `n` requests spread over both upstreams and
+/// the three models, one in ten failed over: what `decide` reads on a tenant in service.
+fn warmed_store(bytes: &[u8], n: u32) -> Arc<dyn PolicyStore> {
+    let store: Arc<dyn PolicyStore> = Arc::new(MemoryStore::default());
+    let engine = PolicyEngine::new(EngineSettings::default()).expect("engine");
+    let policy = engine.compile("warm-up", bytes).expect("compile");
+    let ctx = CallContext {
+        tenant: "acme".into(),
+        request_id: Arc::from("warm-up"),
+        limits: SandboxLimits::default(),
+        capture_logs: false,
+        yield_each_tick: false,
+        store: Some(store.clone()),
+    };
+    let models = ["deepseek-v4-flash", "deepseek-v4-pro", "gpt-5.5"];
+    for i in 0..n {
+        let model = models[i as usize % 3].to_string();
+        let upstream = if i % 2 == 0 { "main" } else { "backup" };
+        let failed = i % 10 == 0;
+        let mut attempts = Vec::new();
+        if failed {
+            attempts.push(Attempt {
+                model: model.clone(),
+                upstream: "main".into(),
+                ok: false,
+                failure: "HTTP 503: overloaded".into(),
+            });
+        }
+        attempts.push(Attempt {
+            model: model.clone(),
+            upstream: upstream.into(),
+            ok: true,
+            failure: String::new(),
+        });
+        let outcome = Outcome {
+            request_id: format!("req_{i}"),
+            endpoint: Endpoint::ChatCompletions,
+            conversation_key: 0x5eed + u64::from(i % 7),
+            model: Some(model),
+            upstream: Some(upstream.into()),
+            status: 200,
+            ttft_ms: Some(300 + i % 400),
+            total_ms: 900 + i % 700,
+            input_tokens: 1_200,
+            cached_input_tokens: 1_000,
+            output_tokens: 300,
+            cost_usd: 0.0004,
+            fallbacks: u32::from(failed),
+            attempts,
+            tags: Vec::new(),
+            received_at_unix_ms: 1_796_000_000_000 + u64::from(i) * 1_000,
+        };
+        policy
+            .on_outcome(&ctx, "{}", &outcome)
+            .expect("on-outcome runs");
+    }
+    store
+}
+
+// One flat call per table row reads better here than a settings struct built for each.
+#[allow(clippy::too_many_arguments)]
 fn run_n(
     label: &str,
     pooling: bool,
@@ -103,6 +182,7 @@ fn run_n(
     iterations: usize,
     warmup: usize,
     limits: SandboxLimits,
+    store: Option<Arc<dyn PolicyStore>>,
 ) {
     let engine = PolicyEngine::new(EngineSettings {
         pooling,
@@ -119,7 +199,7 @@ fn run_n(
         limits,
         capture_logs: false,
         yield_each_tick: false,
-        store: None,
+        store,
     };
     for _ in 0..warmup {
         policy.decide(&ctx, s).expect("decides");
@@ -186,6 +266,7 @@ fn main() {
             200_000,
             WARMUP,
             SandboxLimits::default(),
+            None,
         );
         return;
     }
@@ -206,6 +287,28 @@ fn main() {
         &bytes,
         &long,
     );
+    // Contract 0.2's policies: each reads the conversation and the tenant's store (warmed by
+    // 200 outcomes) in its decision.
+    for name in ["cache-sticky", "adaptive"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../target/policies/{name}.wasm"));
+        match std::fs::read(&path) {
+            Ok(b) => run_n(
+                &format!("{name}, pooling, store warmed by 200 outcomes"),
+                true,
+                &b,
+                &short,
+                ITERATIONS,
+                WARMUP,
+                SandboxLimits::default(),
+                Some(warmed_store(&b, 200)),
+            ),
+            Err(e) => println!(
+                "| {name} | - | - | - | - | - | - | - | {}: {e} |",
+                path.display()
+            ),
+        }
+    }
     startup(&bytes);
 
     // The same rule built from Python and JavaScript: an interpreter inside the component.
@@ -231,6 +334,7 @@ fn main() {
         2_000,
         200,
         limits.clone(),
+        None,
     );
     for (label, name) in [
         ("Python (componentize-py)", "flash-first-py"),
@@ -239,7 +343,7 @@ fn main() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join(format!("../../target/policies/{name}.wasm"));
         match std::fs::read(&path) {
-            Ok(b) => run_n(label, true, &b, &short, 500, 50, limits.clone()),
+            Ok(b) => run_n(label, true, &b, &short, 500, 50, limits.clone(), None),
             Err(e) => println!(
                 "| {label} | - | - | - | - | - | - | - | {}: {e} |",
                 path.display()

@@ -481,9 +481,19 @@ fn state_stays_compact() {
     for (key, value) in &state {
         assert!(value.len() < 300, "{key}: {} bytes", value.len());
     }
+    // The binary form, 88 bytes per arm.
+    assert!(state.values().all(|v| v.len() == 88));
+    let arm = Arm::load(FLASH, "flash-b");
+    assert!(arm.n > 10.0, "{arm:?}");
+    // The JSON array an earlier build wrote is still read.
+    let json = serde_json::to_vec(&arm.fields()).unwrap();
+    testing::set_state("arm/deepseek-v4-flash/flash-a", &json);
+    assert_eq!(Arm::load(FLASH, "flash-a"), arm);
     // An entry another version wrote, or garbage, is read as nothing learned.
     testing::set_state("arm/deepseek-v4-flash/flash-a", b"{\"v\": 2}");
     assert_eq!(Arm::load(FLASH, "flash-a"), Arm::default());
+    testing::set_state("arm/deepseek-v4-flash/flash-a", [0xff; 88]);
+    assert_eq!(Arm::load(FLASH, "flash-a"), Arm::default(), "NaNs");
     let _ = decide::<Adaptive>("", req(T0, 0));
 }
 
