@@ -22,6 +22,7 @@ const SLOW_MOCK: &str = "127.0.0.1:18182";
 const NGINX: &str = "127.0.0.1:18181";
 const FLOOR: &str = "127.0.0.1:18185";
 const SWITCHYARD: &str = "127.0.0.1:18190";
+const SWITCHYARD_WARM: &str = "127.0.0.1:18191";
 const PATH: &str = "/v1/chat/completions";
 /// The key of the single-tenant configuration.
 const KEY: &str = "sk-bench";
@@ -199,6 +200,30 @@ pub async fn run(mut opts: Options) -> Result<()> {
             proc: switchyard,
         },
     ];
+    // The same gateway with the tenant on a warm instance (`sandbox.instance = "warm"`), the
+    // opt-in isolation level, in its own process beside the default.
+    if opts.wants("side-by-side") {
+        let warm_config = opts.out.join("switchyard-warm-instance.toml");
+        std::fs::write(
+            &warm_config,
+            single_tenant_config(SWITCHYARD_WARM, MOCK, &opts.policy, &opts.cache)
+                + "sandbox = { instance = \"warm\" }\n",
+        )?;
+        let (proc, _) = start_switchyard_at(
+            &opts.switchyard,
+            &warm_config,
+            &logs,
+            "warm-instance",
+            SWITCHYARD_WARM,
+        )
+        .await?;
+        targets.push(Target {
+            name: "switchyard-warm-instance",
+            url: format!("http://{SWITCHYARD_WARM}{PATH}"),
+            key: Some(KEY),
+            proc,
+        });
+    }
     if let Some(nginx) = start_nginx(&opts.out).await? {
         targets.push(Target {
             name: "nginx",
@@ -549,6 +574,17 @@ async fn start_switchyard(
     logs: &Path,
     label: &str,
 ) -> Result<(Proc, f64)> {
+    start_switchyard_at(binary, config, logs, label, SWITCHYARD).await
+}
+
+/// [`start_switchyard`] with a config that listens on `listen`.
+async fn start_switchyard_at(
+    binary: &Path,
+    config: &Path,
+    logs: &Path,
+    label: &str,
+    listen: &str,
+) -> Result<(Proc, f64)> {
     let started = std::time::Instant::now();
     let mut proc = Proc::spawn(
         "switchyard",
@@ -560,7 +596,7 @@ async fn start_switchyard(
         &logs.join(format!("switchyard-{label}.log")),
     )?;
     let up = wait_until_up(
-        &format!("http://{SWITCHYARD}/healthz"),
+        &format!("http://{listen}/healthz"),
         Duration::from_secs(600),
     )
     .await;

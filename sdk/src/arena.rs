@@ -1,9 +1,12 @@
 //! The allocator a policy gets on WebAssembly: a bump arena sized for one decision.
 //!
-//! The host runs every `decide` (and every `validate-config` and `on-outcome`) in a fresh
-//! instance and throws it away afterwards, so nothing a policy allocates needs to be reused:
-//! allocating is a pointer bump and freeing is a no-op (except that freeing or growing the newest allocation works in
-//! place). The arena is a zeroed `static`, so it sits inside the instance's initial linear memory:
+//! By default the host runs every `decide` (and every `validate-config` and `on-outcome`) in a
+//! fresh instance and throws it away afterwards, so nothing a policy allocates needs to be
+//! reused: allocating is a pointer bump and freeing is a no-op (except that freeing or growing
+//! the newest allocation works in place). The arena counts its live allocations and starts over
+//! when the last one is freed, which happens between two calls when a tenant opts into a warm
+//! instance (`sandbox.instance = "warm"`, docs/security-model.md) and the policy keeps nothing on the
+//! heap between calls. The arena is a zeroed `static`, so it sits inside the instance's initial linear memory:
 //! a decision that fits never executes `memory.grow`. That matters more than the allocator's own
 //! speed: with a general-purpose allocator every decision grew memory, which cost the host an
 //! `mprotect` while the decision ran and another, with a TLB shootdown on every core, when the
@@ -33,6 +36,8 @@ pub struct OneShotArena {
     storage: Storage,
     /// Offset of the first free byte in `storage`.
     next: Cell<usize>,
+    /// Allocations in the arena not freed yet; when it falls to zero the arena starts over.
+    live: Cell<usize>,
 }
 
 // SAFETY: only where there are no threads: on wasm32 without the `atomics` target feature
@@ -48,6 +53,7 @@ impl OneShotArena {
         OneShotArena {
             storage: Storage(UnsafeCell::new([0; ARENA_BYTES])),
             next: Cell::new(0),
+            live: Cell::new(0),
         }
     }
 
@@ -71,6 +77,7 @@ impl OneShotArena {
             return core::ptr::null_mut();
         }
         self.next.set(end);
+        self.live.set(self.live.get() + 1);
         // Derive the pointer from the arena's own so it keeps the arena's provenance.
         self.base().wrapping_add(start - base)
     }
@@ -103,7 +110,11 @@ unsafe impl GlobalAlloc for OneShotArena {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if self.contains(ptr) {
-            if self.is_last(ptr, layout.size()) {
+            let live = self.live.get().saturating_sub(1);
+            self.live.set(live);
+            if live == 0 {
+                self.next.set(0);
+            } else if self.is_last(ptr, layout.size()) {
                 self.next.set(ptr as usize - self.base() as usize);
             }
         } else {
@@ -131,6 +142,8 @@ unsafe impl GlobalAlloc for OneShotArena {
             if !new.is_null() {
                 // SAFETY: both regions are live, distinct, and at least `layout.size()` long.
                 unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size()) };
+                // SAFETY: `ptr` is in the arena and no longer used (its contents were moved).
+                unsafe { self.dealloc(ptr, layout) };
             }
             new
         } else {
@@ -169,6 +182,22 @@ mod tests {
             assert_eq!(c as usize % 16, 0);
             assert!(b as usize >= a as usize + 3);
             assert!(c as usize >= b as usize + 8);
+        }
+    }
+
+    #[test]
+    fn the_arena_starts_over_once_everything_in_it_is_freed() {
+        let arena = fresh();
+        unsafe {
+            let a = arena.alloc(layout(1000, 8));
+            let b = arena.alloc(layout(10, 1));
+            let grown = arena.realloc(a, layout(1000, 8), 2000);
+            assert_ne!(grown, a, "not the newest: moved");
+            arena.dealloc(b, layout(10, 1));
+            assert!(arena.next.get() > 0, "one allocation is still live");
+            arena.dealloc(grown, layout(2000, 8));
+            assert_eq!((arena.next.get(), arena.live.get()), (0, 0));
+            assert_eq!(arena.alloc(layout(1000, 8)), a, "the same space again");
         }
     }
 

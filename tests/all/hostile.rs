@@ -180,3 +180,68 @@ async fn repeated_failures_quarantine_the_policy() {
     let r = chat(&gw, KEY_B, &user_says("auto", "hi")).await;
     assert_eq!(r.header("x-switchyard-policy-failure"), Some("deadline"));
 }
+
+/// `sandbox.instance = "warm"`: the tenant's decisions share one instance (the counting guest's
+/// `calls` tag goes up), another tenant's and a fresh tenant's do not, and a decision that traps
+/// takes the instance with it.
+#[tokio::test]
+async fn a_warm_instance_serves_only_its_tenant_and_a_trap_replaces_it() {
+    let mock = MockUpstream::echo().await;
+    let counting = "policy_config = { count_calls = true }";
+    let toml = upstream_toml("main", &mock.url(), &[FLASH], "")
+        + &policy_toml("counting", "static-route")
+        + &tenant_toml(
+            "warm-a",
+            KEY_A,
+            "counting",
+            &[FLASH],
+            &format!("{counting}\nsandbox = {{ instance = \"warm\" }}"),
+        )
+        + &tenant_toml(
+            "warm-b",
+            KEY_B,
+            "counting",
+            &[FLASH],
+            &format!("{counting}\nsandbox = {{ instance = \"warm\" }}"),
+        )
+        + &tenant_toml("fresh", "sk-test-tenant-c", "counting", &[FLASH], counting);
+    let gw = start_gateway(&toml).await;
+    let body = user_says(FLASH, "hi");
+    let calls = |r: &TestResponse| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.header("x-switchyard-tags")
+            .and_then(|t| t.split(',').find_map(|kv| kv.trim().strip_prefix("calls=")))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no calls tag: {:?}", r.header("x-switchyard-tags")))
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(calls(&chat(&gw, KEY_A, &body).await));
+    }
+    assert_eq!(seen, [1, 2, 3], "one instance for warm-a's decisions");
+    assert_eq!(
+        calls(&chat(&gw, KEY_B, &body).await),
+        1,
+        "warm-b has its own"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            calls(&chat(&gw, "sk-test-tenant-c", &body).await),
+            1,
+            "fresh"
+        );
+    }
+    let trapped = chat_with(&gw, KEY_A, &[("x-switchyard-trap", "1")], &body).await;
+    assert_eq!(
+        trapped.status,
+        503,
+        "the tenant's policy failed: {}",
+        trapped.text()
+    );
+    assert!(trapped.text().contains("policy"), "{}", trapped.text());
+    assert_eq!(
+        calls(&chat(&gw, KEY_A, &body).await),
+        1,
+        "the trapped instance is gone"
+    );
+}

@@ -281,6 +281,21 @@ fn main() {
     };
     run("flash-first, pooling allocator", true, &bytes, &short);
     run("flash-first, on-demand allocator", false, &bytes, &short);
+    // The opt-in warm instance: the tenant's decisions reuse one instance, so there is nothing
+    // to tear down and no next instance to make.
+    run_n(
+        "flash-first, pooling, warm instance per tenant",
+        true,
+        &bytes,
+        &short,
+        ITERATIONS,
+        WARMUP,
+        SandboxLimits {
+            instance: switchyard_policy::InstanceReuse::Warm,
+            ..SandboxLimits::default()
+        },
+        None,
+    );
     run(
         "flash-first, pooling, 2 KiB prompt excerpt",
         true,

@@ -68,6 +68,7 @@ struct EngineInner {
     cache: Option<ArtifactCache>,
     ticker: EpochTicker,
     ready_places: Arc<ReadyPlaces>,
+    warm_places: Arc<ReadyPlaces>,
 }
 
 impl PolicyEngine {
@@ -133,6 +134,8 @@ impl PolicyEngine {
                 // waiting (another decision of the policy took it, or there are more policies
                 // than places).
                 ready_places: ReadyPlaces::new(settings.concurrent_instances as usize / 4),
+                // Another quarter for tenants' warm instances, which hold theirs between decisions.
+                warm_places: ReadyPlaces::new(settings.concurrent_instances as usize / 4),
                 settings,
             }),
         })
@@ -199,6 +202,7 @@ impl PolicyEngine {
                 epoch_tick: self.inner.settings.epoch_tick,
                 epoch_activity: self.inner.ticker.activity.clone(),
                 ready_places: self.inner.ready_places.clone(),
+                warm_places: self.inner.warm_places.clone(),
             },
         ))
     }

@@ -29,6 +29,6 @@ pub use cache::ArtifactCache;
 pub use engine::{EngineSettings, PolicyEngine};
 pub use error::{FailureKind, LoadError, PolicyFailure};
 pub use hash::PolicyHash;
-pub use limits::SandboxLimits;
+pub use limits::{InstanceReuse, SandboxLimits};
 pub use policy::{CallContext, CompiledPolicy, Outcome, Prepared, SpentInstance};
 pub use state::{PolicyLogLine, PolicyStore};

@@ -26,6 +26,22 @@ pub struct SandboxLimits {
     pub max_tables: usize,
     /// Elements one table may grow to.
     pub max_table_elements: usize,
+    /// Whether each decision gets a fresh instance (the default) or the tenant's warm one.
+    pub instance: InstanceReuse,
+}
+
+/// How a tenant's decisions get their instances: the isolation level between its own requests.
+/// Different tenants never share an instance either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceReuse {
+    /// A fresh instance per decision: nothing of one request is in the memory the next sees.
+    #[default]
+    Fresh,
+    /// One warm instance per tenant (and policy version), reused by that tenant's decisions and
+    /// replaced after any failure (a trap, a limit, an oversized decision). Saves the teardown
+    /// and the next instantiation per decision; a request's decision may then see what the
+    /// tenant's earlier decisions left in the instance's memory (docs/security-model.md).
+    Warm,
 }
 
 impl Default for SandboxLimits {
@@ -44,6 +60,7 @@ impl Default for SandboxLimits {
             max_instances: 64,
             max_tables: 64,
             max_table_elements: 100_000,
+            instance: InstanceReuse::Fresh,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A compiled policy and the per-decision call path.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,7 +16,7 @@ use crate::epoch::EpochActivity;
 use crate::error::{FailureKind, PolicyFailure};
 use crate::hash::PolicyHash;
 
-use crate::limits::SandboxLimits;
+use crate::limits::{InstanceReuse, SandboxLimits};
 use crate::state::{PolicyLogLine, PolicyState, PolicyStore};
 
 /// A decision is stopped after this many times its CPU budget in wall-clock time, whatever CPU
@@ -129,7 +130,10 @@ pub struct Outcome<T> {
 /// own work has left (the gateway: until the upstream request is on its way) and tears it down
 /// then; the work is the same, it only stops delaying the request. Until then it holds a slot of
 /// the instance pool.
-pub struct SpentInstance(Store<PolicyState>);
+///
+/// A decision on a tenant's warm instance ([`InstanceReuse::Warm`]) leaves nothing to tear down:
+/// the instance went back to the tenant.
+pub struct SpentInstance(Option<Store<PolicyState>>);
 
 impl SpentInstance {
     /// Tears the instance down now and says how long that took.
@@ -138,12 +142,17 @@ impl SpentInstance {
         drop(self);
         started.elapsed()
     }
+
+    /// Whether the call's instance was kept warm for the tenant's next decision.
+    pub fn kept_warm(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 impl fmt::Debug for SpentInstance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpentInstance")
-            .field("tenant", &self.0.data().tenant)
+            .field("tenant", &self.0.as_ref().map(|s| s.data().tenant.clone()))
             .finish()
     }
 }
@@ -164,6 +173,20 @@ pub struct CompiledPolicy {
     ready_places: Arc<ReadyPlaces>,
     /// Decisions that ran on an instance made ahead.
     ready_used: AtomicU64,
+    /// Tenants' warm instances ([`InstanceReuse::Warm`]), one per tenant at most.
+    warm: Mutex<HashMap<Arc<str>, WarmInstance>>,
+    warm_places: Arc<ReadyPlaces>,
+    /// Decisions that ran on a tenant's warm instance.
+    warm_used: AtomicU64,
+}
+
+/// A tenant's instance between two of its decisions: called before, and every call returned.
+struct WarmInstance {
+    store: Store<PolicyState>,
+    policy: Instance,
+    /// The limits it runs under; a call under other limits (a reload changed them) replaces it.
+    limits: SandboxLimits,
+    _place: ReadyPlace,
 }
 
 /// What [`CompiledPolicy::prepare`] did.
@@ -234,6 +257,7 @@ pub(crate) struct EngineParts {
     pub(crate) epoch_tick: Duration,
     pub(crate) epoch_activity: Arc<EpochActivity>,
     pub(crate) ready_places: Arc<ReadyPlaces>,
+    pub(crate) warm_places: Arc<ReadyPlaces>,
 }
 
 impl CompiledPolicy {
@@ -249,6 +273,7 @@ impl CompiledPolicy {
             epoch_tick,
             epoch_activity,
             ready_places,
+            warm_places,
         } = parts;
         let component_type = pre.instance_pre().component().component_type();
         let imports = component_type
@@ -268,6 +293,9 @@ impl CompiledPolicy {
             ready: Mutex::new(None),
             ready_places,
             ready_used: AtomicU64::new(0),
+            warm: Mutex::new(HashMap::new()),
+            warm_places,
+            warm_used: AtomicU64::new(0),
         }
     }
 
@@ -470,16 +498,80 @@ impl CompiledPolicy {
         Some((store, policy))
     }
 
-    /// Runs `decide` in a fresh instance under `ctx.limits`: the one [`Self::prepare`] made, or
-    /// one instantiated now. The decision is size-checked here; whether its models are allowed is
-    /// for the caller, who knows the tenant.
+    /// The tenant's warm instance, armed for a call under `ctx`, if it has one under these limits.
+    fn take_warm(&self, ctx: &CallContext) -> Option<(Store<PolicyState>, Instance)> {
+        let warm = {
+            let mut warm = self.warm.lock();
+            let fits = warm
+                .get(&ctx.tenant)
+                .is_some_and(|w| w.limits == ctx.limits);
+            if !fits {
+                // Made under other limits: replaced by this call's instance.
+                warm.remove(&ctx.tenant);
+                return None;
+            }
+            warm.remove(&ctx.tenant)?
+        };
+        self.warm_used.fetch_add(1, Ordering::Relaxed);
+        let WarmInstance {
+            mut store, policy, ..
+        } = warm;
+        store
+            .data_mut()
+            .begin_call(ctx.tenant.clone(), ctx.request_id.clone(), ctx.capture_logs);
+        store.data_mut().store = ctx.store.clone();
+        self.arm(&mut store, ctx);
+        Some((store, policy))
+    }
+
+    /// Keeps a clean call's instance as the tenant's warm one, or hands it back for teardown
+    /// (another decision of the tenant kept one meanwhile, or every warm place is taken).
+    fn keep_warm(
+        &self,
+        ctx: &CallContext,
+        store: Store<PolicyState>,
+        policy: Instance,
+    ) -> Option<Store<PolicyState>> {
+        let mut warm = self.warm.lock();
+        if warm.contains_key(&ctx.tenant) {
+            return Some(store);
+        }
+        let Some(place) = self.warm_places.take() else {
+            return Some(store);
+        };
+        warm.insert(
+            ctx.tenant.clone(),
+            WarmInstance {
+                store,
+                policy,
+                limits: ctx.limits.clone(),
+                _place: place,
+            },
+        );
+        None
+    }
+
+    /// How many decisions so far ran on a tenant's warm instance.
+    pub fn decisions_on_warm_instances(&self) -> u64 {
+        self.warm_used.load(Ordering::Relaxed)
+    }
+
+    /// Runs `decide` under `ctx.limits`: in a fresh instance (the one [`Self::prepare`] made, or
+    /// one instantiated now), or, for [`InstanceReuse::Warm`], in the tenant's warm instance,
+    /// which a call that fails in any way discards. The decision is size-checked here; whether
+    /// its models are allowed is for the caller, who knows the tenant.
     pub fn decide(
         &self,
         ctx: &CallContext,
         summary: &RequestSummary,
     ) -> Result<Outcome<Decision>, PolicyFailure> {
         let _ticking = self.epoch_activity.enter(ctx.yield_each_tick);
-        let (mut store, instance) = match self.take_ready(ctx) {
+        let warm = ctx.limits.instance == InstanceReuse::Warm;
+        let taken = warm
+            .then(|| self.take_warm(ctx))
+            .flatten()
+            .or_else(|| self.take_ready(ctx));
+        let (mut store, instance) = match taken {
             Some((store, policy)) => (store, Ok(policy)),
             None => {
                 let mut store = self.store(ctx);
@@ -487,14 +579,10 @@ impl CompiledPolicy {
                 (store, policy)
             }
         };
-        let result = instance
-            .map_err(|e| instantiation_failure(e, store.data()))
-            .and_then(|policy| {
-                policy
-                    .decide(&mut store, summary)
-                    .map_err(|e| classify(e, store.data()))
-            });
-        let decision = result?;
+        let policy = instance.map_err(|e| instantiation_failure(e, store.data()))?;
+        let decision = policy
+            .decide(&mut store, summary)
+            .map_err(|e| classify(e, store.data()))?;
         let size = decision_size(&decision);
         if size > ctx.limits.max_decision_bytes {
             return Err(PolicyFailure::new(
@@ -505,10 +593,19 @@ impl CompiledPolicy {
                 ),
             ));
         }
+        let logs = store.data_mut().captured.take().unwrap_or_default();
+        // A call that returned but met a limit on the way (a refused memory growth it
+        // recovered from, the log cap) does not leave its instance for the next one either.
+        let clean = !store.data().memory_refused && !store.data().log_limit_hit;
+        let spent = if warm && clean {
+            self.keep_warm(ctx, store, policy)
+        } else {
+            Some(store)
+        };
         Ok(Outcome {
             value: decision,
-            logs: store.data_mut().captured.take().unwrap_or_default(),
-            instance: SpentInstance(store),
+            logs,
+            instance: SpentInstance(spent),
         })
     }
 
@@ -533,7 +630,7 @@ impl CompiledPolicy {
         Ok(Outcome {
             value: verdict,
             logs: store.data_mut().captured.take().unwrap_or_default(),
-            instance: SpentInstance(store),
+            instance: SpentInstance(Some(store)),
         })
     }
 
@@ -563,7 +660,7 @@ impl CompiledPolicy {
         Ok(Outcome {
             value: (),
             logs: store.data_mut().captured.take().unwrap_or_default(),
-            instance: SpentInstance(store),
+            instance: SpentInstance(Some(store)),
         })
     }
 }

@@ -171,6 +171,9 @@ pub struct RawSandbox {
     pub max_fallbacks: Option<usize>,
     /// Most `log` calls per decision.
     pub max_log_calls: Option<u32>,
+    /// `"fresh"` (the default): a fresh instance per decision; `"warm"`: one warm instance per
+    /// tenant, reused by its decisions and replaced after any failure (docs/security-model.md).
+    pub instance: Option<InstanceSetting>,
     /// Largest decision accepted, bytes.
     pub max_decision_bytes: Option<usize>,
     /// Failures within `quarantine_window_ms` that quarantine a tenant's policy.
@@ -384,4 +387,12 @@ pub enum ResumeSetting {
     ChatPrefix,
     /// Anthropic's assistant prefill (a trailing assistant message).
     MessagesPrefill,
+}
+
+/// `sandbox.instance`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceSetting {
+    Fresh,
+    Warm,
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use switchyard_policy::SandboxLimits;
+use switchyard_policy::{InstanceReuse, SandboxLimits};
 
 use super::catalog::{ModelInfo, unknown_model};
 use super::error::{ConfigError, either, opt_duration};
-use super::raw::{self, RawFailureOutcome, RawSandbox};
+use super::raw::{self, InstanceSetting, RawFailureOutcome, RawSandbox};
 use super::upstreams::UpstreamConfig;
 use crate::accounts::TenantQuota;
 use crate::sandbox::quarantine::QuarantineSettings;
@@ -211,6 +211,10 @@ pub(super) fn sandbox(
                 .max_decision_bytes
                 .or(base.max_decision_bytes)
                 .unwrap_or(d.max_decision_bytes),
+            instance: match over.instance.or(base.instance) {
+                None | Some(InstanceSetting::Fresh) => InstanceReuse::Fresh,
+                Some(InstanceSetting::Warm) => InstanceReuse::Warm,
+            },
             ..d
         },
         max_fallbacks: over.max_fallbacks.or(base.max_fallbacks).unwrap_or(8),

@@ -251,6 +251,21 @@ fn aliases_resolve_to_the_catalog_name() {
 }
 
 #[test]
+fn a_tenant_opts_into_a_warm_instance_and_others_keep_fresh_ones() {
+    use switchyard_policy::InstanceReuse;
+    let config = parse(&minimal("sandbox = { instance = \"warm\" }")).unwrap();
+    let limits = &config.tenants["acme"].limits.sandbox;
+    assert_eq!(limits.instance, InstanceReuse::Warm);
+    let config = parse(&minimal("")).unwrap();
+    assert_eq!(
+        config.tenants["acme"].limits.sandbox.instance,
+        InstanceReuse::Fresh
+    );
+    let err = parse(&minimal("sandbox = { instance = \"shared\" }")).unwrap_err();
+    assert!(err.to_string().contains("instance"), "{err}");
+}
+
+#[test]
 fn durations_are_written_as_durations_or_as_milliseconds_but_not_both() {
     let text = format!(
         "[server]\nrequest_deadline = \"15m\"\ndrain_timeout_ms = 2500\n{}",

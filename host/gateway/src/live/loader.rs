@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use http::HeaderValue;
 use switchyard_policy::defaults;
 use switchyard_policy::types::{Candidate, RequestSummary};
-use switchyard_policy::{CallContext, CompiledPolicy, PolicyEngine};
+use switchyard_policy::{CallContext, CompiledPolicy, InstanceReuse, PolicyEngine, SandboxLimits};
 
 use crate::config::{BUILTIN_POLICIES, PolicySource, TenantConfig};
 
@@ -132,7 +132,12 @@ pub fn check_for_tenant(
     let ctx = CallContext {
         tenant: tenant.name.as_str().into(),
         request_id: SMOKE_REQUEST_ID.into(),
-        limits: tenant.limits.sandbox.clone(),
+        // A fresh instance even for a tenant on a warm one: the instance its requests share
+        // sees their decisions only.
+        limits: SandboxLimits {
+            instance: InstanceReuse::Fresh,
+            ..tenant.limits.sandbox.clone()
+        },
         capture_logs: false,
         yield_each_tick: false,
         store: None,

@@ -1,7 +1,9 @@
 //! A minimal policy for host tests: route to `model` (on `upstream`, when set, with a
 //! `first_token_deadline_ms` and `retries`) with `fallbacks`, cache as `cache` says (or as the
 //! request's `cache-mode` hint says), keep the conversation where it is when
-//! `keep_conversation`, and tag every decision `policy=static-route`.
+//! `keep_conversation`, and tag every decision `policy=static-route`. With `count_calls`, it also
+//! tags `calls=N`, the decisions this instance has made (1 in a fresh instance), and panics on a
+//! `trap` hint: for tests of warm instances.
 
 use serde::Deserialize;
 use switchyard_sdk::prelude::*;
@@ -19,7 +21,11 @@ struct Config {
     first_token_deadline_ms: Option<u32>,
     retries: Option<u8>,
     keep_conversation: bool,
+    count_calls: bool,
 }
+
+/// Decisions this instance has made (instances are single-threaded).
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Default for Config {
     fn default() -> Self {
@@ -34,6 +40,7 @@ impl Default for Config {
             first_token_deadline_ms: None,
             retries: None,
             keep_conversation: false,
+            count_calls: false,
         }
     }
 }
@@ -81,7 +88,15 @@ impl Policy for StaticRoute {
         if let Some(n) = config.max_output_tokens {
             d = d.max_output_tokens(n);
         }
-        d.tag("policy", "static-route")
+        let d = d.tag("policy", "static-route");
+        if !config.count_calls {
+            return d;
+        }
+        let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if request.hint("trap").is_some() {
+            panic!("asked to trap");
+        }
+        d.tag("calls", calls.to_string())
     }
 }
 
