@@ -3,8 +3,12 @@
 //! Labels are bounded by the configuration (tenants, models, upstreams) and by small fixed sets
 //! (status codes, cache outcomes, failure classes), never by request content.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -76,6 +80,9 @@ pub struct ReloadLabels {
 
 type Usd = Counter<f64, AtomicU64>;
 
+/// A tenant's [`Series`] by model.
+type ModelSeries = HashMap<Box<str>, Arc<Series>>;
+
 /// All of the gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -103,6 +110,110 @@ pub struct Metrics {
     pub stream_events_dropped: Family<TenantLabels, Counter>,
     /// The part of `cost_usd` that is the host's estimate (no usage from the provider).
     pub estimated_cost_usd: Family<TenantModelLabels, Usd>,
+    /// Each (tenant, model)'s series, resolved once (see [`Series`]).
+    series: RwLock<HashMap<Box<str>, ModelSeries>>,
+}
+
+/// The series a finished request of one tenant and model writes, looked up in their families
+/// once instead of per request and metric (a label hash, a lock and the label strings' copies
+/// each). Each is resolved when first written, so a series appears in `/metrics` exactly when it
+/// would have without them.
+#[derive(Default)]
+pub(crate) struct Series {
+    tenant: String,
+    model: String,
+    request_seconds: OnceLock<Histogram>,
+    first_byte_seconds: OnceLock<Histogram>,
+    added_latency_seconds: OnceLock<Histogram>,
+    decision_seconds: OnceLock<Histogram>,
+    tokens: [OnceLock<Counter>; 3],
+    cost_usd: OnceLock<Usd>,
+    estimated_cost_usd: OnceLock<Usd>,
+    saved_usd: OnceLock<Usd>,
+}
+
+/// The kinds of [`Series::tokens`], in order.
+pub(crate) const TOKEN_KINDS: [&str; 3] = ["input", "cached_input", "output"];
+
+impl Series {
+    fn tenant_labels(&self) -> TenantLabels {
+        TenantLabels {
+            tenant: self.tenant.clone(),
+        }
+    }
+
+    fn tenant_model_labels(&self) -> TenantModelLabels {
+        TenantModelLabels {
+            tenant: self.tenant.clone(),
+            model: self.model.clone(),
+        }
+    }
+
+    /// Observes the request's total, first-byte and added latency.
+    pub fn latencies(&self, m: &Metrics, total: Duration, first_byte: Duration, added: Duration) {
+        for (cell, family, d) in [
+            (&self.request_seconds, &m.request_seconds, total),
+            (&self.first_byte_seconds, &m.first_byte_seconds, first_byte),
+            (&self.added_latency_seconds, &m.added_latency_seconds, added),
+        ] {
+            cell.get_or_init(|| family.get_or_create(&self.tenant_labels()).clone())
+                .observe(d.as_secs_f64());
+        }
+    }
+
+    pub fn decision(&self, m: &Metrics, d: Duration) {
+        self.decision_seconds
+            .get_or_init(|| {
+                m.decision_seconds
+                    .get_or_create(&self.tenant_labels())
+                    .clone()
+            })
+            .observe(d.as_secs_f64());
+    }
+
+    /// Counts tokens of `TOKEN_KINDS[kind]`.
+    pub fn tokens(&self, m: &Metrics, kind: usize, n: u64) {
+        self.tokens[kind]
+            .get_or_init(|| {
+                m.tokens
+                    .get_or_create(&TokenLabels {
+                        tenant: self.tenant.clone(),
+                        model: self.model.clone(),
+                        kind: TOKEN_KINDS[kind],
+                    })
+                    .clone()
+            })
+            .inc_by(n);
+    }
+
+    pub fn cost(&self, m: &Metrics, usd: f64, estimated: bool) {
+        self.cost_usd
+            .get_or_init(|| {
+                m.cost_usd
+                    .get_or_create(&self.tenant_model_labels())
+                    .clone()
+            })
+            .inc_by(usd);
+        if estimated {
+            self.estimated_cost_usd
+                .get_or_init(|| {
+                    m.estimated_cost_usd
+                        .get_or_create(&self.tenant_model_labels())
+                        .clone()
+                })
+                .inc_by(usd);
+        }
+    }
+
+    pub fn saved(&self, m: &Metrics, usd: f64) {
+        self.saved_usd
+            .get_or_init(|| {
+                m.saved_usd
+                    .get_or_create(&self.tenant_model_labels())
+                    .clone()
+            })
+            .inc_by(usd);
+    }
 }
 
 fn latency_histograms() -> Family<TenantLabels, Histogram> {
@@ -135,6 +246,7 @@ impl Default for Metrics {
             streams: Family::default(),
             stream_events_dropped: Family::default(),
             estimated_cost_usd: Family::default(),
+            series: RwLock::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -272,19 +384,31 @@ impl Metrics {
             .inc();
     }
 
+    /// The series of `tenant` and `model` (a new entry the first time: the pairs are bounded by
+    /// the configuration, as the families' label sets are).
+    pub(crate) fn series(&self, tenant: &str, model: &str) -> Arc<Series> {
+        if let Some(s) = self.series.read().get(tenant).and_then(|m| m.get(model)) {
+            return s.clone();
+        }
+        self.series
+            .write()
+            .entry(tenant.into())
+            .or_default()
+            .entry(model.into())
+            .or_insert_with(|| {
+                Arc::new(Series {
+                    tenant: tenant.to_owned(),
+                    model: model.to_owned(),
+                    ..Series::default()
+                })
+            })
+            .clone()
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-
-    /// Observes a latency on a per-tenant histogram.
-    pub fn observe(family: &Family<TenantLabels, Histogram>, tenant: &str, d: Duration) {
-        family
-            .get_or_create(&TenantLabels {
-                tenant: tenant.to_owned(),
-            })
-            .observe(d.as_secs_f64());
     }
 }

@@ -17,9 +17,7 @@ use crate::cache::CacheOutcome;
 use crate::conversations::{ConversationKey, Conversations};
 use crate::learning::Learning;
 use crate::live::tenant::Tenant;
-use crate::observe::metrics::{
-    Metrics, RequestLabels, StreamLabels, TenantLabels, TenantModelLabels, TokenLabels,
-};
+use crate::observe::metrics::{Metrics, RequestLabels, StreamLabels, TenantLabels};
 use crate::observe::recent::Record;
 use crate::response::headers;
 use crate::rollout::Rollouts;
@@ -313,70 +311,61 @@ impl RequestCtx {
 
     fn record_metrics(&self) {
         let m = &self.metrics;
-        let tenant = self.tenant.as_deref().unwrap_or("-").to_owned();
-        let model = self.model.clone().unwrap_or_else(|| "-".into());
+        let tenant = self.tenant.as_deref().unwrap_or("-");
+        let model = self.model.as_deref().unwrap_or("-");
         m.requests
             .get_or_create(&RequestLabels {
-                tenant: tenant.clone(),
-                model: model.clone(),
+                tenant: tenant.to_owned(),
+                model: model.to_owned(),
                 status: self.status,
                 cache: self.cache.as_str(),
                 api: self.api,
             })
             .inc();
+        let series = m.series(tenant, model);
         let total = self.started.elapsed();
-        Metrics::observe(&m.request_seconds, &tenant, total);
         let first_byte = self.first_byte.unwrap_or(total);
-        Metrics::observe(&m.first_byte_seconds, &tenant, first_byte);
-        Metrics::observe(
-            &m.added_latency_seconds,
-            &tenant,
+        series.latencies(
+            m,
+            total,
+            first_byte,
             first_byte.saturating_sub(self.upstream_wait),
         );
         if let Some(d) = self.decision {
-            Metrics::observe(&m.decision_seconds, &tenant, d);
+            series.decision(m, d);
         }
         if let Some(u) = self.usage
             && self.cache != CacheOutcome::Hit
         {
-            for (kind, n) in [
-                ("input", u.uncached_prompt_tokens()),
-                ("cached_input", u.cached_prompt_tokens),
-                ("output", u.completion_tokens),
-            ] {
-                m.tokens
-                    .get_or_create(&TokenLabels {
-                        tenant: tenant.clone(),
-                        model: model.clone(),
-                        kind,
-                    })
-                    .inc_by(n);
+            let counts = [
+                u.uncached_prompt_tokens(),
+                u.cached_prompt_tokens,
+                u.completion_tokens,
+            ];
+            for (kind, n) in counts.into_iter().enumerate() {
+                series.tokens(m, kind, n);
             }
         }
         if let Some(stream) = &self.stream_end {
             m.streams
                 .get_or_create(&StreamLabels {
-                    tenant: tenant.clone(),
+                    tenant: tenant.to_owned(),
                     outcome: stream.outcome,
                 })
                 .inc();
             if stream.malformed > 0 {
                 m.stream_events_dropped
                     .get_or_create(&TenantLabels {
-                        tenant: tenant.clone(),
+                        tenant: tenant.to_owned(),
                     })
                     .inc_by(stream.malformed);
             }
         }
-        let labels = TenantModelLabels { tenant, model };
         if let Some(c) = self.cost_usd.filter(|c| *c > 0.0) {
-            m.cost_usd.get_or_create(&labels).inc_by(c);
-            if self.cost_estimated {
-                m.estimated_cost_usd.get_or_create(&labels).inc_by(c);
-            }
+            series.cost(m, c, self.cost_estimated);
         }
         if let Some(s) = self.saved_usd.filter(|s| *s > 0.0) {
-            m.saved_usd.get_or_create(&labels).inc_by(s);
+            series.saved(m, s);
         }
     }
 

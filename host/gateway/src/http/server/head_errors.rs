@@ -153,17 +153,22 @@ fn judge(head: &[u8]) -> Next {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.parse::<u64>().ok(),
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-            "content-type" => typed = true,
-            "date" => date = Some(value.to_owned()),
-            _ => {}
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse::<u64>().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .as_bytes()
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("content-type") {
+            typed = true;
+        } else if name.eq_ignore_ascii_case("date") {
+            date = Some(value);
         }
     }
     if matches!(status, 400 | 414 | 431) && !typed && length == Some(0) {
-        return Next::Replace(status, date);
+        return Next::Replace(status, date.map(str::to_owned));
     }
     match (status, length, chunked) {
         (100..=199 | 204 | 304, _, _) | (_, Some(0), false) => Next::Head,
@@ -283,6 +288,43 @@ impl<T: AsyncWrite + Unpin> ErrorBodies<T> {
         Poll::Ready(Ok(()))
     }
 
+    /// Writes the owed head together with the body bytes that follow it in `bufs` (`taken`
+    /// bytes into the first), and says how many of `bufs`' bytes are done with: the head's, and
+    /// the body's that went out. Whatever of the head did not go out stays owed.
+    fn poll_head_and_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+        taken: usize,
+    ) -> Poll<io::Result<usize>> {
+        let mut rest: Vec<&[u8]> = Vec::with_capacity(bufs.len());
+        rest.push(&bufs[0][taken..]);
+        rest.extend(bufs[1..].iter().map(|b| &b[..]));
+        let available: usize = rest.iter().map(|b| b.len()).sum();
+        let part = self.body_part(available, &rest);
+        let body = prefix_of(&rest, part);
+        let owed = self.pending.len() - self.sent;
+        let mut slices = Vec::with_capacity(1 + body.len());
+        slices.push(IoSlice::new(&self.pending[self.sent..]));
+        slices.extend(body.iter().map(|b| IoSlice::new(b)));
+        let written = match Pin::new(&mut self.inner).poll_write_vectored(cx, &slices) {
+            // The head is ours to send either way; the body waits for hyper's next write.
+            Poll::Pending => return Poll::Ready(Ok(taken)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => n,
+        };
+        if written < owed {
+            self.sent += written;
+            return Poll::Ready(Ok(taken));
+        }
+        self.pending.clear();
+        self.sent = 0;
+        let body_written = written - owed;
+        self.wrote(&prefix_of(&body, body_written));
+        Poll::Ready(Ok(taken + body_written))
+    }
+
     /// Takes head bytes from `buf`: returns how many were taken. Once the head is whole, it (or
     /// its replacement) is owed to the connection.
     fn take_head(&mut self, buf: &[u8]) -> usize {
@@ -379,6 +421,20 @@ impl<T: AsyncWrite + Unpin> ErrorBodies<T> {
     }
 }
 
+/// The first `n` bytes of `slices`.
+fn prefix_of<'a>(slices: &[&'a [u8]], mut n: usize) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    for b in slices {
+        if n == 0 {
+            break;
+        }
+        let take = b.len().min(n);
+        out.push(&b[..take]);
+        n -= take;
+    }
+    out
+}
+
 /// The first `n` bytes of `bufs`, as slices.
 fn prefix<'a>(bufs: &'a [IoSlice<'a>], mut n: usize) -> Vec<&'a [u8]> {
     let mut out = Vec::new();
@@ -428,8 +484,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<T> {
             return Poll::Ready(Ok(0));
         }
         if let Write::Head(_) = this.write {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-            let taken = this.take_head(first);
+            let at = bufs.iter().position(|b| !b.is_empty()).unwrap_or(0);
+            let taken = this.take_head(&bufs[at]);
+            if matches!(this.write, Write::Length(_) | Write::Chunked(_)) {
+                // A whole head, passed on as it is, and hyper's buffers hold its body (or the
+                // start of it) too: both leave in one write. Written apart, the head and the
+                // body cost a second system call and a second wake-up of the peer per response
+                // (BENCHMARKS.md).
+                return this.poll_head_and_body(cx, &bufs[at..], taken);
+            }
             // What was taken is owed; try to send it now, but it is ours to send either way.
             if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
                 return Poll::Ready(Err(e));
@@ -534,6 +597,76 @@ mod tests {
         let all = [json, chunked].concat();
         let pieces: Vec<&[u8]> = all.chunks(3).collect();
         assert_eq!(through(&pieces, b"").await.as_bytes(), &all[..]);
+    }
+
+    /// Records every write it gets (the bytes of each call), taking at most `limit` bytes a call.
+    struct Writes {
+        calls: Vec<Vec<u8>>,
+        limit: usize,
+    }
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = all.len().min(self.limit);
+            self.calls.push(all[..n].to_vec());
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_and_its_body_leave_in_one_write() {
+        let head: &[u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n";
+        let (body, next) = (
+            &b"{\"ok\":true}"[..],
+            &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+        );
+        let mut wrapped = ErrorBodies::new(Writes {
+            calls: Vec::new(),
+            limit: usize::MAX,
+        });
+        let bufs = [IoSlice::new(head), IoSlice::new(body), IoSlice::new(next)];
+        let n = wrapped.write_vectored(&bufs).await.unwrap();
+        assert_eq!(
+            n,
+            head.len() + body.len(),
+            "the head and its body, not the next head"
+        );
+        assert_eq!(wrapped.inner.calls, [[head, body].concat()], "one write");
+        // A connection that takes a few bytes at a time still gets every byte once, in order.
+        let mut wrapped = ErrorBodies::new(Writes {
+            calls: Vec::new(),
+            limit: 7,
+        });
+        let all = [head, body, next].concat();
+        wrapped.write_all(&all).await.unwrap();
+        wrapped.flush().await.unwrap();
+        assert_eq!(wrapped.inner.calls.concat(), all);
     }
 
     #[test]
