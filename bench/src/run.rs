@@ -118,6 +118,8 @@ struct Results {
     streams: Vec<StreamPoint>,
     tenants: Vec<TenantPoint>,
     dialects: Vec<DialectRow>,
+    /// Per target: the highest rate (small body) it served with p99 under 20 ms.
+    max_rate_p99_20ms: BTreeMap<String, u32>,
 }
 
 struct Durations {
@@ -249,10 +251,13 @@ pub async fn run(mut opts: Options) -> Result<()> {
     });
 
     // Side by side: three bodies, three loads, every target.
-    let loads: [(&str, u32, Option<u32>); 3] = [
+    // `seq`: one client, one request after another (the added latency independent benchmarks
+    // quote for a single client).
+    let loads: [(&str, u32, Option<u32>); 4] = [
         ("c32", 32, None),
         ("rate200", 32, Some(200)),
         ("rate20", 32, Some(20)),
+        ("seq", 1, None),
     ];
     let side_by_side = if opts.wants("side-by-side") {
         &[
@@ -299,6 +304,54 @@ pub async fn run(mut opts: Options) -> Result<()> {
                     cpu_us_per_request: cpu_us,
                 });
             }
+        }
+    }
+    // The highest rate each target holds with p99 under 20 ms (small body): rates doubled from
+    // 1,000 requests/s until one misses, then halved in between three times.
+    if opts.wants("side-by-side") {
+        for target in &mut targets {
+            let mut run_at = |rate: u32| -> Result<Latency> {
+                target.proc.check_running()?;
+                load::oha(
+                    &oha,
+                    &OhaRun {
+                        url: &target.url,
+                        body: &bodies.small,
+                        key: target.key,
+                        concurrency: 64,
+                        rate: Some(rate),
+                        duration: d.load / 2,
+                    },
+                )
+            };
+            let holds = |l: &Latency, rate: u32| {
+                l.p99_ms < 20.0 && l.errors == 0 && l.rps >= 0.95 * f64::from(rate)
+            };
+            let (mut good, mut bad) = (0u32, None::<u32>);
+            let mut rate = 1_000;
+            while bad.is_none() && rate <= 256_000 {
+                let l = run_at(rate)?;
+                if holds(&l, rate) {
+                    good = rate;
+                    rate *= 2;
+                } else {
+                    bad = Some(rate);
+                }
+            }
+            if let Some(mut high) = bad {
+                for _ in 0..3 {
+                    let mid = (good + high) / 2;
+                    if holds(&run_at(mid)?, mid) {
+                        good = mid;
+                    } else {
+                        high = mid;
+                    }
+                }
+            }
+            eprintln!("{:11} holds p99 < 20 ms up to {good} rps", target.name);
+            results
+                .max_rate_p99_20ms
+                .insert(target.name.to_owned(), good);
         }
     }
     for target in &targets {
@@ -561,6 +614,13 @@ async fn start_own(args: &[&str], listen: &str, log: &Path) -> Result<Proc> {
     )?;
     wait_until_up(&format!("http://{listen}/healthz"), Duration::from_secs(10)).await?;
     Ok(proc)
+}
+
+/// A stream count at which every stream ended and none stalled: the gap p99 within 5 ms of
+/// the upstream's own.
+fn stall_free(p: &StreamPoint) -> bool {
+    p.direct.failed + p.switchyard.failed == 0
+        && p.switchyard.gap_p99_ms <= p.direct.gap_p99_ms + 5.0
 }
 
 /// CPU microseconds per request.
@@ -831,7 +891,7 @@ fn summary(r: &Results) -> String {
     };
     for body in ["small", "large", "sse"] {
         s.push_str(&format!("### {body}\n\n| target | load | RPS | p50 ms | p99 ms | TTFB p50 ms | +p50 vs direct ms | +p99 vs direct ms | CPU µs/req | CPU vs nginx | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
-        for load in ["c32", "rate200", "rate20"] {
+        for load in ["c32", "rate200", "rate20", "seq"] {
             let direct = row(r, "direct", body, load);
             let nginx = row(r, "nginx", body, load);
             for t in &targets {
@@ -859,6 +919,20 @@ fn summary(r: &Results) -> String {
         }
         s.push('\n');
     }
+    if !r.max_rate_p99_20ms.is_empty() {
+        s.push_str("### Highest rate with p99 under 20 ms (small body, 64 connections)\n\n| target | requests/s | x nginx |\n|---|---:|---:|\n");
+        let nginx = r.max_rate_p99_20ms.get("nginx").copied();
+        for (name, rate) in &r.max_rate_p99_20ms {
+            s.push_str(&format!(
+                "| {name} | {rate} | {} |\n",
+                nginx.map_or("-".into(), |n| format!(
+                    "{:.2}x",
+                    f64::from(*rate) / f64::from(n.max(1))
+                ))
+            ));
+        }
+        s.push('\n');
+    }
     s.push_str("### Memory after the runs (process tree)\n\n| target | RSS MiB | peak MiB |\n|---|---:|---:|\n");
     for (name, m) in &r.memory {
         s.push_str(&format!(
@@ -878,23 +952,36 @@ fn summary(r: &Results) -> String {
             p.switchyard_peak_rss_mib
         ));
     }
-    s.push_str("\n### Open SSE streams (11 events, 50 ms apart; TTFT = first event with text; gaps between text events)\n\n| streams | TTFT p50 direct / switchyard ms | TTFT p99 direct / switchyard ms | gap p50 direct / switchyard ms | gap p99 direct / switchyard ms | failed | switchyard peak RSS MiB |\n|---:|---|---|---|---|---:|---:|\n");
+    s.push_str("\n### Open SSE streams (11 events, 50 ms apart; TTFT = first event with text; gaps between text events)\n\n| streams | TTFT p50 direct / switchyard ms | TTFT p99 direct / switchyard ms | added TTFT p50 / p99 ms | gap p50 direct / switchyard ms | gap p99 direct / switchyard ms | stall-free | failed | switchyard peak RSS MiB |\n|---:|---|---|---|---|---|---|---:|---:|\n");
     for p in &r.streams {
         s.push_str(&format!(
-            "| {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} |\n",
+            "| {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2} / {:+.2} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} | {:.1} |\n",
             p.streams,
             p.direct.ttft_p50_ms,
             p.switchyard.ttft_p50_ms,
             p.direct.ttft_p99_ms,
             p.switchyard.ttft_p99_ms,
+            p.switchyard.ttft_p50_ms - p.direct.ttft_p50_ms,
+            p.switchyard.ttft_p99_ms - p.direct.ttft_p99_ms,
             p.direct.gap_p50_ms,
             p.switchyard.gap_p50_ms,
             p.direct.gap_p99_ms,
             p.switchyard.gap_p99_ms,
+            if stall_free(p) { "yes" } else { "no" },
             p.direct.failed + p.switchyard.failed,
             p.switchyard_rss_mib
         ));
     }
+    let most = r
+        .streams
+        .iter()
+        .filter(|p| stall_free(p))
+        .map(|p| p.streams)
+        .max();
+    s.push_str(&format!(
+        "\nStall-free (no failure, inter-token gap p99 within 5 ms of the upstream's): up to {} concurrent streams.\n",
+        most.map_or("none of the".into(), |n| n.to_string())
+    ));
     s.push_str("\n### Front doors (c32): passed through to an upstream that speaks the dialect, or translated through chat\n\n| api | body | passthrough CPU µs/req | translated CPU µs/req | translated / passthrough | passthrough p50 ms | translated p50 ms |\n|---|---|---:|---:|---:|---:|---:|\n");
     for api in ["chat", "messages", "responses"] {
         for body in ["small", "sse"] {
