@@ -490,12 +490,18 @@ impl CompiledPolicy {
         let ReadyInstance {
             mut store, policy, ..
         } = ready;
+        self.begin_call(&mut store, ctx);
+        Some((store, policy))
+    }
+
+    /// Readies an instance made earlier (ahead, or warm) for a call under `ctx`: the call's own
+    /// context, its tenant's store, and its deadline counted from now.
+    fn begin_call(&self, store: &mut Store<PolicyState>, ctx: &CallContext) {
         store
             .data_mut()
             .begin_call(ctx.tenant.clone(), ctx.request_id.clone(), ctx.capture_logs);
         store.data_mut().store = ctx.store.clone();
-        self.arm(&mut store, ctx);
-        Some((store, policy))
+        self.arm(store, ctx);
     }
 
     /// The tenant's warm instance, armed for a call under `ctx`, if it has one under these limits.
@@ -516,11 +522,7 @@ impl CompiledPolicy {
         let WarmInstance {
             mut store, policy, ..
         } = warm;
-        store
-            .data_mut()
-            .begin_call(ctx.tenant.clone(), ctx.request_id.clone(), ctx.capture_logs);
-        store.data_mut().store = ctx.store.clone();
-        self.arm(&mut store, ctx);
+        self.begin_call(&mut store, ctx);
         Some((store, policy))
     }
 

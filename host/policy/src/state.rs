@@ -70,8 +70,9 @@ impl PolicyState {
         }
     }
 
-    /// Makes a store that was instantiated ahead of time ready for a call: whose call it is and
-    /// whether to capture its log lines. What instantiation used (memory) stays counted.
+    /// Makes a store instantiated ahead of time, or kept warm after earlier calls, ready for a
+    /// call: whose call it is, whether to capture its log lines, and the per-call counts from
+    /// zero (the `log` limit is per decision). What the instance holds (memory) stays counted.
     pub(crate) fn begin_call(
         &mut self,
         tenant: Arc<str>,
@@ -82,6 +83,9 @@ impl PolicyState {
         self.request_id = request_id;
         self.captured = capture_logs.then(Vec::new);
         self.stopped_because = None;
+        self.log_calls = 0;
+        self.memory_refused = false;
+        self.log_limit_hit = false;
     }
 }
 

@@ -60,6 +60,11 @@ fn a_tenants_decisions_share_its_warm_instance_and_nobody_elses() {
     assert_eq!(calls(&policy, &warm("b")), 1, "b has its own");
     assert_eq!(calls(&policy, &warm("a")), 3);
     assert_eq!(policy.decisions_on_warm_instances(), 2);
+    // The `log` limit (a line per decision here) counts per decision, not per instance.
+    let a = warm("a");
+    let limit = a.limits.max_log_calls;
+    let last = (0..limit + 5).map(|_| calls(&policy, &a)).last().unwrap();
+    assert_eq!(last, limit + 8, "one instance all along");
     // The default stays a fresh instance per decision, for the same tenant too.
     assert_eq!(calls(&policy, &ctx("a")), 1);
     assert_eq!(calls(&policy, &ctx("a")), 1);
@@ -68,7 +73,7 @@ fn a_tenants_decisions_share_its_warm_instance_and_nobody_elses() {
     assert_eq!(calls(&next, &warm("a")), 1);
     assert_eq!(
         calls(&policy, &warm("a")),
-        4,
+        limit + 9,
         "the old version's instance is its own"
     );
 }

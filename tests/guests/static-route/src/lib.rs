@@ -2,8 +2,8 @@
 //! `first_token_deadline_ms` and `retries`) with `fallbacks`, cache as `cache` says (or as the
 //! request's `cache-mode` hint says), keep the conversation where it is when
 //! `keep_conversation`, and tag every decision `policy=static-route`. With `count_calls`, it also
-//! tags `calls=N`, the decisions this instance has made (1 in a fresh instance), and panics on a
-//! `trap` hint: for tests of warm instances.
+//! tags `calls=N`, the decisions this instance has made (1 in a fresh instance), logs a line, and
+//! panics on a `trap` hint: for tests of warm instances.
 
 use serde::Deserialize;
 use switchyard_sdk::prelude::*;
@@ -93,6 +93,8 @@ impl Policy for StaticRoute {
             return d;
         }
         let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // A line per decision: the `log` limit is per decision, not per instance.
+        switchyard_sdk::log::write(Level::Debug, "counted");
         if request.hint("trap").is_some() {
             panic!("asked to trap");
         }
