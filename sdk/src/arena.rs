@@ -162,7 +162,7 @@ mod tests {
 
     /// A heap-allocated arena: building one on a test thread's stack would overflow it.
     fn fresh() -> Box<OneShotArena> {
-        // SAFETY: all-zero bytes are a valid empty arena (zeroed storage, `next` = 0).
+        // SAFETY: all-zero bytes are a valid empty arena (zeroed storage, `next` and `live` = 0).
         unsafe { Box::from_raw(std::alloc::alloc_zeroed(Layout::new::<OneShotArena>()).cast()) }
     }
 

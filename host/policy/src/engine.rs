@@ -135,7 +135,7 @@ impl PolicyEngine {
                 // than places).
                 ready_places: ReadyPlaces::new(settings.concurrent_instances as usize / 4),
                 // Another quarter for tenants' warm instances, which hold theirs between decisions.
-                warm_places: ReadyPlaces::new(settings.concurrent_instances as usize / 4),
+                warm_places: ReadyPlaces::new((settings.concurrent_instances as usize / 4).max(1)),
                 settings,
             }),
         })

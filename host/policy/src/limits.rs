@@ -30,6 +30,17 @@ pub struct SandboxLimits {
     pub instance: InstanceReuse,
 }
 
+impl SandboxLimits {
+    /// Whether an instance made under `self` may serve a call under `other`: the same limits,
+    /// whichever way each gets its instances (an instance made ahead has never been called).
+    pub fn same_sandbox(&self, other: &SandboxLimits) -> bool {
+        SandboxLimits {
+            instance: other.instance,
+            ..self.clone()
+        } == *other
+    }
+}
+
 /// How a tenant's decisions get their instances: the isolation level between its own requests.
 /// Different tenants never share an instance either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

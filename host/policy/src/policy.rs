@@ -119,7 +119,8 @@ pub struct Outcome<T> {
     pub value: T,
     /// Captured log lines (empty unless [`CallContext::capture_logs`]).
     pub logs: Vec<PolicyLogLine>,
-    /// The instance the call ran in, torn down when this is dropped.
+    /// The instance the call ran in, torn down when this is dropped (unless it was kept warm for
+    /// the tenant: [`SpentInstance::kept_warm`]).
     pub instance: SpentInstance,
 }
 
@@ -481,7 +482,10 @@ impl CompiledPolicy {
     fn take_ready(&self, ctx: &CallContext) -> Option<(Store<PolicyState>, Instance)> {
         let ready = {
             let mut waiting = self.lock_ready();
-            if !waiting.as_ref().is_some_and(|r| r.limits == ctx.limits) {
+            if !waiting
+                .as_ref()
+                .is_some_and(|r| r.limits.same_sandbox(&ctx.limits))
+            {
                 return None;
             }
             waiting.take()?
@@ -506,18 +510,12 @@ impl CompiledPolicy {
 
     /// The tenant's warm instance, armed for a call under `ctx`, if it has one under these limits.
     fn take_warm(&self, ctx: &CallContext) -> Option<(Store<PolicyState>, Instance)> {
-        let warm = {
-            let mut warm = self.warm.lock();
-            let fits = warm
-                .get(&ctx.tenant)
-                .is_some_and(|w| w.limits == ctx.limits);
-            if !fits {
-                // Made under other limits: replaced by this call's instance.
-                warm.remove(&ctx.tenant);
-                return None;
-            }
-            warm.remove(&ctx.tenant)?
-        };
+        let warm = self.warm.lock().remove(&ctx.tenant)?;
+        if warm.limits != ctx.limits {
+            // Made under other limits: replaced by this call's instance (and torn down here,
+            // outside the lock).
+            return None;
+        }
         self.warm_used.fetch_add(1, Ordering::Relaxed);
         let WarmInstance {
             mut store, policy, ..
@@ -551,6 +549,24 @@ impl CompiledPolicy {
             },
         );
         None
+    }
+
+    /// Drops `tenant`'s warm instance, if it has one: the host refused what its last decision
+    /// returned, so that instance counts as failed.
+    pub fn discard_warm(&self, tenant: &str) {
+        let dropped = self.warm.lock().remove(tenant);
+        drop(dropped);
+    }
+
+    /// Keeps only the warm instances of tenants for which `keep` holds (after a reload: the
+    /// tenants that still run this policy on a warm instance).
+    pub fn retain_warm(&self, mut keep: impl FnMut(&str) -> bool) {
+        let dropped: Vec<WarmInstance> = {
+            let mut warm = self.warm.lock();
+            let gone: Vec<Arc<str>> = warm.keys().filter(|t| !keep(t)).cloned().collect();
+            gone.iter().filter_map(|t| warm.remove(t)).collect()
+        };
+        drop(dropped);
     }
 
     /// How many decisions so far ran on a tenant's warm instance.

@@ -126,3 +126,34 @@ fn concurrent_decisions_of_one_tenant_each_get_an_instance() {
     let next = calls(&policy, &warm("a"));
     assert_eq!(calls(&policy, &warm("a")), next + 1);
 }
+
+#[test]
+fn a_refused_decision_or_a_reload_that_drops_the_tenant_discards_its_instance() {
+    let engine = engine();
+    let policy = compile(&engine);
+    let (a, b) = (warm("a"), warm("b"));
+    assert_eq!([calls(&policy, &a), calls(&policy, &a)], [1, 2]);
+    assert_eq!(calls(&policy, &b), 1);
+    // The host refused what a's instance returned.
+    policy.discard_warm("a");
+    assert_eq!(calls(&policy, &a), 1);
+    assert_eq!(calls(&policy, &b), 2, "b's is untouched");
+    // After a reload only b is still warm on this policy.
+    policy.retain_warm(|tenant| tenant == "b");
+    assert_eq!(calls(&policy, &a), 1);
+    assert_eq!(calls(&policy, &b), 3);
+}
+
+#[test]
+fn an_instance_made_ahead_starts_a_tenants_warm_one() {
+    let engine = engine();
+    let policy = compile(&engine);
+    assert!(policy.prepare(&ctx("someone")).made);
+    assert_eq!(calls(&policy, &warm("a")), 1);
+    assert_eq!(
+        policy.decisions_on_prepared_instances(),
+        1,
+        "made under fresh limits, it serves a warm call: it was never called"
+    );
+    assert_eq!(calls(&policy, &warm("a")), 2);
+}

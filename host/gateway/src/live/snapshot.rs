@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use switchyard_policy::{PolicyEngine, PolicyHash};
+use switchyard_policy::{InstanceReuse, PolicyEngine, PolicyHash};
 
 use switchyard_upstream::{Redactor, Timeouts, UpstreamClient, UpstreamSettings};
 
@@ -232,6 +232,17 @@ impl Snapshot {
                 keys.insert(*digest, tenant.clone());
             }
             tenants.insert(name.clone(), tenant);
+        }
+
+        // Warm instances of tenants that left a policy, or went back to fresh instances, go.
+        for (name, policy) in &loaded {
+            policy.compiled.retain_warm(|tenant| {
+                config.tenants.get(tenant).is_some_and(|t| {
+                    t.limits.sandbox.instance == InstanceReuse::Warm
+                        && (t.policy == *name
+                            || t.candidate.as_ref().is_some_and(|c| c.policy == *name))
+                })
+            });
         }
 
         let snapshot = Snapshot {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use switchyard_policy::FailureKind;
 use switchyard_policy::types::{Budget, RateLimits, RequestSummary};
 use switchyard_upstream::chat::ChatRequest;
 use switchyard_upstream::dialect::Api;
@@ -389,6 +390,10 @@ impl Pipeline<'_> {
                 });
             }
             Err(failure) => {
+                if failure.kind == FailureKind::InvalidDecision {
+                    // The host refused what the instance returned: a warm one goes too.
+                    policy.compiled.discard_warm(&tenant.name);
+                }
                 let quarantined =
                     self.services
                         .sandbox

@@ -242,8 +242,10 @@ async fn decide_offloaded(
             match compiled.decide(&ctx, &summary) {
                 Ok(outcome) => {
                     answer.send(Ok(outcome.value));
-                    outcome.instance.tear_down();
-                    compiled.prepare(&ctx);
+                    if !outcome.instance.kept_warm() {
+                        outcome.instance.tear_down();
+                        compiled.prepare(&ctx);
+                    }
                     (started.elapsed(), false)
                 }
                 Err(failure) => {

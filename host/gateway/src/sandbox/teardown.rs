@@ -79,14 +79,17 @@ async fn drop_after_first_wait<F: Future, T>(work: F, value: T) -> F::Output {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let teardown = self
-            .instance
-            .take()
-            .map_or(Duration::ZERO, SpentInstance::tear_down);
-        let prepared = self.policy.compiled.prepare(&self.ctx);
+        let (teardown, prepared) = match self.instance.take() {
+            // Kept for the tenant's next decision: nothing to tear down or make.
+            Some(instance) if instance.kept_warm() => (Duration::ZERO, Duration::ZERO),
+            instance => (
+                instance.map_or(Duration::ZERO, SpentInstance::tear_down),
+                self.policy.compiled.prepare(&self.ctx).took,
+            ),
+        };
         self.scheduler.charge(
             &self.tenant.name,
-            self.call_time + teardown + prepared.took,
+            self.call_time + teardown + prepared,
             false,
         );
     }
