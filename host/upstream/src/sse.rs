@@ -5,6 +5,8 @@
 //! (`: keep-alive`, DeepSeek's way of holding a stream open) are recognised so they never count as
 //! the first real event or reset the idle timer.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 
 /// What a frame carries.
@@ -29,13 +31,27 @@ pub struct SseFrame {
 
 impl SseFrame {
     /// The payload of the frame's `data:` lines, joined with `\n` as the SSE spec says.
-    pub fn data(&self) -> String {
+    pub fn data(&self) -> Cow<'_, str> {
         payload(&self.raw)
     }
 }
 
-/// The payload of a raw frame's `data:` lines, joined with `\n` as the SSE spec says.
-pub fn payload(raw: &[u8]) -> String {
+/// The payload of a raw frame's `data:` lines, joined with `\n` as the SSE spec says. A frame of
+/// one `data:` line, nearly every frame, is read in place; the others are copied.
+pub fn payload(raw: &[u8]) -> Cow<'_, str> {
+    if let Some(rest) = raw.strip_prefix(b"data:") {
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+        if rest[end..].iter().all(|b| matches!(b, b'\n' | b'\r'))
+            && let Ok(line) = std::str::from_utf8(&rest[..end])
+        {
+            return Cow::Borrowed(line);
+        }
+    }
+    Cow::Owned(joined_payload(raw))
+}
+
+fn joined_payload(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let mut out = String::new();
     for line in text.split(['\n', '\r']) {
@@ -153,6 +169,27 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_one_line_frame_is_read_in_place() {
+        let raw = b"data: {\"a\":1}\n\n";
+        assert!(matches!(payload(raw), Cow::Borrowed("{\"a\":1}")));
+        assert_eq!(payload(b"data: a\ndata: b\n\n"), "a\nb");
+        assert_eq!(payload(b"event: x\ndata: y\n\n"), "y");
+        assert_eq!(payload(b"data: \xff\n\n"), "\u{fffd}");
+    }
+
+    proptest::proptest! {
+        /// Read in place or copied, the payload is the same.
+        #[test]
+        fn the_fast_payload_is_the_joined_one(
+            lines in proptest::collection::vec("(data: ?|event: |: |id: )?[a-z{}\"\\r]{0,6}", 0..4),
+            end in "(\n|\r\n|\n\n|\r\n\r\n|)",
+        ) {
+            let raw = lines.join("\n") + &end;
+            proptest::prop_assert_eq!(payload(raw.as_bytes()), joined_payload(raw.as_bytes()));
+        }
     }
 
     #[test]
