@@ -1726,21 +1726,15 @@ async fn a01_an_overloaded_error_as_a_streams_first_event_falls_back() {
     );
 }
 
-#[tokio::test]
-async fn a02_no_200_or_message_start_leaks_when_every_target_fails_before_content() {
-    // LiteLLM #38610: a 200 and message_start leaked, then an SSE error.
-    let primary = MockUpstream::start(|_| {
-        let mut steps = anthropic_stream_steps("claude-sonnet-4-5", &[]);
-        steps.truncate(2); // message_start, ping
-        steps.push(sse_event(
-            "error",
-            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-        ));
-        Reply::Sse(steps)
-    })
-    .await;
-    let backup = MockUpstream::start(|_| Reply::error(500, "down too")).await;
-    let toml = upstream_toml("primary", &primary.url(), &[FLASH], "apis = [\"messages\"]")
+/// A gateway whose Flash `primary` speaks Messages, with Pro on `backup` as the fallback, and a
+/// streamed Messages request for a Claude model through it: the gateway, the response, and how
+/// long it took.
+async fn claude_stream_through(
+    primary: &MockUpstream,
+    backup: &MockUpstream,
+) -> (TestGateway, TestResponse, std::time::Duration) {
+    let toml = admin_toml()
+        + &upstream_toml("primary", &primary.url(), &[FLASH], "apis = [\"messages\"]")
         + &upstream_toml("backup", &backup.url(), &[PRO], "")
         + &policy_toml("sr", "static-route")
         + &tenant_toml(
@@ -1762,6 +1756,24 @@ async fn a02_no_200_or_message_start_leaks_when_every_target_fails_before_conten
     )
     .await;
     let waited = started.elapsed();
+    (gw, r, waited)
+}
+
+#[tokio::test]
+async fn a02_no_200_or_message_start_leaks_when_every_target_fails_before_content() {
+    // LiteLLM #38610: a 200 and message_start leaked, then an SSE error.
+    let primary = MockUpstream::start(|_| {
+        let mut steps = anthropic_stream_steps("claude-sonnet-4-5", &[]);
+        steps.truncate(2); // message_start, ping
+        steps.push(sse_event(
+            "error",
+            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ));
+        Reply::Sse(steps)
+    })
+    .await;
+    let backup = MockUpstream::start(|_| Reply::error(500, "down too")).await;
+    let (_gw, r, waited) = claude_stream_through(&primary, &backup).await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.json()["type"], "error");
@@ -1790,29 +1802,7 @@ async fn a03_a_messages_error_event_mid_stream_is_logged_failed_not_success() {
     })
     .await;
     let backup = MockUpstream::echo().await;
-    let toml = admin_toml()
-        + &upstream_toml("primary", &primary.url(), &[FLASH], "apis = [\"messages\"]")
-        + &upstream_toml("backup", &backup.url(), &[PRO], "")
-        + &policy_toml("sr", "static-route")
-        + &tenant_toml(
-            "a",
-            KEY_A,
-            "sr",
-            &[FLASH, PRO],
-            &format!(
-                "policy_config = {{ model = \"{FLASH}\", fallbacks = [\"{PRO}\"] }}\nmodel_aliases = [\"claude-*\"]"
-            ),
-        );
-    let gw = start_gateway(&toml).await;
-    let started = Instant::now();
-    let r = messages(
-        &gw,
-        KEY_A,
-        &json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
-                "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
-    let waited = started.elapsed();
+    let (gw, r, waited) = claude_stream_through(&primary, &backup).await;
     let events: Vec<Value> = sse_events(&r.body).iter().map(SseEvent::json).collect();
     assert_eq!(events.last().unwrap()["type"], "error", "{}", r.text());
     settled(&gw).await;

@@ -673,19 +673,7 @@ impl Resumer {
         if !response.status().is_success() {
             return Err(status_failure(response, attempt_deadline, &self.ctx.redactor).await);
         }
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let start = relay::start(
-            wire,
-            content_type.as_deref(),
-            response.into_body(),
-            first_event_deadline,
-            &self.ctx.redactor,
-        )
-        .await?;
+        let start = relay::start(wire, response, first_event_deadline, &self.ctx.redactor).await?;
         Ok((start.until(attempt_deadline), trimmed))
     }
 }
@@ -856,26 +844,15 @@ async fn attempt(
     }
 
     if stream {
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let start = relay::start(
-            wire,
-            content_type.as_deref(),
-            response.into_body(),
-            first_event_deadline,
-            opts.redactor,
-        )
-        .await
-        .map_err(|f| {
-            if f.class == FailureClass::Timeout {
-                timed_out("no stream event", first_event_deadline)
-            } else {
-                f
-            }
-        })?;
+        let start = relay::start(wire, response, first_event_deadline, opts.redactor)
+            .await
+            .map_err(|f| {
+                if f.class == FailureClass::Timeout {
+                    timed_out("no stream event", first_event_deadline)
+                } else {
+                    f
+                }
+            })?;
         return Ok(DeliveredBody::Stream(start.until(attempt_deadline)));
     }
 

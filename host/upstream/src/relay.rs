@@ -241,11 +241,14 @@ pub struct RelayLimits {
 /// Reads up to the first substantive event, within `first_event_deadline`.
 pub async fn start(
     wire: Api,
-    content_type: Option<&str>,
-    mut body: Incoming,
+    response: http::Response<Incoming>,
     first_event_deadline: Instant,
     redactor: &Redactor,
 ) -> Result<StreamStart, UpstreamFailure> {
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     if !content_type.is_some_and(|ct| ct.contains("text/event-stream")) {
         return Err(UpstreamFailure::new(
             FailureClass::Broken,
@@ -255,6 +258,7 @@ pub async fn start(
             ),
         ));
     }
+    let mut body = response.into_body();
     let mut splitter = SseSplitter::default();
     let mut held = Vec::new();
     let mut decoder = decoder_for(wire);
