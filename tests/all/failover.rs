@@ -256,20 +256,8 @@ async fn metrics(gw: &TestGateway) -> String {
 }
 
 /// The sum of a metric's series that carry all `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())
-            .flatten()
-        })
-        .sum()
+fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_series(text, name, labels).sum()
 }
 
 /// Waits until no request is in flight (streams settle after their last byte).
@@ -277,7 +265,7 @@ async fn settled(gw: &TestGateway) {
     eventually(
         "every request to settle",
         Duration::from_secs(10),
-        || async { metric(&metrics(gw).await, "switchyard_in_flight_requests", &[]) == 0.0 },
+        || async { metric_sum(&metrics(gw).await, "switchyard_in_flight_requests", &[]) == 0.0 },
     )
     .await;
 }
@@ -647,7 +635,7 @@ async fn f06_a_stream_cut_mid_answer_is_resumed_on_the_next_target() {
         settled(&gw).await;
         let m = metrics(&gw).await;
         assert_eq!(
-            metric(
+            metric_sum(
                 &m,
                 "switchyard_streams_total",
                 &[("tenant", "a"), ("outcome", "resumed")]
@@ -1008,7 +996,7 @@ async fn f12_a_malformed_event_after_the_commit_point_is_dropped_and_counted() {
     settled(&gw).await;
     let m = metrics(&gw).await;
     assert_eq!(
-        metric(
+        metric_sum(
             &m,
             "switchyard_stream_events_dropped_total",
             &[("tenant", "a")]
@@ -1042,7 +1030,7 @@ async fn f13_a_stream_that_stops_without_finish_or_done_is_truncated_not_complet
     settled(&gw).await;
     let m = metrics(&gw).await;
     assert_eq!(
-        metric(
+        metric_sum(
             &m,
             "switchyard_streams_total",
             &[("tenant", "a"), ("outcome", "truncated")]
@@ -1134,8 +1122,8 @@ async fn f14_usage_less_and_cut_responses_are_charged_the_estimate_of_what_was_d
     assert_eq!(read_chat_stream(&r2.body).content, text);
     settled(&gw).await;
     let m = metrics(&gw).await;
-    let total = metric(&m, "switchyard_cost_usd_total", &[("tenant", "a")]);
-    let estimated = metric(
+    let total = metric_sum(&m, "switchyard_cost_usd_total", &[("tenant", "a")]);
+    let estimated = metric_sum(
         &m,
         "switchyard_estimated_cost_usd_total",
         &[("tenant", "a")],
@@ -1228,7 +1216,7 @@ async fn burst(mode: &str) -> f64 {
         });
     }
     settled(&gw).await;
-    let spent = metric(
+    let spent = metric_sum(
         &metrics(&gw).await,
         "switchyard_cost_usd_total",
         &[("tenant", "a")],
@@ -1808,7 +1796,7 @@ async fn a03_a_messages_error_event_mid_stream_is_logged_failed_not_success() {
     settled(&gw).await;
     let m = metrics(&gw).await;
     assert_eq!(
-        metric(&m, "switchyard_streams_total", &[("outcome", "failed")]),
+        metric_sum(&m, "switchyard_streams_total", &[("outcome", "failed")]),
         1.0,
         "{m}"
     );

@@ -1893,23 +1893,6 @@ async fn flash_first_sends_a_deep_claude_code_session_to_pro_and_a_shallow_one_t
 
 // === 12. Metrics and the access log ===
 
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            if metric != name {
-                return None;
-            }
-            labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-                .then(|| value.parse().ok())
-                .flatten()
-        })
-}
-
 #[tokio::test]
 async fn requests_are_counted_per_api() {
     let mock = MockUpstream::echo().await;

@@ -5,23 +5,6 @@ use switchyard_tests::*;
 const FLASH: &str = "deepseek-v4-flash";
 const PRO: &str = "deepseek-v4-pro";
 
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            if metric != name {
-                return None;
-            }
-            labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-                .then(|| value.parse().ok())
-                .flatten()
-        })
-}
-
 #[tokio::test]
 async fn metrics_count_requests_tokens_cost_attempts_and_failures() {
     let failing = MockUpstream::start(|_| Reply::error(503, "overloaded")).await;

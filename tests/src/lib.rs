@@ -48,6 +48,30 @@ pub fn component(name: &str) -> PathBuf {
 /// The demo key's SHA-256 and two more test keys.
 pub const KEY_A: &str = "sk-test-tenant-a";
 pub const KEY_B: &str = "sk-test-tenant-b";
+/// The values of metric `name`'s series that carry all `labels`, in a Prometheus text exposition.
+pub fn metric_series<'a>(
+    text: &'a str,
+    name: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = f64> + 'a {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(move |line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+}
+
+/// The value of the first series of metric `name` that carries all `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metric_series(text, name, labels).next()
+}
 
 /// The hex SHA-256 of a key.
 pub fn key_hash(key: &str) -> String {
