@@ -241,20 +241,6 @@ fn admin_toml() -> String {
     )
 }
 
-/// The gateway's metrics text.
-async fn metrics(gw: &TestGateway) -> String {
-    let addr = gw.gateway.admin_addr().expect("admin listener");
-    request(
-        "GET",
-        &format!("http://{addr}/metrics"),
-        Some(ADMIN_TOKEN),
-        &[],
-        "",
-    )
-    .await
-    .text()
-}
-
 /// The sum of a metric's series that carry all `labels`.
 fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric_series(text, name, labels).sum()
@@ -265,7 +251,13 @@ async fn settled(gw: &TestGateway) {
     eventually(
         "every request to settle",
         Duration::from_secs(10),
-        || async { metric_sum(&metrics(gw).await, "switchyard_in_flight_requests", &[]) == 0.0 },
+        || async {
+            metric_sum(
+                &gw.metrics_text().await,
+                "switchyard_in_flight_requests",
+                &[],
+            ) == 0.0
+        },
     )
     .await;
 }
@@ -633,7 +625,7 @@ async fn f06_a_stream_cut_mid_answer_is_resumed_on_the_next_target() {
         assert_eq!(sent.len(), 1);
         assert_prefix_request(&sent[0], "Hello, world! ");
         settled(&gw).await;
-        let m = metrics(&gw).await;
+        let m = gw.metrics_text().await;
         assert_eq!(
             metric_sum(
                 &m,
@@ -994,7 +986,7 @@ async fn f12_a_malformed_event_after_the_commit_point_is_dropped_and_counted() {
     let (score, outcome) = score_chat_stream(&r, ANSWER);
     assert!(!r.text().contains("this is not json"), "{}", r.text());
     settled(&gw).await;
-    let m = metrics(&gw).await;
+    let m = gw.metrics_text().await;
     assert_eq!(
         metric_sum(
             &m,
@@ -1028,7 +1020,7 @@ async fn f13_a_stream_that_stops_without_finish_or_done_is_truncated_not_complet
     assert_eq!(s.done, 0, "a truncated stream never looks finished");
     assert_eq!(s.error.unwrap()["code"], "stream_truncated");
     settled(&gw).await;
-    let m = metrics(&gw).await;
+    let m = gw.metrics_text().await;
     assert_eq!(
         metric_sum(
             &m,
@@ -1121,7 +1113,7 @@ async fn f14_usage_less_and_cut_responses_are_charged_the_estimate_of_what_was_d
     let (r2, _) = timed_chat(&gw, &stream_body("hi")).await;
     assert_eq!(read_chat_stream(&r2.body).content, text);
     settled(&gw).await;
-    let m = metrics(&gw).await;
+    let m = gw.metrics_text().await;
     let total = metric_sum(&m, "switchyard_cost_usd_total", &[("tenant", "a")]);
     let estimated = metric_sum(
         &m,
@@ -1217,7 +1209,7 @@ async fn burst(mode: &str) -> f64 {
     }
     settled(&gw).await;
     let spent = metric_sum(
-        &metrics(&gw).await,
+        &gw.metrics_text().await,
         "switchyard_cost_usd_total",
         &[("tenant", "a")],
     );
@@ -1794,7 +1786,7 @@ async fn a03_a_messages_error_event_mid_stream_is_logged_failed_not_success() {
     let events: Vec<Value> = sse_events(&r.body).iter().map(SseEvent::json).collect();
     assert_eq!(events.last().unwrap()["type"], "error", "{}", r.text());
     settled(&gw).await;
-    let m = metrics(&gw).await;
+    let m = gw.metrics_text().await;
     assert_eq!(
         metric_sum(&m, "switchyard_streams_total", &[("outcome", "failed")]),
         1.0,

@@ -993,18 +993,6 @@ async fn a_messages_upstream_gets_the_clients_bytes_and_the_client_gets_the_upst
     let s = anthropic_stream(&r.body);
     assert_eq!(s.text, "passed");
 
-    let addr = gw.gateway.admin_addr().unwrap();
-    let metrics = || async move {
-        request(
-            "GET",
-            &format!("http://{addr}/metrics"),
-            Some(ADMIN_TOKEN),
-            &[],
-            "",
-        )
-        .await
-        .text()
-    };
     let tokens = |text: &str, kind: &str| {
         metric(
             text,
@@ -1015,10 +1003,10 @@ async fn a_messages_upstream_gets_the_clients_bytes_and_the_client_gets_the_upst
     eventually(
         "both requests' usage to be accounted",
         Duration::from_secs(10),
-        || async { tokens(&metrics().await, "output") == Some(84.0) },
+        || async { tokens(&gw.metrics_text().await, "output") == Some(84.0) },
     )
     .await;
-    let text = metrics().await;
+    let text = gw.metrics_text().await;
     assert_eq!(tokens(&text, "input"), Some(30.0), "{text}");
     assert_eq!(tokens(&text, "cached_input"), Some(180.0), "{text}");
     let cost = metric(
@@ -1924,13 +1912,6 @@ async fn requests_are_counted_per_api() {
             .status,
         400
     );
-    let addr = gw.gateway.admin_addr().unwrap();
-    let url = format!("http://{addr}/metrics");
-    let text = || async {
-        request("GET", &url, Some(ADMIN_TOKEN), &[], "")
-            .await
-            .text()
-    };
     let requests = |text: &str, api: &str, status: &str| {
         metric(
             text,
@@ -1939,11 +1920,11 @@ async fn requests_are_counted_per_api() {
         )
     };
     eventually("five requests counted", Duration::from_secs(10), || async {
-        let t = text().await;
+        let t = gw.metrics_text().await;
         requests(&t, "messages", "400").is_some() && requests(&t, "chat", "200").is_some()
     })
     .await;
-    let t = text().await;
+    let t = gw.metrics_text().await;
     assert_eq!(requests(&t, "messages", "200"), Some(2.0), "{t}");
     assert_eq!(requests(&t, "responses", "200"), Some(1.0), "{t}");
     assert_eq!(requests(&t, "chat", "200"), Some(1.0), "{t}");

@@ -53,16 +53,7 @@ async fn metrics_count_requests_tokens_cost_attempts_and_failures() {
         401,
         "metrics need the admin token"
     );
-    let r = request(
-        "GET",
-        &format!("http://{addr}/metrics"),
-        Some(ADMIN_TOKEN),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    let text = r.text();
+    let text = gw.metrics_text().await;
     let get = |name: &str, labels: &[(&str, &str)]| {
         metric(&text, name, labels)
             .unwrap_or_else(|| panic!("{name} {labels:?} missing in:\n{text}"))

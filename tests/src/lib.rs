@@ -1036,6 +1036,24 @@ pub async fn start_gateway_from_file(path: &std::path::Path) -> TestGateway {
 
 impl TestGateway {
     /// `GET` an admin endpoint with the test admin token.
+    /// `GET /metrics` on the admin listener: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self
+            .gateway
+            .admin_addr()
+            .expect("admin listener configured");
+        let r = request(
+            "GET",
+            &format!("http://{addr}/metrics"),
+            Some(ADMIN_TOKEN),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    }
+
     pub async fn admin_get(&self, path: &str) -> Value {
         let addr = self
             .gateway
