@@ -172,15 +172,8 @@ impl Pipeline<'_> {
     ) -> Result<Response<ResponseBody>, GatewayError> {
         // Counted against the tenant's request rate like any request: parsing costs the gateway.
         let tenant = self.authenticate(req.headers()).await?;
+        let body = self.read_body(req).await?;
         let server = &self.snapshot.config.server;
-        let (body, permit) = body::read(
-            req,
-            server.max_body_bytes,
-            &self.services.bodies,
-            server.max_inflight_body_bytes,
-        )
-        .await?;
-        self.ctx.body = Some(permit);
         // The count takes no `max_tokens`; the translation wants one.
         let mut value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest {
@@ -235,15 +228,8 @@ impl Pipeline<'_> {
         req: Request<Incoming>,
         headers: &HeaderMap,
     ) -> Result<(Door, ChatRequest), GatewayError> {
+        let body = self.read_body(req).await?;
         let server = &self.snapshot.config.server;
-        let (body, permit) = body::read(
-            req,
-            server.max_body_bytes,
-            &self.services.bodies,
-            server.max_inflight_body_bytes,
-        )
-        .await?;
-        self.ctx.body = Some(permit);
         let (mut door, chat) = Door::open(api, body, server.max_messages)?;
         if let Some(original) = &mut door.original {
             original.forward_from(headers);
@@ -271,6 +257,20 @@ impl Pipeline<'_> {
             .await
             .map_err(GatewayError::Refused)?;
         Ok((door, chat))
+    }
+    /// Reads the request body within the server's limits; the request holds its share of the
+    /// in-flight body budget until it ends.
+    async fn read_body(&mut self, req: Request<Incoming>) -> Result<bytes::Bytes, GatewayError> {
+        let server = &self.snapshot.config.server;
+        let (body, permit) = body::read(
+            req,
+            server.max_body_bytes,
+            &self.services.bodies,
+            server.max_inflight_body_bytes,
+        )
+        .await?;
+        self.ctx.body = Some(permit);
+        Ok(body)
     }
 
     /// Phase 3: the policy's view of the request.
