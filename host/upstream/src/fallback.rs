@@ -340,33 +340,18 @@ pub async fn execute(
             drop(in_flight);
             let took = attempt_started.elapsed();
             upstream_time += took;
-            let provider_failed = result
-                .as_ref()
-                .err()
-                .is_some_and(UpstreamFailure::is_provider_failure);
-            match probe {
-                Some(p) => p.record(provider_failed),
-                None => opts
-                    .breakers
-                    .record(&target.upstream.name, &target.model, provider_failed),
-            }
-            opts.stats.record(
-                &target.upstream.name,
-                &target.model,
-                result.is_ok().then_some(took),
-                provider_failed,
+            let outcome = settle_attempt(
+                (opts.breakers, opts.stats, opts.observer),
+                probe,
+                target,
+                &result,
+                took,
             );
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(f) => f.class.label(),
-            };
             span.record("outcome", outcome);
             if result.is_err() {
                 span.record("otel.status_code", "ERROR");
             }
             drop(span);
-            opts.observer
-                .attempt(&target.upstream.name, &target.model, outcome);
             let failure = match result {
                 Ok(body) => {
                     attempts.push(summary("ok".into()));
@@ -566,31 +551,14 @@ impl Resumer {
             let started = Instant::now();
             let result = self.attempt(&target, &via, prefix, delivered_tokens).await;
             drop(in_flight);
-            let provider_failed = result
-                .as_ref()
-                .err()
-                .is_some_and(UpstreamFailure::is_provider_failure);
-            match probe {
-                Some(p) => p.record(provider_failed),
-                None => {
-                    self.ctx
-                        .breakers
-                        .record(&target.upstream.name, &target.model, provider_failed)
-                }
-            }
-            self.ctx.stats.record(
-                &target.upstream.name,
-                &target.model,
-                result.is_ok().then(|| started.elapsed()),
-                provider_failed,
+            let ctx = &self.ctx;
+            settle_attempt(
+                (&ctx.breakers, &ctx.stats, &*ctx.observer),
+                probe,
+                &target,
+                &result,
+                started.elapsed(),
             );
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(f) => f.class.label(),
-            };
-            self.ctx
-                .observer
-                .attempt(&target.upstream.name, &target.model, outcome);
             match result {
                 Ok((start, trimmed)) => {
                     self.attempts.push(summary("ok".into()));
@@ -745,6 +713,41 @@ fn resume_body(
         SplicedBody::whole(Bytes::from(body.to_string())),
         trimmed.to_owned(),
     ))
+}
+
+/// What every attempt leaves behind, whatever it returned: its circuit's record (the probe's, when
+/// it was one), the upstream's statistics, and the attempt counter. Returns the outcome's label.
+fn settle_attempt<T>(
+    (breakers, stats, observer): (
+        &Breakers,
+        &crate::stats::UpstreamStats,
+        &dyn AttemptObserver,
+    ),
+    probe: Option<crate::health::Probe>,
+    target: &PlannedTarget,
+    result: &Result<T, UpstreamFailure>,
+    took: Duration,
+) -> &'static str {
+    let provider_failed = result
+        .as_ref()
+        .err()
+        .is_some_and(UpstreamFailure::is_provider_failure);
+    match probe {
+        Some(p) => p.record(provider_failed),
+        None => breakers.record(&target.upstream.name, &target.model, provider_failed),
+    }
+    stats.record(
+        &target.upstream.name,
+        &target.model,
+        result.is_ok().then_some(took),
+        provider_failed,
+    );
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(f) => f.class.label(),
+    };
+    observer.attempt(&target.upstream.name, &target.model, outcome);
+    outcome
 }
 
 /// The body of one attempt and the dialect it is in: the client's own bytes when the upstream
