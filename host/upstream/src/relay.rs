@@ -45,7 +45,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::attempt::AttemptSummary;
 use crate::chat::assemble::Assembler;
-use crate::dialect::{self, Api, StreamDecoder, StreamEncoder};
+use crate::dialect::{self, Api, Lite, LiteEvent, StreamDecoder, StreamEncoder};
 use crate::failure::{FailureClass, UpstreamFailure, error_message};
 use crate::redact::Redactor;
 use crate::sse::{FrameKind, SseFrame, SseSplitter, error_frame, payload};
@@ -160,6 +160,8 @@ struct Held {
     chunks: Option<Vec<Value>>,
     /// The event ended the stream (a short answer can be whole before it is committed).
     end: Option<dialect::StreamEnd>,
+    /// A Responses event's `sequence_number`.
+    sequence: Option<u64>,
 }
 
 /// A stream past its first substantive event, ready to be relayed.
@@ -205,12 +207,6 @@ fn decoder_for(wire: Api) -> Option<Box<dyn StreamDecoder>> {
         Api::Messages => Some(Box::new(dialect::messages::Decoder::new())),
         Api::Responses => Some(Box::new(dialect::responses::Decoder::new())),
     }
-}
-
-/// The decoded view of one non-chat event; `None` when its data is not JSON.
-fn decode(decoder: &mut dyn StreamDecoder, frame: &SseFrame) -> Option<dialect::Decoded> {
-    let value = serde_json::from_str::<Value>(&frame.data()).ok()?;
-    Some(decoder.push(dialect::event_name(&frame.raw), &value))
 }
 
 /// The start of an event that is not JSON, for the failure that names it.
@@ -277,9 +273,29 @@ pub async fn start(
                 if frame.kind == FrameKind::KeepAlive {
                     continue;
                 }
-                let Some(decoded) = decode(dec, &frame) else {
+                let data = frame.data();
+                let event = dialect::event_name(&frame.raw);
+                // A lifecycle event is held as it is, read from a few borrowed fields.
+                if let Some(Lite {
+                    event: LiteEvent::Inert,
+                    sequence,
+                }) = dec.lite(event, &data)
+                {
+                    drop(data);
+                    held.push(Held {
+                        raw: frame.raw,
+                        chunks: Some(Vec::new()),
+                        end: None,
+                        sequence,
+                    });
+                    continue;
+                }
+                let Ok(value) = serde_json::from_str::<Value>(&data) else {
                     return Err(not_json(&frame));
                 };
+                let sequence = value.get("sequence_number").and_then(Value::as_u64);
+                let decoded = dec.push(event, &value);
+                drop(data);
                 match decoded.end {
                     Some(dialect::StreamEnd::Failed(message)) => {
                         return Err(UpstreamFailure::new(
@@ -306,6 +322,7 @@ pub async fn start(
                     raw: frame.raw,
                     chunks: Some(decoded.chunks),
                     end: decoded.end,
+                    sequence,
                 });
                 if substantive {
                     let events = held.len() as u64;
@@ -347,6 +364,7 @@ pub async fn start(
                         raw: frame.raw,
                         chunks: None,
                         end: None,
+                        sequence: None,
                     });
                     if substantive {
                         let events = held.len() as u64;
@@ -960,14 +978,39 @@ impl<F: StreamFinish> RelayState<F> {
             self.queue.push_back(frame.raw);
             return;
         }
+        // A passed-through event that only adds text or changes nothing is read from a few
+        // borrowed fields, while nothing needs the chat view built (no resumed target, no lead-in
+        // to trim, the answer's id already taken from an earlier chunk).
+        let lite_allowed = matches!(self.client, ClientStream::Pass { .. })
+            && self.lead_in.is_none()
+            && !self.resumed()
+            && self.answer_id.is_some();
         if let Some(decoder) = self.decoder.as_deref_mut() {
             self.last_event = Instant::now();
-            let Some(decoded) = decode(decoder, &frame) else {
+            let data = frame.data();
+            let event = dialect::event_name(&frame.raw);
+            if lite_allowed && let Some(lite) = decoder.lite(event, &data) {
+                if self.wire == Api::Responses
+                    && let Some(n) = lite.sequence
+                {
+                    self.sequence = Some(n);
+                }
+                self.guard.events += 1;
+                if let LiteEvent::Text(text) = &lite.event
+                    && !self.pass_text(text)
+                {
+                    return;
+                }
+                self.queue.push_back(frame.raw.clone());
+                return;
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&data) else {
                 self.malformed();
                 return;
             };
+            let decoded = decoder.push(event, &value);
             if self.wire == Api::Responses
-                && let Some(n) = sequence_number(&frame)
+                && let Some(n) = value.get("sequence_number").and_then(Value::as_u64)
             {
                 self.sequence = Some(n);
             }
@@ -1053,6 +1096,25 @@ impl<F: StreamFinish> RelayState<F> {
         }
     }
 
+    /// A passed-through event's text delta ([`LiteEvent::Text`]): what [`Self::chunk`] does with
+    /// the chat chunk the decoder would have made of it, a content-only delta of choice 0, once
+    /// the answer's id is known. Returns false when the budget ran out (the stream ends here).
+    fn pass_text(&mut self, text: &str) -> bool {
+        let added = Added {
+            bytes: text.len() as u64,
+            text: text.to_owned(),
+            ..Added::default()
+        };
+        if !self.within_budget(&added) {
+            return false;
+        }
+        self.meter.add(added, None);
+        if let Some(a) = &mut self.guard.assembler {
+            a.push_content(text);
+        }
+        true
+    }
+
     /// A chat data event passed through: metered, assembled and queued, unless it is not JSON,
     /// is a usage-only chunk the client did not ask for, or passes the budget. Returns whether it
     /// was queued.
@@ -1120,10 +1182,7 @@ impl<F: StreamFinish> RelayState<F> {
             match h.chunks {
                 Some(chunks) => {
                     if self.wire == Api::Responses
-                        && let Some(n) = sequence_number(&SseFrame {
-                            raw: h.raw.clone(),
-                            kind: FrameKind::Data,
-                        })
+                        && let Some(n) = h.sequence
                     {
                         self.sequence = Some(n);
                     }
@@ -1172,15 +1231,6 @@ fn strip_leading(chunk: &mut Value, trimmed: &str) {
     if let Some(rest) = content.as_str().and_then(|c| c.strip_prefix(trimmed)) {
         *content = rest.into();
     }
-}
-
-/// The `sequence_number` of a Responses event, read without a full parse when absent.
-fn sequence_number(frame: &SseFrame) -> Option<u64> {
-    memchr::memmem::find(&frame.raw, b"\"sequence_number\"")?;
-    serde_json::from_str::<Value>(&frame.data())
-        .ok()?
-        .get("sequence_number")?
-        .as_u64()
 }
 
 /// The response body for a committed stream, read by the client as `client` says; `resumer`,

@@ -37,18 +37,23 @@ impl SseFrame {
 }
 
 /// The payload of a raw frame's `data:` lines, joined with `\n` as the SSE spec says. A frame of
-/// one `data:` line, nearly every frame, is read in place; the others are copied.
+/// one `data:` line, nearly every frame (Messages and Responses put an `event:` line before it),
+/// is read in place; the others are copied.
 pub fn payload(raw: &[u8]) -> Cow<'_, str> {
-    if let Some(rest) = raw.strip_prefix(b"data:") {
-        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
-        if rest[end..].iter().all(|b| matches!(b, b'\n' | b'\r'))
-            && let Ok(line) = std::str::from_utf8(&rest[..end])
-        {
-            return Cow::Borrowed(line);
+    let mut only = None;
+    for line in raw.split(|b| matches!(b, b'\n' | b'\r')) {
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            if only.is_some() {
+                return Cow::Owned(joined_payload(raw));
+            }
+            only = Some(rest.strip_prefix(b" ").unwrap_or(rest));
         }
     }
-    Cow::Owned(joined_payload(raw))
+    match only.map(std::str::from_utf8) {
+        Some(Ok(line)) => Cow::Borrowed(line),
+        None => Cow::Borrowed(""),
+        Some(Err(_)) => Cow::Owned(joined_payload(raw)),
+    }
 }
 
 fn joined_payload(raw: &[u8]) -> String {
@@ -131,7 +136,7 @@ fn classify(raw: &[u8]) -> FrameKind {
         FrameKind::Done
     } else if trimmed.is_empty() {
         FrameKind::KeepAlive
-    } else if trimmed.starts_with(b"{\"error\"") || is_error_object(&String::from_utf8_lossy(raw)) {
+    } else if trimmed.starts_with(b"{\"error\"") || is_error_object(raw) {
         FrameKind::Error
     } else {
         FrameKind::Data
@@ -140,12 +145,33 @@ fn classify(raw: &[u8]) -> FrameKind {
 
 /// Whether the frame's payload is a JSON object with a top-level `error` member. Only payloads
 /// that mention `"error"` at all are parsed.
-fn is_error_object(frame: &str) -> bool {
-    if !frame.contains("\"error\"") {
+fn is_error_object(frame: &[u8]) -> bool {
+    if memchr::memmem::find(frame, b"\"error\"").is_none() {
         return false;
     }
-    let data = payload(frame.as_bytes());
-    serde_json::from_str::<serde_json::Value>(&data).is_ok_and(|v| v.get("error").is_some())
+    // Only the top level is read: a Responses lifecycle event carries `"error": null` inside its
+    // `response`, and building its whole tree to find that out cost more than relaying it.
+    let data = payload(frame);
+    data.trim_start().starts_with('{')
+        && serde_json::from_str::<TopLevel>(&data).is_ok_and(|top| top.error.0)
+}
+
+/// The top-level fields of an event that [`is_error_object`] reads; the rest is skipped unbuilt.
+#[derive(serde::Deserialize)]
+struct TopLevel {
+    #[serde(default)]
+    error: Present,
+}
+
+/// Whether a field is there, whatever its value (`null` included).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
 }
 
 /// An SSE frame carrying an OpenAI-style error object, ending a stream that failed mid-way.
@@ -184,7 +210,7 @@ mod tests {
         /// Read in place or copied, the payload is the same.
         #[test]
         fn the_fast_payload_is_the_joined_one(
-            lines in proptest::collection::vec("(data: ?|event: |: |id: )?[a-z{}\"\\r]{0,6}", 0..4),
+            lines in proptest::collection::vec("(data: ?|event: |: |id: )?[a-z{}\"\\r\u{e9}]{0,6}", 0..4),
             end in "(\n|\r\n|\n\n|\r\n\r\n|)",
         ) {
             let raw = lines.join("\n") + &end;

@@ -109,6 +109,14 @@ impl Assembler {
         }
     }
 
+    /// Adds text to choice 0's content: what [`Self::push_value`] does with a content-only
+    /// chunk once an earlier chunk gave the id and model.
+    pub fn push_content(&mut self, text: &str) {
+        let choice = self.choices.entry(0).or_default();
+        choice.content.push_str(text);
+        choice.has_content = true;
+    }
+
     /// The assembled completion, if the stream was whole: parsable chunks and every choice with
     /// a finish reason.
     pub fn finish(self) -> Option<Value> {

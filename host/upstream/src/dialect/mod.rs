@@ -12,6 +12,8 @@
 pub mod messages;
 pub mod responses;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -118,6 +120,51 @@ pub enum StreamEnd {
 pub trait StreamDecoder: Send {
     /// `event` is the SSE `event:` name if the frame had one; `data` the parsed `data:` JSON.
     fn push(&mut self, event: Option<&str>, data: &Value) -> Decoded;
+
+    /// Reads an event from a few borrowed fields of its raw `data:` payload when [`Self::push`]
+    /// would make exactly a [`LiteEvent`] of it; `None` sends the event to `push` (every other
+    /// event, and anything that is not a well-formed JSON object). A passed-through stream is
+    /// mostly text deltas and lifecycle events, and building each one's tree cost more than
+    /// relaying it ([BENCHMARKS.md](../../../../BENCHMARKS.md), front doors).
+    fn lite<'a>(&self, _event: Option<&str>, _data: &'a str) -> Option<Lite<'a>> {
+        None
+    }
+}
+
+/// What [`StreamDecoder::lite`] read of one event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lite<'a> {
+    pub event: LiteEvent<'a>,
+    /// A Responses event's `sequence_number`.
+    pub sequence: Option<u64>,
+}
+
+/// An event whose whole effect is known without its tree.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LiteEvent<'a> {
+    /// Adds this (non-empty) text to the answer's content: `push` would make one chat chunk with
+    /// only `content` in choice 0's delta.
+    Text(Cow<'a, str>),
+    /// Changes nothing: `push` would make no chunk, no end, and leave the decoder as it was.
+    Inert,
+}
+
+/// The `type` a decoder dispatches on: the payload's own, else the SSE event name (as
+/// [`type_of`] with a fallback, read from a borrowed field).
+pub(crate) fn lite_type<'a>(ty: &'a Option<Cow<'a, str>>, event: Option<&'a str>) -> &'a str {
+    match ty.as_deref() {
+        None | Some("") => event.unwrap_or_default(),
+        Some(t) => t,
+    }
+}
+
+/// Parses `data` as `T` only if it is a JSON object: derived structs also accept arrays, which
+/// `push` reads as having no fields.
+pub(crate) fn lite_object<'a, T: serde::Deserialize<'a>>(data: &'a str) -> Option<T> {
+    data.trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str(data).ok())
+        .flatten()
 }
 
 /// The `event:` field of one raw SSE frame (the first one, if a frame repeats it).
@@ -413,6 +460,199 @@ pub(crate) fn chat_completion(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks one event against the promise of [`StreamDecoder::lite`]: whatever it reads, `push`
+    /// makes exactly that of the event and leaves the decoder as it was. Then feeds the event to
+    /// `push`, as the relay would have, so that later events meet the state it leaves.
+    fn lite_agrees<D: StreamDecoder + Clone + std::fmt::Debug>(
+        decoder: &mut D,
+        event: Option<&str>,
+        data: &str,
+    ) -> Option<String> {
+        // Only Responses events carry a sequence number the relay keeps.
+        let numbered = std::any::type_name::<D>().contains("responses");
+        let lite = decoder.lite(event, data);
+        let before = format!("{decoder:?}");
+        let value = serde_json::from_str::<Value>(data).ok();
+        if let Some(lite) = &lite {
+            let value = value.as_ref().expect("lite read an event that is not JSON");
+            assert!(value.is_object(), "lite read a non-object: {data}");
+            let mut probe = decoder.clone();
+            let decoded = probe.push(event, value);
+            assert_eq!(decoded.end, None, "{data}");
+            assert_eq!(
+                format!("{probe:?}"),
+                before,
+                "lite skipped a state change: {data}"
+            );
+            match &lite.event {
+                LiteEvent::Inert => assert!(decoded.chunks.is_empty(), "{data}"),
+                LiteEvent::Text(text) => {
+                    assert_eq!(decoded.chunks.len(), 1, "{data}");
+                    let choice = &decoded.chunks[0]["choices"][0];
+                    assert_eq!(choice["delta"], json!({"content": text.as_ref()}), "{data}");
+                    assert_eq!(choice["finish_reason"], Value::Null, "{data}");
+                    assert_eq!(choice["index"], 0, "{data}");
+                    assert!(decoded.chunks[0].get("usage").is_none(), "{data}");
+                }
+            }
+            let sequence = value.get("sequence_number").and_then(Value::as_u64);
+            assert_eq!(lite.sequence, sequence.filter(|_| numbered), "{data}");
+        }
+        if let Some(value) = &value {
+            decoder.push(event, value);
+        }
+        lite.map(|l| format!("{:?}", l.event))
+    }
+
+    /// Events of both dialects built from parts that exercise every branch of `lite`: known and
+    /// unknown types, in the payload or only in the SSE name, every shape of delta, sequence
+    /// numbers of every JSON type, escapes, and payloads that are not objects.
+    fn event_strategy() -> impl proptest::strategy::Strategy<Value = (Option<String>, String)> {
+        use proptest::prelude::*;
+        let types = prop::sample::select(vec![
+            "content_block_delta",
+            "content_block_start",
+            "content_block_stop",
+            "message_start",
+            "message_delta",
+            "message_stop",
+            "ping",
+            "error",
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.output_item.done",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.refusal.delta",
+            "response.reasoning_text.delta",
+            "response.function_call_arguments.delta",
+            "response.completed",
+            "response.failed",
+            "something.new",
+            "",
+        ]);
+        let deltas = prop::sample::select(vec![
+            None,
+            Some("null"),
+            Some(r#""""#),
+            Some(r#""plain ""#),
+            Some(r#""an \"escaped\" \u00e9""#),
+            Some("5"),
+            Some("[]"),
+            Some(r#"{"type":"text_delta","text":"hi "}"#),
+            Some(r#"{"type":"text_delta","text":""}"#),
+            Some(r#"{"type":"text_delta"}"#),
+            Some(r#"{"type":"text_delta","text":7}"#),
+            Some(r#"{"type":"thinking_delta","thinking":"hm"}"#),
+            Some(r#"{"type":"input_json_delta","partial_json":"{\"a\""}"#),
+            Some(r#"{"type":"signature_delta","signature":"x"}"#),
+            Some(r#"{"stop_reason":"end_turn"}"#),
+        ]);
+        let sequences = prop::sample::select(vec![
+            None,
+            Some("3"),
+            Some("-1"),
+            Some("2.5"),
+            Some(r#""4""#),
+        ]);
+        let extras = prop::sample::select(vec![
+            "",
+            r#","index":0"#,
+            r#","output_index":0,"item":{"type":"message","id":"m"}"#,
+            r#","response":{"id":"resp_1","model":"m","status":"completed","output":[]}"#,
+            r#","message":{"id":"msg_1","model":"m","usage":{"input_tokens":3}}"#,
+            r#","content_block":{"type":"text","text":""}"#,
+        ]);
+        (
+            types,
+            prop::option::of(prop::sample::select(vec![
+                "content_block_delta",
+                "response.output_text.delta",
+                "ping",
+            ])),
+            any::<bool>(),
+            deltas,
+            sequences,
+            extras,
+            prop::sample::select(vec!["object", "array", "broken"]),
+        )
+            .prop_map(|(ty, name, typed, delta, seq, extra, shape)| {
+                let mut fields = Vec::new();
+                if typed {
+                    fields.push(format!(r#""type":"{ty}""#));
+                }
+                if let Some(d) = delta {
+                    fields.push(format!(r#""delta":{d}"#));
+                }
+                if let Some(n) = seq {
+                    fields.push(format!(r#""sequence_number":{n}"#));
+                }
+                let body = format!("{{{}{extra}}}", fields.join(","));
+                let body = body.replacen("{,", "{", 1);
+                let data = match shape {
+                    "object" => body,
+                    "array" => format!("[{body}]"),
+                    _ => body[..body.len() - 1].to_owned(),
+                };
+                (
+                    name.map(str::to_owned).or(typed.then(|| ty.to_owned())),
+                    data,
+                )
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_lite_reads_is_what_push_makes(
+            events in proptest::collection::vec(event_strategy(), 1..12),
+        ) {
+            let mut messages = messages::Decoder::new();
+            let mut responses = responses::Decoder::new();
+            for (event, data) in &events {
+                lite_agrees(&mut messages, event.as_deref(), data);
+                lite_agrees(&mut responses, event.as_deref(), data);
+            }
+        }
+    }
+
+    #[test]
+    fn the_commonest_events_are_read_lite() {
+        let mut m = messages::Decoder::new();
+        let start = r#"{"type":"message_start","message":{"id":"msg_1","model":"m","usage":{"input_tokens":3}}}"#;
+        assert_eq!(lite_agrees(&mut m, Some("message_start"), start), None);
+        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a \"b\""}}"#;
+        assert_eq!(
+            lite_agrees(&mut m, Some("content_block_delta"), delta).as_deref(),
+            Some(r#"Text("a \"b\"")"#)
+        );
+        assert_eq!(
+            lite_agrees(&mut m, Some("ping"), r#"{"type":"ping"}"#).as_deref(),
+            Some("Inert")
+        );
+        let mut r = responses::Decoder::new();
+        let created = r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","model":"m","error":null}}"#;
+        assert_eq!(
+            lite_agrees(&mut r, None, created),
+            None,
+            "the start is read whole"
+        );
+        assert_eq!(
+            lite_agrees(&mut r, None, &created.replace("created", "in_progress")).as_deref(),
+            Some("Inert"),
+            "after the start, a lifecycle event says nothing new"
+        );
+        let delta = r#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"m","output_index":0,"content_index":0,"delta":"This ","logprobs":[]}"#;
+        assert_eq!(
+            r.lite(None, delta),
+            Some(Lite {
+                event: LiteEvent::Text(Cow::Borrowed("This ")),
+                sequence: Some(4)
+            })
+        );
+    }
 
     #[test]
     fn event_names_are_read_from_raw_frames() {

@@ -1,14 +1,19 @@
 //! An Anthropic Messages event stream as chat-completion chunks.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{counts, finish_reason};
-use crate::dialect::{Counts, Decoded, StreamDecoder, StreamEnd, chat_chunk, str_at, type_of};
+use crate::dialect::{
+    Counts, Decoded, Lite, LiteEvent, StreamDecoder, StreamEnd, chat_chunk, lite_object, lite_type,
+    str_at, type_of,
+};
 
 /// Decodes one response's events; see [`StreamDecoder`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Decoder {
     id: Value,
     model: Value,
@@ -51,7 +56,48 @@ impl Decoder {
     }
 }
 
+/// The fields of a Messages event [`StreamDecoder::lite`] reads; the rest is skipped unbuilt.
+#[derive(Deserialize)]
+struct LiteEventFields<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<LiteDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct LiteDelta<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
 impl StreamDecoder for Decoder {
+    fn lite<'a>(&self, event: Option<&str>, data: &'a str) -> Option<Lite<'a>> {
+        let fields: LiteEventFields<'a> = lite_object(data)?;
+        let event = match lite_type(&fields.ty, event) {
+            "content_block_delta" => match fields.delta {
+                // No delta, or one of a type chat cannot carry: nothing.
+                None => LiteEvent::Inert,
+                Some(delta) => match lite_type(&delta.ty, None) {
+                    "text_delta" => match delta.text {
+                        Some(text) if !text.is_empty() => LiteEvent::Text(text),
+                        _ => LiteEvent::Inert,
+                    },
+                    "thinking_delta" | "input_json_delta" => return None,
+                    _ => LiteEvent::Inert,
+                },
+            },
+            "ping" | "content_block_stop" => LiteEvent::Inert,
+            _ => return None,
+        };
+        Some(Lite {
+            event,
+            sequence: None,
+        })
+    }
+
     fn push(&mut self, event: Option<&str>, data: &Value) -> Decoded {
         let mut d = Decoded::default();
         let ty = match type_of(data) {

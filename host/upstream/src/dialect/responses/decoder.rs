@@ -1,14 +1,20 @@
 //! A Responses event stream as chat-completion chunks.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::response::{counts, finish_reason, item_reasoning};
-use crate::dialect::{Decoded, StreamDecoder, StreamEnd, chat_chunk, str_at, type_of};
+use crate::dialect::{
+    Decoded, Lite, LiteEvent, StreamDecoder, StreamEnd, chat_chunk, lite_object, lite_type, str_at,
+    type_of,
+};
 
 /// Decodes one response's events; see [`StreamDecoder`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Decoder {
     id: Value,
     model: Value,
@@ -175,7 +181,59 @@ impl Decoder {
     }
 }
 
+/// The fields of a Responses event [`StreamDecoder::lite`] reads; the rest is skipped unbuilt.
+#[derive(Deserialize)]
+struct LiteEventFields<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(default)]
+    sequence_number: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+}
+
+/// A JSON string, borrowed when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
 impl StreamDecoder for Decoder {
+    fn lite<'a>(&self, event: Option<&str>, data: &'a str) -> Option<Lite<'a>> {
+        let fields: LiteEventFields<'a> = lite_object(data)?;
+        let event = match lite_type(&fields.ty, event) {
+            "response.output_text.delta" | "response.refusal.delta" => {
+                // `push` reads only a string delta, and makes nothing of an empty one.
+                match fields
+                    .delta
+                    .and_then(|raw| serde_json::from_str::<Text<'a>>(raw.get()).ok())
+                {
+                    Some(Text(text)) if !text.is_empty() => LiteEvent::Text(text),
+                    _ => LiteEvent::Inert,
+                }
+            }
+            "response.created" | "response.in_progress" | "response.queued" if !self.started => {
+                return None;
+            }
+            // Every type `push` acts on.
+            "response.output_item.added"
+            | "response.output_item.done"
+            | "response.reasoning_text.delta"
+            | "response.reasoning_summary_text.delta"
+            | "response.function_call_arguments.delta"
+            | "response.custom_tool_call_input.delta"
+            | "response.completed"
+            | "response.incomplete"
+            | "response.failed"
+            | "error" => return None,
+            // Lifecycle events after the start, `*.done` events that repeat what the deltas said,
+            // and types added later.
+            _ => LiteEvent::Inert,
+        };
+        Some(Lite {
+            event,
+            sequence: fields.sequence_number,
+        })
+    }
+
     fn push(&mut self, event: Option<&str>, data: &Value) -> Decoded {
         let mut d = Decoded::default();
         let ty = match type_of(data) {
