@@ -31,7 +31,7 @@ use crate::health::{Admission, Breakers, RetryBudget};
 use crate::passthrough::Original;
 use crate::redact::Redactor;
 use crate::relay::{self, StreamStart};
-use crate::usage::{Usage, usage_in_value, usage_of};
+use crate::usage::Usage;
 
 /// Largest non-streaming response read from an upstream.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -96,12 +96,11 @@ impl<'a> Outbound<'a> {
 
 /// What the winning attempt produced.
 pub enum DeliveredBody {
-    /// A complete JSON response in the upstream's dialect `wire`; `chat` is it as a
-    /// `chat.completion` when `wire` is not chat.
+    /// A complete JSON response in the upstream's dialect `wire`
+    /// ([`dialect::response_chat_view`] reads it as a `chat.completion` when `wire` is not chat).
     Full {
         body: Bytes,
         wire: Api,
-        chat: Option<serde_json::Value>,
         usage: Option<Usage>,
     },
     /// A stream past its commit point.
@@ -891,23 +890,10 @@ async fn attempt(
             "upstream sent a response that is not a JSON object",
         ));
     }
-    let (chat, usage) = match wire {
-        Api::Chat => (None, usage_of(&bytes)),
-        Api::Messages | Api::Responses => {
-            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let chat = if wire == Api::Messages {
-                dialect::messages::response_to_chat(&value)
-            } else {
-                dialect::responses::response_to_chat(&value)
-            };
-            let usage = usage_in_value(&chat);
-            (Some(chat), usage)
-        }
-    };
+    let usage = dialect::response_usage(wire, &bytes);
     Ok(DeliveredBody::Full {
         body: bytes,
         wire,
-        chat,
         usage,
     })
 }

@@ -149,13 +149,15 @@ pub(super) fn delivered(
     }
     let price = snapshot.config.models.get(&delivered.model).cloned();
     match delivered.body {
-        DeliveredBody::Full {
-            body,
-            wire,
-            chat: completion,
-            usage,
-        } => {
+        DeliveredBody::Full { body, wire, usage } => {
             ctx.wire = wire.label();
+            // A non-chat answer is read as chat only when something needs that view: an estimate
+            // of its output, the cache (which stores chat), or a client of another dialect. A
+            // passed-through answer with usage goes out as it came.
+            let needs_view = usage.is_none() || cache_write.is_some() || wire != door.api;
+            let completion = needs_view
+                .then(|| switchyard_upstream::dialect::response_chat_view(wire, &body))
+                .flatten();
             let input = chat.stats.estimated_input_tokens;
             match usage {
                 Some(u) => ctx.settle(Some(u), price.as_ref().map_or(0.0, |p| p.cost(&u)), false),

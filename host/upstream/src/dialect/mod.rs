@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::usage::usage_of;
+use crate::usage::{Usage, usage_of};
 
 /// A wire API spoken by a client or an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -147,6 +147,42 @@ pub enum LiteEvent<'a> {
     Text(Cow<'a, str>),
     /// Changes nothing: `push` would make no chunk, no end, and leave the decoder as it was.
     Inert,
+}
+
+/// A whole response in `wire`'s dialect as a `chat.completion`; `None` for chat itself (the
+/// body already is one) and for a body that is not JSON.
+pub fn response_chat_view(wire: Api, body: &[u8]) -> Option<Value> {
+    let value = match wire {
+        Api::Chat => return None,
+        Api::Messages | Api::Responses => serde_json::from_slice::<Value>(body).ok()?,
+    };
+    Some(match wire {
+        Api::Messages => messages::response_to_chat(&value),
+        _ => responses::response_to_chat(&value),
+    })
+}
+
+/// The usage of a whole response in `wire`'s dialect, as [`response_chat_view`]'s completion
+/// carries it, read from the top-level `usage` alone (a passed-through answer needs no chat view
+/// unless it is cached, translated or carries no usage).
+pub fn response_usage(wire: Api, body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+    let usage = match wire {
+        Api::Chat => return crate::usage::usage_of(body),
+        Api::Messages | Api::Responses => serde_json::from_slice::<Top>(body).ok()?.usage?,
+    };
+    if !usage.is_object() {
+        return None;
+    }
+    let counts = match wire {
+        Api::Messages => messages::counts(&usage),
+        _ => responses::counts(&usage),
+    };
+    crate::usage::usage_in_value(&json!({ "usage": counts.to_chat() }))
 }
 
 /// The `type` a decoder dispatches on: the payload's own, else the SSE event name (as
@@ -616,6 +652,48 @@ mod tests {
                 lite_agrees(&mut responses, event.as_deref(), data);
             }
         }
+    }
+
+    #[test]
+    fn a_whole_answers_usage_is_read_as_its_chat_view_carries_it() {
+        let messages = |usage: &str| {
+            format!(
+                r#"{{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{{"type":"text","text":"hi"}}],"stop_reason":"end_turn"{usage}}}"#
+            )
+        };
+        let responses = |usage: &str| {
+            format!(
+                r#"{{"id":"resp_1","object":"response","status":"completed","model":"m","output":[{{"type":"message","role":"assistant","content":[{{"type":"output_text","text":"hi"}}]}}]{usage}}}"#
+            )
+        };
+        let usages = [
+            "",
+            r#","usage":null"#,
+            r#","usage":7"#,
+            r#","usage":{}"#,
+            r#","usage":{"input_tokens":10,"output_tokens":4}"#,
+            r#","usage":{"input_tokens":10,"cache_read_input_tokens":90,"cache_creation_input_tokens":5,"output_tokens":4}"#,
+            r#","usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":80},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":3}}"#,
+        ];
+        let mut with_usage = 0;
+        for usage in usages {
+            for (wire, body) in [
+                (Api::Messages, messages(usage)),
+                (Api::Responses, responses(usage)),
+            ] {
+                let view = response_chat_view(wire, body.as_bytes()).expect("a chat view");
+                let want = crate::usage::usage_in_value(&view);
+                assert_eq!(
+                    response_usage(wire, body.as_bytes()),
+                    want,
+                    "{wire:?} {body}"
+                );
+                with_usage += usize::from(want.is_some());
+            }
+        }
+        assert!(with_usage >= 8, "the cases carry usage: {with_usage}");
+        assert_eq!(response_chat_view(Api::Chat, b"{}"), None);
+        assert_eq!(response_usage(Api::Messages, b"not json"), None);
     }
 
     #[test]

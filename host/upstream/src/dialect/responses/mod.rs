@@ -13,4 +13,5 @@ pub use decoder::Decoder;
 pub use echo::Echo;
 pub use encoder::Encoder;
 pub use request::request_to_chat;
+pub(crate) use response::counts;
 pub use response::{response_from_chat, response_to_chat};
