@@ -1035,26 +1035,8 @@ pub async fn start_gateway_from_file(path: &std::path::Path) -> TestGateway {
 }
 
 impl TestGateway {
-    /// `GET` an admin endpoint with the test admin token.
-    /// `GET /metrics` on the admin listener: the Prometheus text.
-    pub async fn metrics_text(&self) -> String {
-        let addr = self
-            .gateway
-            .admin_addr()
-            .expect("admin listener configured");
-        let r = request(
-            "GET",
-            &format!("http://{addr}/metrics"),
-            Some(ADMIN_TOKEN),
-            &[],
-            "",
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.text()
-    }
-
-    pub async fn admin_get(&self, path: &str) -> Value {
+    /// `GET` an admin endpoint with the test admin token; the status must be 200.
+    async fn admin_ok(&self, path: &str) -> TestResponse {
         let addr = self
             .gateway
             .admin_addr()
@@ -1067,8 +1049,18 @@ impl TestGateway {
             "",
         )
         .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r
+    }
+
+    /// `GET /metrics` on the admin listener: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.admin_ok("/metrics").await.text()
+    }
+
+    /// `GET` an admin endpoint with the test admin token: its JSON.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        self.admin_ok(path).await.json()
     }
 
     /// The snapshot generation (effective reloads so far).

@@ -258,6 +258,7 @@ impl Pipeline<'_> {
             .map_err(GatewayError::Refused)?;
         Ok((door, chat))
     }
+
     /// Reads the request body within the server's limits; the request holds its share of the
     /// in-flight body budget until it ends.
     async fn read_body(&mut self, req: Request<Incoming>) -> Result<bytes::Bytes, GatewayError> {
