@@ -209,6 +209,18 @@ fn decoder_for(wire: Api) -> Option<Box<dyn StreamDecoder>> {
     }
 }
 
+/// A non-chat event decoded from its whole tree, with its `sequence_number` (Responses); `None`
+/// when its data is not JSON.
+fn decode(
+    decoder: &mut dyn StreamDecoder,
+    event: Option<&str>,
+    data: &str,
+) -> Option<(dialect::Decoded, Option<u64>)> {
+    let value = serde_json::from_str::<Value>(data).ok()?;
+    let sequence = value.get("sequence_number").and_then(Value::as_u64);
+    Some((decoder.push(event, &value), sequence))
+}
+
 /// The start of an event that is not JSON, for the failure that names it.
 fn excerpt(frame: &SseFrame, redactor: &Redactor) -> String {
     let data: String = frame.data().chars().take(60).collect();
@@ -290,11 +302,9 @@ pub async fn start(
                     });
                     continue;
                 }
-                let Ok(value) = serde_json::from_str::<Value>(&data) else {
+                let Some((decoded, sequence)) = decode(dec, event, &data) else {
                     return Err(not_json(&frame));
                 };
-                let sequence = value.get("sequence_number").and_then(Value::as_u64);
-                let decoded = dec.push(event, &value);
                 drop(data);
                 match decoded.end {
                     Some(dialect::StreamEnd::Failed(message)) => {
@@ -1004,13 +1014,12 @@ impl<F: StreamFinish> RelayState<F> {
                 self.queue.push_back(frame.raw.clone());
                 return;
             }
-            let Ok(value) = serde_json::from_str::<Value>(&data) else {
+            let Some((decoded, sequence)) = decode(decoder, event, &data) else {
                 self.malformed();
                 return;
             };
-            let decoded = decoder.push(event, &value);
             if self.wire == Api::Responses
-                && let Some(n) = value.get("sequence_number").and_then(Value::as_u64)
+                && let Some(n) = sequence
             {
                 self.sequence = Some(n);
             }

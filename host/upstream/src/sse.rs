@@ -6,8 +6,10 @@
 //! the first real event or reset the idle timer.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use serde::de::IgnoredAny;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,29 +151,12 @@ fn is_error_object(frame: &[u8]) -> bool {
     if memchr::memmem::find(frame, b"\"error\"").is_none() {
         return false;
     }
-    // Only the top level is read: a Responses lifecycle event carries `"error": null` inside its
-    // `response`, and building its whole tree to find that out cost more than relaying it.
+    // Only the top level's keys are read, the values skipped unbuilt: a Responses lifecycle event
+    // carries `"error": null` inside its `response`, and building its whole tree to find that out
+    // cost more than relaying it.
     let data = payload(frame);
-    data.trim_start().starts_with('{')
-        && serde_json::from_str::<TopLevel>(&data).is_ok_and(|top| top.error.0)
-}
-
-/// The top-level fields of an event that [`is_error_object`] reads; the rest is skipped unbuilt.
-#[derive(serde::Deserialize)]
-struct TopLevel {
-    #[serde(default)]
-    error: Present,
-}
-
-/// Whether a field is there, whatever its value (`null` included).
-#[derive(Default)]
-struct Present(bool);
-
-impl<'de> serde::Deserialize<'de> for Present {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde::de::IgnoredAny::deserialize(d)?;
-        Ok(Present(true))
-    }
+    serde_json::from_str::<HashMap<Cow<'_, str>, IgnoredAny>>(&data)
+        .is_ok_and(|top| top.contains_key("error"))
 }
 
 /// An SSE frame carrying an OpenAI-style error object, ending a stream that failed mid-way.
@@ -195,6 +180,28 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn only_a_top_level_error_member_makes_an_error_event() {
+        let kinds: Vec<FrameKind> = [
+            &b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"error\":null}}\n\n"[..],
+            b"data: [\"error\"]\n\n",
+            b"data: {\"type\":\"x\",\"error\":null}\n\n",
+            b"data: {\"error\":1,\"error\":2}\n\n",
+        ]
+        .iter()
+        .map(|raw| classify(raw))
+        .collect();
+        assert_eq!(
+            kinds,
+            [
+                FrameKind::Data,
+                FrameKind::Data,
+                FrameKind::Error,
+                FrameKind::Error
+            ]
+        );
     }
 
     #[test]

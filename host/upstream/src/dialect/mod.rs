@@ -152,14 +152,12 @@ pub enum LiteEvent<'a> {
 /// A whole response in `wire`'s dialect as a `chat.completion`; `None` for chat itself (the
 /// body already is one) and for a body that is not JSON.
 pub fn response_chat_view(wire: Api, body: &[u8]) -> Option<Value> {
-    let value = match wire {
+    let to_chat = match wire {
         Api::Chat => return None,
-        Api::Messages | Api::Responses => serde_json::from_slice::<Value>(body).ok()?,
+        Api::Messages => messages::response_to_chat,
+        Api::Responses => responses::response_to_chat,
     };
-    Some(match wire {
-        Api::Messages => messages::response_to_chat(&value),
-        _ => responses::response_to_chat(&value),
-    })
+    Some(to_chat(&serde_json::from_slice::<Value>(body).ok()?))
 }
 
 /// The usage of a whole response in `wire`'s dialect, as [`response_chat_view`]'s completion
