@@ -14,8 +14,6 @@ use tokio::time::Instant;
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Most attempts remembered per model and upstream.
 const MAX_SAMPLES: usize = 256;
-/// How long computed figures are reused before they are computed again.
-const REFRESH: Duration = Duration::from_millis(250);
 
 /// The figures for one model on one upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -30,13 +28,62 @@ pub struct Signals {
     pub remaining_tokens: Option<u32>,
 }
 
+/// The attempts in the window, with their figures kept up to date as attempts come and go, so
+/// that reading them (every request's summary does, for each candidate) costs a few loads: sorting
+/// the window on every read, after every attempt had changed it, cost as much as parsing the
+/// request (`BENCHMARKS.md`).
 #[derive(Debug, Default)]
 struct Window {
     /// (when, time to first token if it succeeded, failed with a provider error)
     samples: VecDeque<(Instant, Option<u32>, bool)>,
+    /// The times to first token of `samples`, in order.
+    ttft_sorted: Vec<u32>,
+    /// How many of `samples` failed.
+    failed: u32,
     remaining_requests: Option<u32>,
     remaining_tokens: Option<u32>,
-    computed: Option<(Instant, Signals)>,
+}
+
+impl Window {
+    fn push(&mut self, at: Instant, ttft: Option<u32>, failed: bool) {
+        if self.samples.len() == MAX_SAMPLES {
+            self.pop_oldest();
+        }
+        self.samples.push_back((at, ttft, failed));
+        if let Some(t) = ttft {
+            let i = self.ttft_sorted.partition_point(|&x| x <= t);
+            self.ttft_sorted.insert(i, t);
+        }
+        self.failed += u32::from(failed);
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some((_, ttft, failed)) = self.samples.pop_front() else {
+            return;
+        };
+        if let Some(t) = ttft
+            && let Ok(i) = self.ttft_sorted.binary_search(&t)
+        {
+            self.ttft_sorted.remove(i);
+        }
+        self.failed -= u32::from(failed);
+    }
+
+    /// Forgets the attempts older than [`WINDOW`].
+    fn expire(&mut self, now: Instant) {
+        while self
+            .samples
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) > WINDOW)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    fn percentile(&self, p: f64) -> Option<u32> {
+        let n = self.ttft_sorted.len();
+        (n > 0).then(|| self.ttft_sorted[((n - 1) as f64 * p).round() as usize])
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,11 +138,7 @@ impl UpstreamStats {
         let mut w = e.window.lock();
         let now = Instant::now();
         let ms = ttft.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
-        w.samples.push_back((now, ms, failed));
-        while w.samples.len() > MAX_SAMPLES {
-            w.samples.pop_front();
-        }
-        w.computed = None;
+        w.push(now, ms, failed);
     }
 
     /// Records the rate-limit headroom an upstream reported with a response.
@@ -121,7 +164,6 @@ impl UpstreamStats {
         let mut w = e.window.lock();
         w.remaining_requests = requests.or(w.remaining_requests);
         w.remaining_tokens = tokens.or(w.remaining_tokens);
-        w.computed = None;
     }
 
     /// The figures for `model` on `upstream` now.
@@ -137,37 +179,17 @@ impl UpstreamStats {
         };
         let in_flight = e.in_flight.load(Ordering::Relaxed);
         let mut w = e.window.lock();
-        let now = Instant::now();
-        if let Some((at, s)) = w.computed
-            && now.duration_since(at) < REFRESH
-        {
-            return Signals { in_flight, ..s };
-        }
-        while w
-            .samples
-            .front()
-            .is_some_and(|(at, _, _)| now.duration_since(*at) > WINDOW)
-        {
-            w.samples.pop_front();
-        }
+        w.expire(Instant::now());
         let samples = w.samples.len() as u32;
-        let failed = w.samples.iter().filter(|(_, _, f)| *f).count() as u32;
-        let mut ttft: Vec<u32> = w.samples.iter().filter_map(|(_, t, _)| *t).collect();
-        ttft.sort_unstable();
-        let pct = |p: f64| -> Option<u32> {
-            (!ttft.is_empty()).then(|| ttft[((ttft.len() - 1) as f64 * p).round() as usize])
-        };
-        let s = Signals {
-            ttft_p50_ms: pct(0.5),
-            ttft_p95_ms: pct(0.95),
-            error_rate: (samples > 0).then(|| failed as f32 / samples as f32),
+        Signals {
+            ttft_p50_ms: w.percentile(0.5),
+            ttft_p95_ms: w.percentile(0.95),
+            error_rate: (samples > 0).then(|| w.failed as f32 / samples as f32),
             samples,
             in_flight,
             remaining_requests: w.remaining_requests,
             remaining_tokens: w.remaining_tokens,
-        };
-        w.computed = Some((now, s));
-        s
+        }
     }
 }
 
@@ -195,6 +217,34 @@ mod tests {
         tokio::time::advance(WINDOW + Duration::from_secs(1)).await;
         assert_eq!(stats.signals(&u, "m").samples, 0, "old attempts age out");
         assert_eq!(stats.signals(&u, "other"), Signals::default());
+    }
+
+    proptest::proptest! {
+        /// The figures kept up to date attempt by attempt are the ones a sort of the window gives.
+        #[test]
+        fn kept_figures_are_the_windows_own(
+            attempts in proptest::collection::vec(
+                (0u64..3_000, proptest::option::of(0u32..500), proptest::bool::ANY),
+                0..700,
+            ),
+        ) {
+            let mut w = Window::default();
+            let mut now = Instant::now();
+            for (gap_ms, ttft, failed) in attempts {
+                now += Duration::from_millis(gap_ms);
+                w.push(now, ttft, failed);
+                w.expire(now);
+                let mut sorted: Vec<u32> = w.samples.iter().filter_map(|(_, t, _)| *t).collect();
+                sorted.sort_unstable();
+                proptest::prop_assert!(w.samples.len() <= MAX_SAMPLES);
+                proptest::prop_assert_eq!(&w.ttft_sorted, &sorted);
+                let failed = w.samples.iter().filter(|(_, _, f)| *f).count() as u32;
+                proptest::prop_assert_eq!(w.failed, failed);
+                let pct = |p: f64| (!sorted.is_empty())
+                    .then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize]);
+                proptest::prop_assert_eq!(w.percentile(0.95), pct(0.95));
+            }
+        }
     }
 
     #[test]
