@@ -1,5 +1,7 @@
 //! Text matching for policies: which phrases a prompt excerpt mentions.
 
+use std::borrow::Cow;
+
 /// Whether `text` contains any of `phrases`, ignoring case (as `str::to_lowercase` on both sides
 /// would), in one pass over `text`.
 ///
@@ -18,8 +20,20 @@ pub fn contains_any_ignoring_case<P: AsRef<str>>(text: &str, phrases: &[P]) -> b
         folded.as_bytes()
     };
     // Lowercased phrases hold no ASCII capitals, so an ASCII-case-insensitive comparison with
-    // them equals an exact comparison with the lowercased text.
-    let phrases: Vec<String> = phrases.iter().map(|p| p.as_ref().to_lowercase()).collect();
+    // them equals an exact comparison with the lowercased text. Phrases are usually written in
+    // lowercase ASCII already, and are then used as they are (lowercasing a config's dozen
+    // phrases on every decision cost as much as the search).
+    let phrases: Vec<Cow<'_, str>> = phrases
+        .iter()
+        .map(|p| {
+            let p = p.as_ref();
+            if p.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                Cow::Borrowed(p)
+            } else {
+                Cow::Owned(p.to_lowercase())
+            }
+        })
+        .collect();
     for chunk in phrases.chunks(64) {
         let mut first = [0u64; 256];
         let mut second = [0u64; 256];
