@@ -125,6 +125,7 @@ impl Chunked {
 }
 
 /// What a whole response head says about what follows it.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Next {
     /// A bodyless error hyper wrote: replace it.
     Replace(u16, Option<String>),
@@ -136,11 +137,15 @@ enum Next {
     Through,
 }
 
+/// Reads a whole response head. It runs on every response the gateway sends, so it walks the
+/// head's lines once with `memchr` and looks only at the four headers it needs, by their first
+/// byte; splitting the text on `"\r\n"` and comparing every header's name four times cost as
+/// many instructions as parsing the request (`BENCHMARKS.md`).
 fn judge(head: &[u8]) -> Next {
     let Ok(text) = std::str::from_utf8(head) else {
         return Next::Through;
     };
-    let mut lines = text.split("\r\n");
+    let mut lines = crlf_lines(text);
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
@@ -150,6 +155,10 @@ fn judge(head: &[u8]) -> Next {
     };
     let (mut length, mut chunked, mut typed, mut date) = (None, false, false, None);
     for line in lines {
+        let wanted = |first: u8| matches!(first.to_ascii_lowercase(), b'c' | b't' | b'd');
+        if !line.trim_start().bytes().next().is_some_and(wanted) {
+            continue;
+        }
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -176,6 +185,25 @@ fn judge(head: &[u8]) -> Next {
         (_, Some(n), false) => Next::Length(n),
         _ => Next::Through,
     }
+}
+
+/// The pieces of `text` between `"\r\n"`s, as `text.split("\r\n")` gives them.
+fn crlf_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        let mut from = 0;
+        while let Some(cr) = memchr::memchr(b'\r', &t.as_bytes()[from..]) {
+            let cr = from + cr;
+            if t.as_bytes().get(cr + 1) == Some(&b'\n') {
+                rest = Some(&t[cr + 2..]);
+                return Some(&t[..cr]);
+            }
+            from = cr + 1;
+        }
+        rest = None;
+        Some(t)
+    })
 }
 
 /// The response that replaces hyper's bare one: the same status, with a body.
@@ -667,6 +695,88 @@ mod tests {
         wrapped.write_all(&all).await.unwrap();
         wrapped.flush().await.unwrap();
         assert_eq!(wrapped.inner.calls.concat(), all);
+    }
+
+    /// What `judge` read before it skipped lines by their first byte: every line split on
+    /// `"\r\n"` and every name compared.
+    fn judge_by_splitting(head: &[u8]) -> Next {
+        let Ok(text) = std::str::from_utf8(head) else {
+            return Next::Through;
+        };
+        let mut lines = text.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok());
+        let Some(status) = status else {
+            return Next::Through;
+        };
+        let (mut length, mut chunked, mut typed, mut date) = (None, false, false, None);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim());
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<u64>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value
+                    .as_bytes()
+                    .windows(7)
+                    .any(|w| w.eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case("content-type") {
+                typed = true;
+            } else if name.eq_ignore_ascii_case("date") {
+                date = Some(value);
+            }
+        }
+        if matches!(status, 400 | 414 | 431) && !typed && length == Some(0) {
+            return Next::Replace(status, date.map(str::to_owned));
+        }
+        match (status, length, chunked) {
+            (100..=199 | 204 | 304, _, _) | (_, Some(0), false) => Next::Head,
+            (_, _, true) => Next::Chunked,
+            (_, Some(n), false) => Next::Length(n),
+            _ => Next::Through,
+        }
+    }
+
+    proptest::proptest! {
+        /// Heads made of the pieces that matter (the four headers in any case, spacing and
+        /// order, odd whitespace, stray `\r` and `\n`, a status of any shape) read alike.
+        #[test]
+        fn judge_reads_heads_as_splitting_them_did(
+            status in proptest::sample::select(vec![
+                "HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request", "HTTP/1.1 431 x", "HTTP/1.1 414",
+                "HTTP/1.1 204 No Content", "HTTP/1.1 101 Switching", "HTTP/1.0 304", "HTTP/1.1  200",
+                "HTTP/1.1 abc", "garbage",
+            ]),
+            lines in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "content-length", "Content-Length", " content-length ", "content-type",
+                        "CONTENT-TYPE", "transfer-encoding", "Transfer-Encoding", "date", "Date",
+                        "x-switchyard-model", "connection", "\u{3000}date", "d", "c", "t", "",
+                    ]),
+                    proptest::sample::select(vec![
+                        "0", " 0", "12", "\u{a0}7", "chunked", "gzip, Chunked", "x", "",
+                        "Tue, 01 Dec 2026 22:00:00 GMT",
+                    ]),
+                    proptest::sample::select(vec![":", ": ", " : ", "", ":\r", "\n:"]),
+                ),
+                0..8,
+            ),
+        ) {
+            let mut head = status.to_owned();
+            for (name, value, colon) in lines {
+                head.push_str("\r\n");
+                head.push_str(name);
+                head.push_str(colon);
+                head.push_str(value);
+            }
+            head.push_str("\r\n\r\n");
+            proptest::prop_assert_eq!(judge(head.as_bytes()), judge_by_splitting(head.as_bytes()));
+        }
     }
 
     #[test]
