@@ -96,6 +96,50 @@ async fn chunks_reach_the_client_while_the_upstream_is_still_streaming() {
 }
 
 #[tokio::test]
+async fn events_the_upstream_sent_together_reach_the_client_together() {
+    // Forty events with no pause between them: the mock writes them out in a few writes, as a
+    // provider's stream does when its tokens come faster than the network takes them.
+    let words: Vec<String> = (0..40).map(|i| format!(" w{i}")).collect();
+    let said = words.concat();
+    let mock = MockUpstream::start(move |_| {
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        Reply::stream(FLASH, &refs)
+    })
+    .await;
+    let toml = upstream_toml("primary", &mock.url(), &[FLASH], "")
+        + &policy_toml("ff", "flash-first")
+        + &tenant_toml("a", KEY_A, "ff", &[FLASH], "");
+    let gw = start_gateway(&toml).await;
+    let response = send(
+        "POST",
+        &format!("{}/v1/chat/completions", gw.url),
+        Some(KEY_A),
+        &[],
+        stream_body("go").to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    // Each write of the gateway's is one chunk of the chunked body the client reads.
+    let mut body = response.into_body();
+    let (mut chunks, mut bytes) = (0, Vec::new());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("the stream is whole").into_data() {
+            chunks += 1;
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let frames = sse_data(&bytes);
+    assert_eq!(contents(&frames), said, "every event, in order");
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
+    // One chunk per event was 44; gathering what arrived together makes it a handful.
+    assert!(
+        chunks <= frames.len() / 4,
+        "{chunks} chunks for {} events",
+        frames.len()
+    );
+}
+
+#[tokio::test]
 async fn a_stream_cut_after_the_first_byte_ends_with_an_error_event_and_no_fallback() {
     let primary = MockUpstream::start(|_| {
         Reply::Sse(vec![
