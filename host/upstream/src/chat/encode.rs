@@ -35,10 +35,10 @@ impl StreamEncoder for Encoder {
             if let Some(map) = chunk.as_object_mut() {
                 map.remove("usage");
             }
-            out.push(Bytes::from(format!("data: {chunk}\n\n")));
+            out.push(crate::dialect::data_frame(&chunk));
             return;
         }
-        out.push(Bytes::from(format!("data: {chunk}\n\n")));
+        out.push(crate::dialect::data_frame(&chunk));
     }
 
     fn finish(&mut self, out: &mut Vec<Bytes>) {
