@@ -38,7 +38,7 @@ impl StreamEncoder for Encoder {
             out.push(crate::dialect::data_frame(&chunk));
             return;
         }
-        out.push(crate::dialect::data_frame(&chunk));
+        out.push(crate::dialect::data_frame(chunk));
     }
 
     fn finish(&mut self, out: &mut Vec<Bytes>) {
