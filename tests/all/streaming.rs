@@ -30,6 +30,28 @@ async fn two_upstreams(
     (primary, backup, gw)
 }
 
+/// A gateway with one upstream, `main`, serving Flash, and a streamed chat request to it; the
+/// response's head, its body still arriving.
+async fn stream_through(
+    mock: &MockUpstream,
+    said: &str,
+) -> (TestGateway, hyper::Response<hyper::body::Incoming>) {
+    let toml = upstream_toml("main", &mock.url(), &[FLASH], "")
+        + &policy_toml("ff", "flash-first")
+        + &tenant_toml("a", KEY_A, "ff", &[FLASH], "");
+    let gw = start_gateway(&toml).await;
+    let response = send(
+        "POST",
+        &format!("{}/v1/chat/completions", gw.url),
+        Some(KEY_A),
+        &[],
+        stream_body(said).to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    (gw, response)
+}
+
 fn contents(frames: &[String]) -> String {
     frames
         .iter()
@@ -58,20 +80,7 @@ async fn chunks_reach_the_client_while_the_upstream_is_still_streaming() {
         ])
     })
     .await;
-    let toml = upstream_toml("main", &mock.url(), &[FLASH], "")
-        + &policy_toml("ff", "flash-first")
-        + &tenant_toml("a", KEY_A, "ff", &[FLASH], "");
-    let gw = start_gateway(&toml).await;
-
-    let response = send(
-        "POST",
-        &format!("{}/v1/chat/completions", gw.url),
-        Some(KEY_A),
-        &[],
-        stream_body("hi").to_string(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
+    let (_gw, response) = stream_through(&mock, "hi").await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(response.headers()["x-switchyard-model"], FLASH);
     let mut body = response.into_body();
@@ -106,19 +115,7 @@ async fn events_the_upstream_sent_together_reach_the_client_together() {
         Reply::stream(FLASH, &refs)
     })
     .await;
-    let toml = upstream_toml("primary", &mock.url(), &[FLASH], "")
-        + &policy_toml("ff", "flash-first")
-        + &tenant_toml("a", KEY_A, "ff", &[FLASH], "");
-    let gw = start_gateway(&toml).await;
-    let response = send(
-        "POST",
-        &format!("{}/v1/chat/completions", gw.url),
-        Some(KEY_A),
-        &[],
-        stream_body("go").to_string(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
+    let (_gw, response) = stream_through(&mock, "go").await;
     // Each write of the gateway's is one chunk of the chunked body the client reads.
     let mut body = response.into_body();
     let (mut chunks, mut bytes) = (0, Vec::new());

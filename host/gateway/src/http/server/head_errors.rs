@@ -138,52 +138,71 @@ enum Next {
 }
 
 /// Reads a whole response head. It runs on every response the gateway sends, so it walks the
-/// head's lines once with `memchr` and looks only at the four headers it needs, by their first
-/// byte; splitting the text on `"\r\n"` and comparing every header's name four times cost as
-/// many instructions as parsing the request (`BENCHMARKS.md`).
+/// head's lines once with `memchr` and looks only at lines that can be one of the four headers
+/// it needs, by their first byte; splitting the text on `"\r\n"` and comparing every header's
+/// name four times cost as many instructions as parsing the request (`BENCHMARKS.md`).
 fn judge(head: &[u8]) -> Next {
     let Ok(text) = std::str::from_utf8(head) else {
         return Next::Through;
     };
     let mut lines = crlf_lines(text);
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse::<u16>().ok());
-    let Some(status) = status else {
+    let Some(status) = lines.next().and_then(status_of) else {
         return Next::Through;
     };
-    let (mut length, mut chunked, mut typed, mut date) = (None, false, false, None);
+    let mut headers = Headers::default();
     for line in lines {
         let wanted = |first: u8| matches!(first.to_ascii_lowercase(), b'c' | b't' | b'd');
-        if !line.trim_start().bytes().next().is_some_and(wanted) {
-            continue;
+        if line.trim_start().bytes().next().is_some_and(wanted) {
+            headers.read(line);
         }
+    }
+    headers.verdict(status)
+}
+
+/// The status of a status line (`HTTP/1.1 200 OK`).
+fn status_of(line: &str) -> Option<u16> {
+    line.split(' ').nth(1)?.parse().ok()
+}
+
+/// What the headers of a response head say about its body.
+#[derive(Default)]
+struct Headers<'a> {
+    length: Option<u64>,
+    chunked: bool,
+    typed: bool,
+    date: Option<&'a str>,
+}
+
+impl<'a> Headers<'a> {
+    fn read(&mut self, line: &'a str) {
         let Some((name, value)) = line.split_once(':') else {
-            continue;
+            return;
         };
         let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse::<u64>().ok();
+            self.length = value.parse::<u64>().ok();
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
+            self.chunked = value
                 .as_bytes()
                 .windows(7)
                 .any(|w| w.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case("content-type") {
-            typed = true;
+            self.typed = true;
         } else if name.eq_ignore_ascii_case("date") {
-            date = Some(value);
+            self.date = Some(value);
         }
     }
-    if matches!(status, 400 | 414 | 431) && !typed && length == Some(0) {
-        return Next::Replace(status, date.map(str::to_owned));
-    }
-    match (status, length, chunked) {
-        (100..=199 | 204 | 304, _, _) | (_, Some(0), false) => Next::Head,
-        (_, _, true) => Next::Chunked,
-        (_, Some(n), false) => Next::Length(n),
-        _ => Next::Through,
+
+    fn verdict(self, status: u16) -> Next {
+        if matches!(status, 400 | 414 | 431) && !self.typed && self.length == Some(0) {
+            return Next::Replace(status, self.date.map(str::to_owned));
+        }
+        match (status, self.length, self.chunked) {
+            (100..=199 | 204 | 304, _, _) | (_, Some(0), false) => Next::Head,
+            (_, _, true) => Next::Chunked,
+            (_, Some(n), false) => Next::Length(n),
+            _ => Next::Through,
+        }
     }
 }
 
@@ -698,47 +717,18 @@ mod tests {
     }
 
     /// What `judge` read before it skipped lines by their first byte: every line split on
-    /// `"\r\n"` and every name compared.
+    /// `"\r\n"` and every one read.
     fn judge_by_splitting(head: &[u8]) -> Next {
         let Ok(text) = std::str::from_utf8(head) else {
             return Next::Through;
         };
         let mut lines = text.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse::<u16>().ok());
-        let Some(status) = status else {
+        let Some(status) = lines.next().and_then(status_of) else {
             return Next::Through;
         };
-        let (mut length, mut chunked, mut typed, mut date) = (None, false, false, None);
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim(), value.trim());
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse::<u64>().ok();
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value
-                    .as_bytes()
-                    .windows(7)
-                    .any(|w| w.eq_ignore_ascii_case(b"chunked"));
-            } else if name.eq_ignore_ascii_case("content-type") {
-                typed = true;
-            } else if name.eq_ignore_ascii_case("date") {
-                date = Some(value);
-            }
-        }
-        if matches!(status, 400 | 414 | 431) && !typed && length == Some(0) {
-            return Next::Replace(status, date.map(str::to_owned));
-        }
-        match (status, length, chunked) {
-            (100..=199 | 204 | 304, _, _) | (_, Some(0), false) => Next::Head,
-            (_, _, true) => Next::Chunked,
-            (_, Some(n), false) => Next::Length(n),
-            _ => Next::Through,
-        }
+        let mut headers = Headers::default();
+        lines.for_each(|line| headers.read(line));
+        headers.verdict(status)
     }
 
     proptest::proptest! {
