@@ -149,9 +149,10 @@ fn judge(head: &[u8]) -> Next {
     let Some(status) = lines.next().and_then(status_of) else {
         return Next::Through;
     };
+    // The first letters of `content-length`, `content-type`, `transfer-encoding` and `date`.
+    let wanted = |first: u8| matches!(first.to_ascii_lowercase(), b'c' | b't' | b'd');
     let mut headers = Headers::default();
     for line in lines {
-        let wanted = |first: u8| matches!(first.to_ascii_lowercase(), b'c' | b't' | b'd');
         if line.trim_start().bytes().next().is_some_and(wanted) {
             headers.read(line);
         }
@@ -208,21 +209,14 @@ impl<'a> Headers<'a> {
 
 /// The pieces of `text` between `"\r\n"`s, as `text.split("\r\n")` gives them.
 fn crlf_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let t = rest?;
-        let mut from = 0;
-        while let Some(cr) = memchr::memchr(b'\r', &t.as_bytes()[from..]) {
-            let cr = from + cr;
-            if t.as_bytes().get(cr + 1) == Some(&b'\n') {
-                rest = Some(&t[cr + 2..]);
-                return Some(&t[..cr]);
-            }
-            from = cr + 1;
-        }
-        rest = None;
-        Some(t)
-    })
+    let mut start = 0;
+    memchr::memmem::find_iter(text.as_bytes(), b"\r\n")
+        .chain(std::iter::once(text.len()))
+        .map(move |end| {
+            let line = &text[start..end];
+            start = end + 2;
+            line
+        })
 }
 
 /// The response that replaces hyper's bare one: the same status, with a body.
