@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -38,6 +38,7 @@ use futures_util::{FutureExt, stream};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -533,8 +534,10 @@ fn chunk_is_substantive(v: &Value) -> bool {
 }
 
 fn usage_in(frame: &SseFrame) -> Option<Usage> {
-    // Most events carry no usage: skip the JSON parse for them.
-    memchr::memmem::find(&frame.raw, b"\"usage\"")?;
+    // Most events carry no usage: skip the JSON parse for them. The searcher is built once:
+    // building it for every event cost more than the search.
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+    USAGE.find(&frame.raw)?;
     usage_of(frame.data().as_bytes())
 }
 

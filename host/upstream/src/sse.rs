@@ -7,8 +7,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 use serde::de::IgnoredAny;
 
 /// What a frame carries.
@@ -160,7 +162,9 @@ fn classify(raw: &[u8]) -> FrameKind {
 /// Whether the frame's payload is a JSON object with a top-level `error` member. Only payloads
 /// that mention `"error"` at all are parsed.
 fn is_error_object(frame: &[u8]) -> bool {
-    if memchr::memmem::find(frame, b"\"error\"").is_none() {
+    // Built once: building the searcher for every event cost more than the search.
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+    if ERROR.find(frame).is_none() {
         return false;
     }
     // Only the top level's keys are read, the values skipped unbuilt: a Responses lifecycle event
