@@ -15,27 +15,32 @@ use crate::error::GatewayError;
 /// The body of every response the gateway sends.
 pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
 
-/// Response headers the gateway adds.
+/// Response headers the gateway adds. Names made once (`HeaderName::from_static`): a name given
+/// as a string is parsed and, for these non-standard ones, copied into a new allocation on every
+/// response.
 pub mod headers {
-    pub const REQUEST_ID: &str = "x-request-id";
+    use http::HeaderName;
+
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     /// The request id under the name Anthropic's API uses.
-    pub const ANTHROPIC_REQUEST_ID: &str = "request-id";
+    pub const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
     /// Set (`true`) on a token count that is the host's estimate, not the provider's tokenizer.
-    pub const TOKENS_ESTIMATED: &str = "x-switchyard-tokens-estimated";
-    pub const MODEL: &str = "x-switchyard-model";
-    pub const UPSTREAM: &str = "x-switchyard-upstream";
-    pub const POLICY: &str = "x-switchyard-policy";
-    pub const ATTEMPTS: &str = "x-switchyard-attempts";
-    pub const DECISION_US: &str = "x-switchyard-decision-us";
-    pub const COST_USD: &str = "x-switchyard-cost-usd";
+    pub const TOKENS_ESTIMATED: HeaderName =
+        HeaderName::from_static("x-switchyard-tokens-estimated");
+    pub const MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+    pub const UPSTREAM: HeaderName = HeaderName::from_static("x-switchyard-upstream");
+    pub const POLICY: HeaderName = HeaderName::from_static("x-switchyard-policy");
+    pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+    pub const DECISION_US: HeaderName = HeaderName::from_static("x-switchyard-decision-us");
+    pub const COST_USD: HeaderName = HeaderName::from_static("x-switchyard-cost-usd");
     /// Set (`true`) when the cost is an estimate (the provider reported no usage).
-    pub const COST_ESTIMATED: &str = "x-switchyard-cost-estimated";
-    pub const SIMULATED: &str = "x-switchyard-simulated";
+    pub const COST_ESTIMATED: HeaderName = HeaderName::from_static("x-switchyard-cost-estimated");
+    pub const SIMULATED: HeaderName = HeaderName::from_static("x-switchyard-simulated");
     /// The policy failed this way and the tenant's default route served the request.
-    pub const POLICY_FAILURE: &str = "x-switchyard-policy-failure";
-    pub const TAGS: &str = "x-switchyard-tags";
-    pub const CACHE: &str = "x-switchyard-cache";
-    pub const SAVED_USD: &str = "x-switchyard-saved-usd";
+    pub const POLICY_FAILURE: HeaderName = HeaderName::from_static("x-switchyard-policy-failure");
+    pub const TAGS: HeaderName = HeaderName::from_static("x-switchyard-tags");
+    pub const CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
+    pub const SAVED_USD: HeaderName = HeaderName::from_static("x-switchyard-saved-usd");
 }
 
 /// A whole response with `content_type`.
