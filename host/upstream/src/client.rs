@@ -247,25 +247,33 @@ impl UpstreamClient {
         request_id: &str,
         trace_headers: &[(&'static str, HeaderValue)],
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        // Static names and values: a string is parsed and copied into a new allocation on every
+        // request.
         let mut req = Request::post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .header(
+                header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            )
             .header(
                 header::USER_AGENT,
-                concat!("switchyard/", env!("CARGO_PKG_VERSION")),
+                HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION"))),
             )
             .body(body)
             .expect("a request built from a valid URI and static headers is valid");
         let headers = req.headers_mut();
         if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", id);
+            headers.insert(header::HeaderName::from_static("x-request-id"), id);
         }
         if let Some((name, value)) = &self.auth {
             headers.insert(name.clone(), value.clone());
         }
         if self.settings.kind == ProviderKind::Anthropic {
             headers.insert(
-                "anthropic-version",
+                header::HeaderName::from_static("anthropic-version"),
                 HeaderValue::from_static(ANTHROPIC_VERSION),
             );
         }
