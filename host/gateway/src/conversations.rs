@@ -75,14 +75,21 @@ impl Default for Conversations {
 }
 
 impl Conversations {
-    /// What the host knows of `key` for `tenant`, as the policy sees it.
-    pub fn view(&self, tenant: &Arc<str>, key: ConversationKey) -> Conversation {
+    /// What the host knows of `key` for `tenant`, as the policy sees it, and the upstream that
+    /// served the last turn (for the chooser's conversation affinity): one look-up for both.
+    pub fn view(
+        &self,
+        tenant: &Arc<str>,
+        key: ConversationKey,
+    ) -> (Conversation, Option<Arc<str>>) {
         let source = if key.from_user {
             ConversationSource::User
         } else {
             ConversationSource::Prefix
         };
-        match self.turns.get(&(tenant.clone(), key.key)) {
+        let turn = self.turns.get(&(tenant.clone(), key.key));
+        let upstream = turn.as_ref().map(|t| t.upstream.clone());
+        let view = match turn {
             None => Conversation {
                 key: key.key,
                 source,
@@ -101,12 +108,8 @@ impl Conversations {
                 last_cache_hit_ratio: t.cache_hit_ratio,
                 since_last_ms: Some(t.at.elapsed().as_millis() as u64),
             },
-        }
-    }
-
-    /// The upstream that served the conversation's last turn.
-    pub fn last_upstream(&self, tenant: &Arc<str>, key: u64) -> Option<Arc<str>> {
-        self.turns.get(&(tenant.clone(), key)).map(|t| t.upstream)
+        };
+        (view, upstream)
     }
 
     /// Records a turn that `model` on `upstream` served.
@@ -145,7 +148,8 @@ mod tests {
         let c = Conversations::default();
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         let key = ConversationKey::of(None, 7);
-        assert_eq!(c.view(&a, key).turns, 0);
+        let (v, upstream) = c.view(&a, key);
+        assert_eq!((v.turns, upstream), (0, None));
         let up: Arc<str> = "u1".into();
         c.served(
             &a,
@@ -158,12 +162,13 @@ mod tests {
                 completion_tokens: 5,
             }),
         );
-        let v = c.view(&a, key);
+        let (v, upstream) = c.view(&a, key);
         assert_eq!(v.turns, 1);
         assert_eq!(v.last_upstream.as_deref(), Some("u1"));
+        assert_eq!(upstream, Some(up), "the chooser's upstream is the policy's");
         assert_eq!(v.last_cache_hit_ratio, Some(0.8));
         assert_eq!(
-            c.view(&b, key).turns,
+            c.view(&b, key).0.turns,
             0,
             "tenants never see each other's conversations"
         );

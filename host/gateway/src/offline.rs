@@ -192,6 +192,7 @@ impl OfflineTenant {
             ChatRequest::parse(Bytes::copy_from_slice(body), 100_000).map_err(|e| e.to_string())?;
         let tenant = &self.tenant;
         let key = ConversationKey::of(chat.stats.user.as_deref(), chat.stats.prefix_key);
+        let (seen, last_upstream) = self.conversations.view(&tenant.name, key);
         let context = routing::Context {
             request_id: id,
             seed: crate::pipeline::seed_of(id),
@@ -211,7 +212,7 @@ impl OfflineTenant {
                 tokens_per_minute: None,
                 tokens_remaining: None,
             },
-            conversation: self.conversations.view(&tenant.name, key),
+            conversation: seen,
             received_at: at,
         };
         let mut summary = routing::summarise(tenant, &chat, context);
@@ -230,7 +231,7 @@ impl OfflineTenant {
             tenant: &tenant.name,
             round_robin: &self.round_robin,
             breakers: &self.breakers,
-            last_upstream: self.conversations.last_upstream(&tenant.name, key.key),
+            last_upstream,
         };
         let decision = tenant
             .policy

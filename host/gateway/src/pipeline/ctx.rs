@@ -118,6 +118,9 @@ pub(crate) struct RequestCtx {
     /// The conversation the request continues, and its tenant, for the record a finished turn
     /// leaves (see [`Finish`]).
     pub conversation: Option<ConversationKey>,
+    /// The upstream that served the conversation's last turn, as it stood when the request was
+    /// summarised.
+    pub last_upstream: Option<Arc<str>>,
     /// What the request's end tells the host and the policy.
     pub finish: Option<Finish>,
     /// The budget held for this request, and the estimate it was reserved at.
@@ -178,6 +181,7 @@ impl RequestCtx {
             requests_remaining: None,
             tokens_remaining: None,
             conversation: None,
+            last_upstream: None,
             finish: None,
             reservation: None,
             output_budget: None,
@@ -275,6 +279,7 @@ impl RequestCtx {
             requests_remaining: self.requests_remaining,
             tokens_remaining: self.tokens_remaining,
             conversation: self.conversation,
+            last_upstream: self.last_upstream.take(),
             finish: self.finish.take(),
             reservation: self.reservation.take(),
             output_budget: self.output_budget,

@@ -298,6 +298,8 @@ impl Pipeline<'_> {
         };
         let conversation = ConversationKey::of(chat.stats.user.as_deref(), chat.stats.prefix_key);
         self.ctx.conversation = Some(conversation);
+        let (seen, last_upstream) = self.services.conversations.view(&tenant.name, conversation);
+        self.ctx.last_upstream = last_upstream;
         let rate_limits = RateLimits {
             requests_per_minute: quota.requests_per_minute,
             requests_remaining: self.ctx.requests_remaining,
@@ -313,7 +315,7 @@ impl Pipeline<'_> {
             stats: &self.services.stats,
             budget,
             rate_limits,
-            conversation: self.services.conversations.view(&tenant.name, conversation),
+            conversation: seen,
             received_at: self.ctx.received_at,
         };
         let mut summary = routing::summarise(tenant, chat, context);
@@ -608,11 +610,7 @@ impl Pipeline<'_> {
             tenant: &tenant.name,
             round_robin: &self.services.round_robin,
             breakers: &self.services.breakers,
-            last_upstream: self.ctx.conversation.and_then(|c| {
-                self.services
-                    .conversations
-                    .last_upstream(&tenant.name, c.key)
-            }),
+            last_upstream: self.ctx.last_upstream.clone(),
         }
     }
 }
