@@ -180,7 +180,7 @@ pub fn response_usage(wire: Api, body: &[u8]) -> Option<Usage> {
         Api::Messages => messages::counts(&usage),
         _ => responses::counts(&usage),
     };
-    crate::usage::usage_in_value(&json!({ "usage": counts.to_chat() }))
+    Some(counts.usage())
 }
 
 /// The `type` a decoder dispatches on: the payload's own, else the SSE event name (as
@@ -336,6 +336,16 @@ impl Counts {
             cache_write,
             reasoning: u64_at(usage, &["completion_tokens_details", "reasoning_tokens"]),
         })
+    }
+
+    /// The gateway's usage, as `usage::usage_of` reads [`Counts::to_chat`] (without building
+    /// that object and reading it back).
+    pub fn usage(self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt,
+            cached_prompt_tokens: self.cached.min(self.prompt),
+            completion_tokens: self.completion,
+        }
     }
 
     /// The canonical chat `usage` object, readable by `usage::usage_of`.
@@ -780,6 +790,24 @@ mod tests {
         assert_eq!(user_id(json), Some(hashed));
         assert_eq!(user_id(&"a".repeat(513)).unwrap().len(), 34);
         assert_eq!(user_id(""), None);
+    }
+
+    proptest::proptest! {
+        /// The usage made from counts is what reading their chat object back gives.
+        #[test]
+        fn usage_from_counts_is_their_chat_objects(
+            prompt in 0u64..1 << 40,
+            cached in 0u64..1 << 40,
+            completion in 0u64..1 << 40,
+            cache_write in 0u64..1 << 20,
+            reasoning in 0u64..1 << 20,
+        ) {
+            let c = Counts { prompt, cached, completion, cache_write, reasoning };
+            proptest::prop_assert_eq!(
+                Some(c.usage()),
+                crate::usage::usage_in_value(&json!({ "usage": c.to_chat() }))
+            );
+        }
     }
 
     #[test]
