@@ -22,8 +22,10 @@ pub(crate) struct Door {
     /// The client's own body, when it is not chat completions: sent as it is to upstreams that
     /// speak its dialect, and the source of its cache key.
     pub original: Option<Original>,
-    /// What a Responses reply echoes of its request.
-    echo: Option<dialect::responses::Echo>,
+    /// A Responses request as read, for what a translated reply echoes of it: made into that
+    /// echo only when a reply is translated (a passed-through reply carries the upstream's, and
+    /// the echo copies the request's instructions and tools).
+    responses_request: Option<Value>,
 }
 
 impl Door {
@@ -38,7 +40,7 @@ impl Door {
             let door = Door {
                 api,
                 original: None,
-                echo: None,
+                responses_request: None,
             };
             return Ok((door, chat));
         }
@@ -58,8 +60,9 @@ impl Door {
             _ => dialect::responses::request_to_chat(&value),
         }
         .map_err(untranslatable)?;
-        let echo = (api == Api::Responses).then(|| dialect::responses::Echo::from_request(&value));
-        let chat_body = serde_json::to_vec(&translated)
+        // About the size of the request it translates: written without growing.
+        let mut chat_body = Vec::with_capacity(body.len() + 256);
+        serde_json::to_writer(&mut chat_body, &translated)
             .map_err(|e| GatewayError::Internal(format!("translated request: {e}")))?;
         let chat =
             ChatRequest::parse(Bytes::from(chat_body), max_messages).map_err(invalid_request)?;
@@ -67,9 +70,16 @@ impl Door {
         let door = Door {
             api,
             original: Some(original),
-            echo,
+            responses_request: (api == Api::Responses).then_some(value),
         };
         Ok((door, chat))
+    }
+
+    /// What a translated Responses reply echoes of its request.
+    fn echo(&self) -> Option<dialect::responses::Echo> {
+        self.responses_request
+            .as_ref()
+            .map(dialect::responses::Echo::from_request)
     }
 
     /// The request as the fallback loop sends it.
@@ -98,13 +108,13 @@ impl Door {
     }
 
     fn encoder(&self, id: &str, model: &str, include_usage: bool) -> Box<dyn StreamEncoder> {
-        match (self.api, &self.echo) {
+        match (self.api, self.echo()) {
             (Api::Messages, _) => Box::new(dialect::messages::Encoder::new(
                 format!("msg_{id}"),
                 model.to_owned(),
             )),
             (Api::Responses, Some(echo)) => Box::new(dialect::responses::Encoder::new(
-                echo.clone(),
+                echo,
                 format!("resp_{id}"),
                 now(),
             )),
@@ -139,11 +149,11 @@ impl Door {
 
     /// A `chat.completion` in the client's dialect.
     pub fn render(&self, completion: &Value, id: &str, model: &str) -> Bytes {
-        let out = match (self.api, &self.echo) {
+        let out = match (self.api, self.echo()) {
             (Api::Messages, _) => dialect::messages::response_from_chat(completion, model),
             (Api::Responses, Some(echo)) => dialect::responses::response_from_chat(
                 completion,
-                echo,
+                &echo,
                 &format!("resp_{id}"),
                 now(),
             ),
