@@ -84,13 +84,18 @@ pub fn usage_of(json: &[u8]) -> Option<Usage> {
 
 /// Usage from an already parsed document (a translated response or stream chunk).
 pub fn usage_in_value(json: &serde_json::Value) -> Option<Usage> {
-    let usage = json.get("usage").filter(|u| !u.is_null())?;
+    usage_of_object(json.get("usage").filter(|u| !u.is_null())?)
+}
+
+/// Usage from an already parsed `usage` object itself.
+pub(crate) fn usage_of_object(usage: &serde_json::Value) -> Option<Usage> {
     WireUsage::deserialize(usage).ok().map(Usage::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn deepseek_cache_fields_are_read() {
@@ -128,5 +133,38 @@ mod tests {
         assert_eq!(usage_of(br#"{"choices":[]}"#), None);
         assert_eq!(usage_of(br#"{"usage":null}"#), None);
         assert_eq!(usage_of(b"not json"), None);
+    }
+
+    proptest::proptest! {
+        /// A parsed `usage` object reads as the same usage as its document's bytes do.
+        #[test]
+        fn a_parsed_usage_object_reads_as_its_bytes_do(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "prompt_cache_hit_tokens",
+                        "prompt_cache_miss_tokens",
+                        "prompt_tokens_details",
+                        "total_tokens",
+                    ]),
+                    proptest::prop_oneof![
+                        (0u64..1 << 40).prop_map(serde_json::Value::from),
+                        (0u64..1000).prop_map(|n| serde_json::json!({ "cached_tokens": n })),
+                        proptest::strategy::Just(serde_json::json!("7")),
+                        proptest::strategy::Just(serde_json::Value::Null),
+                        proptest::strategy::Just(serde_json::json!(-1)),
+                    ],
+                ),
+                0..6,
+            ),
+        ) {
+            let usage: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let usage = serde_json::Value::Object(usage);
+            let doc = serde_json::to_vec(&serde_json::json!({ "usage": usage })).unwrap();
+            proptest::prop_assert_eq!(usage_of_object(&usage), usage_of(&doc));
+        }
     }
 }

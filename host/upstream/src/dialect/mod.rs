@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::usage::{Usage, usage_of};
+use crate::usage::{Usage, usage_of_object};
 
 /// A wire API spoken by a client or an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -325,8 +325,7 @@ impl Counts {
         if !usage.is_object() {
             return None;
         }
-        let doc = serde_json::to_vec(&json!({ "usage": usage })).ok()?;
-        let u = usage_of(&doc)?;
+        let u = usage_of_object(usage)?;
         let cache_write = u64_at(usage, &["cache_creation_input_tokens"])
             .min(u.prompt_tokens.saturating_sub(u.cached_prompt_tokens));
         Some(Counts {
