@@ -55,7 +55,11 @@ pub fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp
 
 /// A JSON response.
 pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<ResponseBody> {
-    full(status, "application/json", Bytes::from(body.to_string()))
+    full(
+        status,
+        "application/json",
+        switchyard_upstream::dialect::json_bytes(body),
+    )
 }
 
 /// The one place a [`GatewayError`] becomes a response, in the shape of the API the client

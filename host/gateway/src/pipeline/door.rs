@@ -157,9 +157,9 @@ impl Door {
                 &format!("resp_{id}"),
                 now(),
             ),
-            _ => return Bytes::from(completion.to_string()),
+            _ => return dialect::json_bytes(completion),
         };
-        Bytes::from(out.to_string())
+        dialect::json_bytes(&out)
     }
 
     /// A cached `chat.completion` replayed as a stream in the client's dialect.

@@ -274,6 +274,15 @@ pub(crate) fn data_frame(data: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// `value` as compact JSON (the bytes its `Display` writes), written as [`frame`] writes an
+/// event's: a whole translated answer through `to_string` went token by token through the
+/// formatting machinery.
+pub fn json_bytes(value: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(1024);
+    write_json(&mut out, value);
+    Bytes::from(out)
+}
+
 /// Appends `value` as compact JSON, the bytes its `Display` writes.
 fn write_json(out: &mut Vec<u8>, value: &Value) {
     // Writing a `Value` into a `Vec` cannot fail: its map keys are strings and a `Vec` takes
@@ -807,6 +816,12 @@ mod tests {
                 crate::usage::usage_in_value(&json!({ "usage": c.to_chat() }))
             );
         }
+    }
+
+    #[test]
+    fn json_bytes_are_what_display_writes() {
+        let v = json!({"a": "tab\t \"quote\" é \u{1}", "n": [1, -2.5, null, true], "o": {}});
+        assert_eq!(json_bytes(&v), v.to_string().as_bytes());
     }
 
     #[test]
