@@ -709,7 +709,7 @@ fn resume_body(
     };
     Ok((
         wire,
-        SplicedBody::whole(Bytes::from(body.to_string())),
+        SplicedBody::whole(dialect::json_bytes(&body)),
         trimmed.to_owned(),
     ))
 }
@@ -778,7 +778,7 @@ fn outgoing(
         })?;
         return Ok((
             Api::Messages,
-            SplicedBody::whole(Bytes::from(messages.to_string())),
+            SplicedBody::whole(dialect::json_bytes(&messages)),
         ));
     }
     Err(format!(
