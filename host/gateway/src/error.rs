@@ -266,7 +266,7 @@ impl GatewayError {
         {
             error.insert("code".into(), code.as_str().into());
         }
-        Bytes::from(body.to_string())
+        switchyard_upstream::dialect::json_bytes(&body)
     }
 }
 

@@ -91,7 +91,7 @@ fn json_response(status: StatusCode, body: Value) -> Response<Body> {
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-simulated", "true")
-        .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())
+        .body(Full::new(switchyard_upstream::dialect::json_bytes(&body)).boxed_unsync())
         .unwrap_or_default()
 }
 

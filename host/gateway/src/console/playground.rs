@@ -292,7 +292,7 @@ fn request_like(d: &Detail) -> Value {
     with_empty.push(last(String::new()));
     probe["messages"] = json!(with_empty);
     let base = switchyard_upstream::chat::ChatRequest::parse(
-        bytes::Bytes::from(probe.to_string()),
+        switchyard_upstream::dialect::json_bytes(&probe),
         100_000,
     )
     .map_or(0, |c| c.stats.estimated_input_tokens);

@@ -186,7 +186,7 @@ impl Pipeline<'_> {
         }
         let (_, chat) = Door::open(
             Api::Messages,
-            bytes::Bytes::from(value.to_string()),
+            switchyard_upstream::dialect::json_bytes(&value),
             server.max_messages,
         )?;
         check_requested_model(
